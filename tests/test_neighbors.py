@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import densitydp as dd
+from densitydp import _kernels
+from densitydp import neighbors as nb
+
+from reference import neighbors as ref
+
+
+@pytest.mark.parametrize(("n_words", "dim", "k"), [(2, 3, 2), (50, 4, 50), (600, 8, 16), (777, 3, 40)])
+def test_table_matches_brute_force(n_words, dim, k):
+    space = dd.synthetic_space(n_words=n_words, dim=dim, n_clusters=min(3, n_words), rng=n_words)
+    table = space.neighbors(k, cache=False)
+    ids, distances, min_distance, max_distance = ref.table(space.vectors, k)
+    assert table.ids.dtype == np.int32 and table.distances.dtype == np.float32
+    assert table.ids.shape == (n_words, k)
+    np.testing.assert_array_equal(table.ids, ids)
+    np.testing.assert_allclose(table.distances, distances, rtol=1e-6)
+    assert table.min_distance == pytest.approx(min_distance, rel=1e-12)
+    assert table.max_distance == pytest.approx(max_distance, rel=1e-12)
+    assert (table.ids[:, 0] == np.arange(n_words)).all()
+
+
+def test_distances_are_euclidean_not_squared():
+    space = dd.EmbeddingSpace(["o", "x", "far"], [[0, 0], [3, 4], [30, 40]])
+    table = space.neighbors(3, cache=False)
+    np.testing.assert_array_equal(table.distances[0], [0.0, 5.0, 50.0])
+    assert space.min_distance() == 5.0
+    assert space.max_distance() == 50.0
+
+
+def test_ties_broken_by_id_and_duplicates_keep_self_first():
+    # a lattice has exact ties; rows 0 and 5 share a vector (distance 0)
+    grid = np.array([[x, y] for x in range(3) for y in range(3)], dtype=float)
+    vectors = np.vstack([grid, grid[:1]])
+    space = dd.EmbeddingSpace([f"w{i}" for i in range(len(vectors))], vectors)
+    table = space.neighbors(len(vectors), cache=False)
+    ids, _, min_distance, _ = ref.table(space.vectors, len(vectors))
+    np.testing.assert_array_equal(table.ids, ids)
+    assert table.ids[9, 0] == 9 and table.ids[9, 1] == 0  # itself, then its duplicate
+    assert min_distance == 0.0 == space.min_distance()
+
+
+def test_uncertifiable_rows_fall_back_to_an_exact_scan():
+    # huge norms with tiny differences: the float32 screen cannot order these rows
+    generator = np.random.default_rng(0)
+    base = np.full(6, 3000.0)
+    vectors = base + generator.integers(0, 40, size=(300, 6)) * 0.25
+    space = dd.EmbeddingSpace([f"w{i}" for i in range(300)], vectors)
+    table = space.neighbors(10, cache=False)
+    ids, distances, _, max_distance = ref.table(space.vectors, 10)
+    assert table.n_exact_fallback > 0
+    np.testing.assert_array_equal(table.ids, ids)
+    np.testing.assert_allclose(table.distances, distances, rtol=1e-6)
+    assert table.max_distance == pytest.approx(max_distance, rel=1e-12)
+
+
+def test_results_do_not_depend_on_thread_count(small_space):
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = nb.build_table(small_space.vectors, 12)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = nb.build_table(small_space.vectors, 12)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one.ids, two.ids)
+    np.testing.assert_array_equal(one.distances, two.distances)
+    assert (one.min_distance, one.max_distance) == (two.min_distance, two.max_distance)
+
+
+def test_lazy_rows_equal_full_table_rows(small_space):
+    words = [5, 3, 5, 590]
+    lazy = small_space.neighbors(7, word_ids=words, cache=False)
+    assert lazy.word_ids.tolist() == [3, 5, 590] and lazy.min_distance is None
+    full = ref.table(small_space.vectors, 7)[0]
+    np.testing.assert_array_equal(lazy.rows([590, 3])[0], full[[590, 3]])
+    with pytest.raises(KeyError, match="no row"):
+        lazy.rows([4])
+
+
+def test_nearest_is_exact_on_noisy_points(small_space):
+    generator = np.random.default_rng(1)
+    points = small_space.vectors[generator.integers(0, 600, 400)] + generator.normal(
+        scale=1.0, size=(400, small_space.dim)
+    )
+    expected = ref.knn(points, small_space.vectors, 1)[0][:, 0]
+    np.testing.assert_array_equal(small_space.nearest(points), expected)
+    assert small_space.nearest(small_space.vectors[7]).tolist() == [7]
+
+
+def test_nearest_rejects_bad_points(small_space):
+    with pytest.raises(ValueError, match=r"`points` must have shape \(n, 8\)"):
+        small_space.nearest(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="`points` must be finite"):
+        small_space.nearest(np.full((2, 8), np.nan))
+
+
+def test_k_is_validated(small_space):
+    with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 600\]; got 601"):
+        small_space.neighbors(601)
+    with pytest.raises(TypeError, match="`k` must be an int"):
+        small_space.neighbors(2.0)
+
+
+def test_table_is_read_only_and_kth_distance(small_space):
+    table = small_space.neighbors(5, cache=False)
+    with pytest.raises(ValueError, match="read-only"):
+        table.ids[0, 0] = 1
+    np.testing.assert_array_equal(table.kth_distance(), table.distances[:, 4])
+    with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 4\]"):
+        table.kth_distance(5)
+
+
+# ----------------------------------------------------------------------------- kernel twins
+
+
+def test_update_topk_kernel_matches_twin():
+    generator = np.random.default_rng(2)
+    products = generator.normal(size=(40, 300)).astype(np.float32)
+    sqnorms = generator.uniform(0, 5, size=300)
+    capacity = 17
+    heap_scores = np.full((40, capacity), np.inf)
+    heap_ids = np.full((40, capacity), -1, dtype=np.int64)
+    largest = np.full(40, -np.inf)
+    # two tiles, as the wrapper feeds them
+    _kernels.update_topk(products[:, :120], 0, sqnorms[:120], heap_scores, heap_ids, largest)
+    _kernels.update_topk(products[:, 120:], 120, sqnorms[120:], heap_scores, heap_ids, largest)
+    kept, row_max = ref.update_topk(products, 0, sqnorms, capacity)
+    np.testing.assert_array_equal(np.sort(heap_scores, axis=1), kept)
+    np.testing.assert_array_equal(largest, row_max)
+    scores = sqnorms[heap_ids] - 2.0 * np.take_along_axis(products, heap_ids, 1).astype(float)
+    np.testing.assert_array_equal(scores, heap_scores)  # ids match their scores
+
+
+def test_refine_and_exact_rows_kernels_match_twin():
+    generator = np.random.default_rng(3)
+    vectors = generator.normal(size=(200, 5)).astype(np.float32)
+    queries = generator.normal(size=(30, 5))
+    candidates = np.stack([generator.permutation(200)[:25] for _ in range(30)]).astype(np.int64)
+    self_ids = np.where(np.arange(30) % 2 == 0, candidates[:, 3], -1)
+    ids, sq = np.empty((30, 9), np.int64), np.empty((30, 9))
+    _kernels.refine_rows(
+        queries, (queries**2).sum(1), vectors, np.zeros((30, 25)), candidates, self_ids,
+        np.zeros(30), 9, ids, sq, np.empty(30, np.bool_),
+    )
+    expected_ids, expected_sq = ref.refine_rows(queries, vectors, candidates, self_ids, 9)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(sq, expected_sq, rtol=1e-12)
+
+    out_max = np.empty(30)
+    _kernels.exact_rows(queries, vectors, self_ids, 9, ids, sq, out_max)
+    expected_ids, expected_d, expected_max = ref.knn(queries, vectors, 9, self_ids)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(np.sqrt(sq), expected_d, rtol=1e-12)
+    np.testing.assert_allclose(out_max, expected_max, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_cache_roundtrip_and_wider_tables_are_sliced(small_space, fresh_cache):
+    first = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    wide = first.neighbors(20)
+    files = list(fresh_cache.glob("neighbors-*-k20.npz"))
+    assert len(files) == 1
+    second = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    narrow = second.neighbors(6)  # sliced from the cached k=20 table
+    assert list(fresh_cache.glob("*.npz")) == files
+    np.testing.assert_array_equal(narrow.ids, wide.ids[:, :6])
+    third = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    assert third.min_distance() == wide.min_distance  # read from the cache metadata
+    assert third._table is None
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(small_space, fresh_cache):
+    dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors).neighbors(8)
+    (path,) = fresh_cache.glob("*.npz")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip a byte inside the arrays
+    path.write_bytes(bytes(data))
+    space = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    with pytest.warns(dd.CacheWarning, match="corrupt neighbour cache"):
+        table = space.neighbors(8)
+    np.testing.assert_array_equal(table.ids, ref.table(small_space.vectors, 8)[0])
+    assert len(list(fresh_cache.glob("*.npz"))) == 1  # rebuilt
+    path.write_bytes(b"not a zip file")
+    with pytest.warns(dd.CacheWarning):
+        dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors).neighbors(8)
+
+
+def test_cache_is_keyed_by_the_vectors(small_space, fresh_cache):
+    space = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    space.neighbors(4)
+    moved = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors + 1e-3)
+    moved.neighbors(4)
+    assert len(list(fresh_cache.glob("*.npz"))) == 2
+    assert space.fingerprint != moved.fingerprint
+
+
+@pytest.mark.glove
+@pytest.mark.slow
+def test_glove_top_20000_table_matches_numpy_reference(glove_top):
+    table = glove_top.neighbors(64, cache=False, progress=False)
+    ids, distances = ref.blocked_table(glove_top.vectors, 64)
+    np.testing.assert_array_equal(table.ids, ids)
+    np.testing.assert_allclose(table.distances, distances, rtol=1e-6)
+    assert table.min_distance == pytest.approx(float(distances[:, 1].min()), rel=1e-12)

@@ -11,7 +11,7 @@ import pytest
 # Never touch the user's cache: every test session gets its own folder.
 os.environ["DENSITYDP_CACHE"] = tempfile.mkdtemp(prefix="densitydp-test-cache-")
 
-import densitydp as dd  # noqa: E402
+import densitydp as dd
 
 
 @pytest.fixture(scope="session")

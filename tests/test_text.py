@@ -46,8 +46,14 @@ def test_tokenize_pieces():
 
 @pytest.mark.parametrize(
     ("template", "expected"),
-    [("king", "queen"), ("King", "Queen"), ("KING", "QUEEN"), ("kInG", "queen"), ("I", "Queen"),
-     ("42", "queen")],
+    [
+        ("king", "queen"),
+        ("King", "Queen"),
+        ("KING", "QUEEN"),
+        ("kInG", "queen"),
+        ("I", "Queen"),
+        ("42", "queen"),
+    ],
 )
 def test_match_case(template, expected):
     assert dd.match_case("queen", template) == expected

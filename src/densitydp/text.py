@@ -133,8 +133,7 @@ class TextCodec:
             raise TypeError(f"`text` must be a str; got {type(text).__name__}.")
         pieces = self._regex.split(text)
         lookup = self.vocabulary.lookup
-        ids = np.fromiter((lookup(w) for w in pieces[1::2]), dtype=np.int64,
-                          count=len(pieces) // 2)
+        ids = np.fromiter((lookup(w) for w in pieces[1::2]), dtype=np.int64, count=len(pieces) // 2)
         if self.unknown == "error" and (ids < 0).any():
             position = int(np.flatnonzero(ids < 0)[0])
             offset = sum(len(p) for p in pieces[: 2 * position + 1])
@@ -152,7 +151,8 @@ class TextCodec:
         """
         if len(new_ids) != len(encoded.word_ids):
             raise ValueError(
-                f"`new_ids` must have one id per word ({len(encoded.word_ids)}); got {len(new_ids)}."
+                f"`new_ids` must have one id per word ({len(encoded.word_ids)}); "
+                f"got {len(new_ids)}."
             )
         pieces = list(encoded.pieces)
         words = self.vocabulary
@@ -162,8 +162,9 @@ class TextCodec:
                 pieces[index] = match_case(words[int(new)], pieces[index])
         return "".join(pieces)
 
-    def _map_batch(self, texts: Sequence[str], replace: Replace, where: Callable[[int], str]
-                   ) -> list[str]:
+    def _map_batch(
+        self, texts: Sequence[str], replace: Replace, where: Callable[[int], str]
+    ) -> list[str]:
         """Encode a batch, call ``replace`` once on all its known ids, decode."""
         encoded = [self.encode(text, where=where(i)) for i, text in enumerate(texts)]
         known = [e.word_ids[e.known] for e in encoded]
@@ -186,11 +187,13 @@ class TextCodec:
     @overload
     def map_texts(self, texts: str, replace: Replace, *, batch_size: int = ...) -> str: ...
     @overload
-    def map_texts(self, texts: Sequence[str], replace: Replace, *, batch_size: int = ...
-                  ) -> list[str]: ...
+    def map_texts(
+        self, texts: Sequence[str], replace: Replace, *, batch_size: int = ...
+    ) -> list[str]: ...
     @overload
-    def map_texts(self, texts: Iterable[str], replace: Replace, *, batch_size: int = ...
-                  ) -> Iterator[str]: ...
+    def map_texts(
+        self, texts: Iterable[str], replace: Replace, *, batch_size: int = ...
+    ) -> Iterator[str]: ...
     def map_texts(self, texts: Any, replace: Replace, *, batch_size: int = 4096) -> Any:
         """Map the words of one text, a sequence of texts, or a stream of texts.
 
@@ -207,21 +210,27 @@ class TextCodec:
         if isinstance(texts, str):
             return self._map_batch([texts], replace, lambda i: "")[0]
         if isinstance(texts, (list, tuple)):
-            return [out for batch in self._batches(iter(texts), replace, batch_size)
-                    for out in batch]
+            return [
+                out for batch in self._batches(iter(texts), replace, batch_size) for out in batch
+            ]
         if not isinstance(texts, Iterable):
-            raise TypeError(f"`texts` must be a str or an iterable of str; got {type(texts).__name__}.")
+            raise TypeError(
+                f"`texts` must be a str or an iterable of str; got {type(texts).__name__}."
+            )
         return (out for batch in self._batches(iter(texts), replace, batch_size) for out in batch)
 
-    def _batches(self, texts: Iterator[str], replace: Replace, batch_size: int,
-                 label: str = "text") -> Iterator[list[str]]:
+    def _batches(
+        self, texts: Iterator[str], replace: Replace, batch_size: int, label: str = "text"
+    ) -> Iterator[list[str]]:
         start = 0
         while True:
             batch = [t for _, t in zip(range(batch_size), texts, strict=False)]
             if not batch:
                 return
             offset = start
-            yield self._map_batch(batch, replace, lambda i: f" of {label} {offset + i + 1}")
+            yield self._map_batch(
+                batch, replace, lambda i, first=offset: f" of {label} {first + i + 1}"
+            )
             start += len(batch)
 
     def map_file(
@@ -245,7 +254,9 @@ class TextCodec:
         if not source.is_file():
             raise FileNotFoundError(f"`source` must be an existing file; got {str(source)!r}.")
         if destination.exists() and destination.resolve() == source.resolve():
-            raise ValueError("`destination` must differ from `source` (the input is never modified).")
+            raise ValueError(
+                "`destination` must differ from `source` (the input is never modified)."
+            )
         batch_lines = check_int(batch_lines, "batch_lines", minimum=1)
         folder = destination.parent
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=destination.name, suffix=".tmp")
@@ -253,10 +264,17 @@ class TextCodec:
         try:
             with (
                 open(source, encoding=encoding, errors="surrogateescape", newline="") as reader,
-                os.fdopen(handle, "w", encoding=encoding, errors="surrogateescape",
-                          newline="") as writer,
-                tqdm(total=source.stat().st_size, unit="B", unit_scale=True, desc=source.name,
-                     disable=disable, leave=False) as bar,
+                os.fdopen(
+                    handle, "w", encoding=encoding, errors="surrogateescape", newline=""
+                ) as writer,
+                tqdm(
+                    total=source.stat().st_size,
+                    unit="B",
+                    unit_scale=True,
+                    desc=source.name,
+                    disable=disable,
+                    leave=False,
+                ) as bar,
             ):
                 lines = _counted(reader, bar, encoding)
                 for batch in self._batches(lines, replace, batch_lines, label="line"):

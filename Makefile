@@ -34,6 +34,7 @@ bench: $(VENV)/.installed-glove+dev+bench
 lint: $(VENV)/.installed-glove+dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-glove+dev
 	$(BIN)/ruff format src tests benchmarks

@@ -59,6 +59,7 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
         echo(f"{word:<14} {radius:6.2f} {percentile:4.0f}   {shown}")
 
     echo("\nText is split losslessly; lookup ignores case and replacements keep it:")
+    assert table.word_ids is not None  # a partial table
     nearest_other = dict(zip(table.word_ids.tolist(), table.ids[:, 1].tolist(), strict=True))
     mapped = codec.map_texts(SENTENCE, lambda a: np.array([nearest_other[i] for i in a.tolist()]))
     echo(f"  input : {SENTENCE}")

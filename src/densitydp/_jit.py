@@ -9,16 +9,25 @@ IEEE semantics. ``nogil=True`` lets the kernels run beside BLAS threads.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
+from typing import Any, cast
 
 import numba
 
 __all__ = ["jit", "parallel_jit"]
 
-#: Serial kernel: ``@jit`` or ``@jit(...)`` with numba options.
-jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=False)
 
-#: Kernel whose outer loop is a ``numba.prange`` over independent tasks. Every task writes only
-#: its own output slots and draws from its own generator, so results do not depend on the number
-#: of threads.
-parallel_jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=False, parallel=True)
+def jit[Function: Callable[..., Any]](function: Function) -> Function:
+    """Compile a serial kernel (``@jit``); type checkers see the Python signature."""
+    return cast(Function, numba.njit(cache=True, nogil=True, fastmath=False)(function))
+
+
+def parallel_jit[Function: Callable[..., Any]](function: Function) -> Function:
+    """Compile a kernel whose outer loop is a ``numba.prange`` over independent tasks.
+
+    Every task writes only its own output slots and draws from its own generator, so results do
+    not depend on the number of threads.
+    """
+    return cast(
+        Function, numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(function)
+    )

@@ -75,9 +75,9 @@ def seed_entropy(rng: np.random.Generator) -> dict[str, Any]:
     seed_seq = getattr(rng.bit_generator, "seed_seq", None)
     if not isinstance(seed_seq, np.random.SeedSequence):
         return {"entropy": None, "spawn_key": []}
-    entropy = seed_seq.entropy
-    if not isinstance(entropy, (int, np.integer)):
-        entropy = [int(e) for e in np.atleast_1d(entropy)]
-    else:
+    entropy: Any = seed_seq.entropy
+    if isinstance(entropy, (int, np.integer)):
         entropy = int(entropy)
+    elif entropy is not None:
+        entropy = [int(e) for e in entropy]
     return {"entropy": entropy, "spawn_key": [int(k) for k in seed_seq.spawn_key]}

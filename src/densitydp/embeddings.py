@@ -8,12 +8,10 @@ word2vec text files (plain or gzip), the bundled GloVe 6B-50d (extra ``glove``),
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from importlib import metadata
@@ -23,6 +21,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from . import neighbors as _neighbors
+from ._io import atomic_write
 from ._rng import RNGLike, as_generator
 from ._validation import (
     check_choice,
@@ -253,7 +252,7 @@ class EmbeddingSpace:
         self._init(Vocabulary(state["words"]), vectors, state["name"])
 
     @overload
-    def ids(self, words: str) -> int: ...
+    def ids(self, words: str) -> int: ...  # type: ignore[overload-overlap]
     @overload
     def ids(self, words: Iterable[str]) -> np.ndarray: ...
     def ids(self, words: Any) -> Any:
@@ -371,8 +370,10 @@ class EmbeddingSpace:
             if found is not None:
                 return found
             self.neighbors(min(_neighbors.DEFAULT_K, len(self)))
-        assert self._table is not None and self._table.min_distance is not None
-        return self._table.min_distance, float(self._table.max_distance)
+        table = self._table
+        assert table is not None and table.min_distance is not None
+        assert table.max_distance is not None
+        return table.min_distance, table.max_distance
 
     def min_distance(self) -> float:
         """Smallest Euclidean distance between two distinct words (exact; 0 for duplicates).
@@ -490,23 +491,14 @@ class EmbeddingSpace:
             if any(c.isspace() for c in word):
                 raise ValueError(f"word {word!r} contains whitespace; text formats cannot hold it.")
         path = Path(path)
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent or ".", prefix=path.name, suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "wb") as raw:
-                binary = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
-                with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
-                    if format == "word2vec":
-                        stream.write(f"{len(self)} {self.dim}\n")
-                    for word, vector in zip(self._vocabulary, self._vectors, strict=True):
-                        values = " ".join(f"{v:.{precision}g}" for v in vector.tolist())
-                        stream.write(f"{word} {values}\n")
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with atomic_write(path) as raw:
+            binary = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
+            with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
+                if format == "word2vec":
+                    stream.write(f"{len(self)} {self.dim}\n")
+                for word, vector in zip(self._vocabulary, self._vectors, strict=True):
+                    values = " ".join(f"{v:.{precision}g}" for v in vector.tolist())
+                    stream.write(f"{word} {values}\n")
         return path
 
 

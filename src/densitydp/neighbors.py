@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import _kernels
+from ._io import atomic_write
 from ._validation import check_word_ids
 
 __all__ = ["DEFAULT_K", "CacheWarning", "NeighborTable", "cache_dir"]
@@ -437,15 +437,8 @@ def _save(table: NeighborTable, key: str) -> Path:
         "format_version": _FORMAT_VERSION,
     }
     payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, ids=table.ids, distances=table.distances, meta=payload)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path) as stream:
+        np.savez(stream, ids=table.ids, distances=table.distances, meta=payload)
     return path
 
 

@@ -14,10 +14,9 @@ Word pieces are maximal runs of letters and digits (Unicode-aware, regex ``[^\\W
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, overload
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._io import atomic_write
 from ._validation import check_choice, check_int
 from .embeddings import UnknownWordError, Vocabulary
 
@@ -185,10 +185,12 @@ class TextCodec:
         return out
 
     @overload
-    def map_texts(self, texts: str, replace: Replace, *, batch_size: int = ...) -> str: ...
+    def map_texts(  # type: ignore[overload-overlap]
+        self, texts: str, replace: Replace, *, batch_size: int = ...
+    ) -> str: ...
     @overload
-    def map_texts(
-        self, texts: Sequence[str], replace: Replace, *, batch_size: int = ...
+    def map_texts(  # type: ignore[overload-overlap]
+        self, texts: list[str] | tuple[str, ...], replace: Replace, *, batch_size: int = ...
     ) -> list[str]: ...
     @overload
     def map_texts(
@@ -227,10 +229,7 @@ class TextCodec:
             batch = [t for _, t in zip(range(batch_size), texts, strict=False)]
             if not batch:
                 return
-            offset = start
-            yield self._map_batch(
-                batch, replace, lambda i, first=offset: f" of {label} {first + i + 1}"
-            )
+            yield self._map_batch(batch, replace, functools.partial(_place, label, start))
             start += len(batch)
 
     def map_file(
@@ -258,33 +257,30 @@ class TextCodec:
                 "`destination` must differ from `source` (the input is never modified)."
             )
         batch_lines = check_int(batch_lines, "batch_lines", minimum=1)
-        folder = destination.parent
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=destination.name, suffix=".tmp")
         disable = None if progress is None else not progress
-        try:
-            with (
-                open(source, encoding=encoding, errors="surrogateescape", newline="") as reader,
-                os.fdopen(
-                    handle, "w", encoding=encoding, errors="surrogateescape", newline=""
-                ) as writer,
-                tqdm(
-                    total=source.stat().st_size,
-                    unit="B",
-                    unit_scale=True,
-                    desc=source.name,
-                    disable=disable,
-                    leave=False,
-                ) as bar,
-            ):
-                lines = _counted(reader, bar, encoding)
-                for batch in self._batches(lines, replace, batch_lines, label="line"):
-                    writer.writelines(batch)
-            os.replace(temporary, destination)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with (
+            open(source, encoding=encoding, errors="surrogateescape", newline="") as reader,
+            atomic_write(
+                destination, "w", encoding=encoding, errors="surrogateescape", newline=""
+            ) as writer,
+            tqdm(
+                total=source.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc=source.name,
+                disable=disable,
+                leave=False,
+            ) as bar,
+        ):
+            lines = _counted(reader, bar, encoding)
+            for batch in self._batches(lines, replace, batch_lines, label="line"):
+                writer.writelines(batch)
         return destination
+
+
+def _place(label: str, first: int, position: int) -> str:
+    """Where the text at ``position`` of a batch starting at ``first`` is: " of line 12"."""
+    return f" of {label} {first + position + 1}"
 
 
 def _counted(lines: Iterable[str], bar: tqdm, encoding: str) -> Iterator[str]:

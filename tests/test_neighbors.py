@@ -220,3 +220,12 @@ def test_glove_top_20000_table_matches_numpy_reference(glove_top):
     np.testing.assert_array_equal(table.ids, ids)
     np.testing.assert_allclose(table.distances, distances, rtol=1e-6)
     assert table.min_distance == pytest.approx(float(distances[:, 1].min()), rel=1e-12)
+
+
+def test_narrow_is_the_exact_narrower_table(small_space):
+    wide = small_space.neighbors(30, cache=False)
+    narrow = wide.narrow(9)
+    np.testing.assert_array_equal(narrow.ids, ref.table(small_space.vectors, 9)[0])
+    assert narrow.min_distance == wide.min_distance and wide.narrow(30) is wide
+    with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 30\]; got 31"):
+        wide.narrow(31)

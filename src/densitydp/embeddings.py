@@ -344,7 +344,7 @@ class EmbeddingSpace:
             self._table = _neighbors.cached_table(
                 self._vectors, self.fingerprint, k, cache=cache, progress=progress
             )
-        return _neighbors._slice(self._table, k)
+        return self._table.narrow(k)
 
     def nearest(self, points: Any, *, progress: bool | None = None) -> np.ndarray:
         """Exact nearest word id of each point, batched.

@@ -59,7 +59,7 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path(platformdirs.user_cache_dir("densitydp"))
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class NeighborTable:
     """The exact ``k`` nearest neighbours of a set of words.
 
@@ -84,7 +84,7 @@ class NeighborTable:
     min_distance: float | None = None
     max_distance: float | None = None
     n_exact_fallback: int = 0
-    _row_of: dict[int, int] = field(default_factory=dict, compare=False)
+    _row_of: dict[int, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         for array in (self.ids, self.distances, self.word_ids):
@@ -119,6 +119,21 @@ class NeighborTable:
                 raise KeyError(f"word id {missing[0]} has no row in this partial table.")
             positions = np.array([self._row_of[int(w)] for w in wanted], dtype=np.int64)
         return self.ids[positions], self.distances[positions]
+
+    def narrow(self, k: int) -> NeighborTable:
+        """The first ``k`` columns: the exact ``k``-NN table (ranks do not depend on width)."""
+        if not 1 <= k <= self.k:
+            raise ValueError(f"`k` must be an int in [1, {self.k}]; got {k}.")
+        if k == self.k:
+            return self
+        return NeighborTable(
+            ids=np.ascontiguousarray(self.ids[:, :k]),
+            distances=np.ascontiguousarray(self.distances[:, :k]),
+            word_ids=self.word_ids,
+            min_distance=self.min_distance,
+            max_distance=self.max_distance,
+            n_exact_fallback=self.n_exact_fallback,
+        )
 
     def kth_distance(self, k: int | None = None) -> np.ndarray:
         """Distance from each row's word to its ``k``-th neighbour (default: the last column).
@@ -442,18 +457,6 @@ def _save(table: NeighborTable, key: str) -> Path:
     return path
 
 
-def _slice(table: NeighborTable, k: int) -> NeighborTable:
-    if table.k == k:
-        return table
-    return NeighborTable(
-        ids=np.ascontiguousarray(table.ids[:, :k]),
-        distances=np.ascontiguousarray(table.distances[:, :k]),
-        min_distance=table.min_distance,
-        max_distance=table.max_distance,
-        n_exact_fallback=table.n_exact_fallback,
-    )
-
-
 def cached_table(
     vectors: np.ndarray, key: str, k: int, *, cache: bool = True, progress: bool | None = None
 ) -> NeighborTable:
@@ -465,11 +468,11 @@ def cached_table(
             if width >= k:
                 table = _load(_table_path(key, width), key, n_words)
                 if table is not None:
-                    return _slice(table, k)
+                    return table.narrow(k)
     table = build_table(vectors, max(k, 2), progress=progress)
     if cache:
         _save(table, key)
-    return _slice(table, k)
+    return table.narrow(k)
 
 
 def cached_extremes(vectors: np.ndarray, key: str) -> tuple[float, float] | None:

@@ -6,6 +6,7 @@ empirical privacy audits, over word-embedding spaces.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import testing
 from .embeddings import (
     EmbeddingFileError,
     EmbeddingSpace,
@@ -14,8 +15,17 @@ from .embeddings import (
     load_glove,
     synthetic_space,
 )
+from .mechanisms import (
+    ExponentialMechanism,
+    Mechanism,
+    MultivariateLaplace,
+    PrivacyBound,
+    PrivacyWarning,
+    TruncatedExponential,
+    TruncatedGumbel,
+)
 from .neighbors import DEFAULT_K, CacheWarning, NeighborTable, cache_dir
-from .text import EncodedText, TextCodec, match_case, tokenize
+from .text import EncodedText, TextCodec, match_case, perturb_file, perturb_text, tokenize
 
 try:
     __version__ = version("densitydp")
@@ -28,14 +38,24 @@ __all__ = [
     "EmbeddingFileError",
     "EmbeddingSpace",
     "EncodedText",
+    "ExponentialMechanism",
+    "Mechanism",
+    "MultivariateLaplace",
     "NeighborTable",
+    "PrivacyBound",
+    "PrivacyWarning",
     "TextCodec",
+    "TruncatedExponential",
+    "TruncatedGumbel",
     "UnknownWordError",
     "Vocabulary",
     "__version__",
     "cache_dir",
     "load_glove",
     "match_case",
+    "perturb_file",
+    "perturb_text",
     "synthetic_space",
+    "testing",
     "tokenize",
 ]

@@ -9,9 +9,20 @@ import numpy as np
 
 from ._rng import as_generator
 from .embeddings import load_glove
+from .mechanisms import TruncatedGumbel
 from .neighbors import _cached_widths
 from .text import TextCodec
 
+PARAGRAPH = "The old king walked to the river, where his daughter was reading a long letter."
+#: Epsilons shown per mechanism: the truncated Gumbel's calibration is only meaningful above
+#: (5 + 2 ln n) / min_distance (about 76 on the 50,000 most frequent words).
+TOUR = (
+    ("laplace", (5.0, 10.0, 20.0)),
+    ("exponential", (5.0, 10.0, 20.0)),
+    ("tem", (5.0, 10.0, 20.0)),
+    ("gumbel", (100.0, 200.0, 400.0)),
+)
+TOUR_WORDS = 50_000
 COMMON_WORDS = ("the", "king", "good", "city", "france", "music", "quixotic")
 SENTENCE = "The King of France loved Music."
 #: Local density radius: distance to the K-th neighbour (the word itself not counted).
@@ -66,6 +77,8 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
     echo(f"  pieces: {encoded.pieces}")
     echo(f"  each known word -> its nearest other word: {mapped}")
 
+    _perturbation_tour(seed, echo)
+
     if _cached_widths(space.fingerprint):
         echo(
             f"\nmin distance {space.min_distance():.4f}, diameter {space.max_distance():.4f} "
@@ -77,3 +90,30 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
             "(minutes, cached afterwards): run `densitydp info`."
         )
     echo(f"\ndone in {time.perf_counter() - started:.1f} s")
+
+
+def _perturbation_tour(seed: int, echo: Callable[[str], object]) -> None:
+    from .cli import build_mechanism
+    from .text import perturb_text
+
+    space = load_glove(top=TOUR_WORDS)
+    echo(f"\nPerturbing a paragraph on the {TOUR_WORDS:,} most frequent GloVe words (seed {seed}):")
+    echo(f"{'mechanism':<12} {'epsilon':>7}  output")
+    echo(f"{'(input)':<12} {'':>7}  {PARAGRAPH}")
+    bounds = []
+    for name, epsilons in TOUR:
+        for epsilon in epsilons:
+            mechanism = build_mechanism(name, space, epsilon)
+            output = perturb_text(PARAGRAPH, mechanism, rng=seed)
+            echo(f"{name:<12} {epsilon:>7g}  {output}")
+        bounds.append(f"  {name:<12} {mechanism.privacy_bound()}")
+        if isinstance(mechanism, TruncatedGumbel):
+            bounds.append(
+                f"  {'':<12} smallest meaningful epsilon here: {mechanism.min_epsilon:.1f}"
+            )
+    echo(
+        "\nClaimed guarantees at the largest epsilon shown (per word; a text of L words "
+        "composes to L times the loss):"
+    )
+    for line in bounds:
+        echo(line)

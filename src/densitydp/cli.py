@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import click
 import numpy as np
 
 from . import __version__
 from .embeddings import EmbeddingSpace, load_glove
+from .mechanisms.base import Mechanism
 from .neighbors import DEFAULT_K, cache_dir
 
 #: Errors that come from bad user input: shown as one line, exit code 1.
@@ -86,6 +87,108 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
     )
     if table.n_exact_fallback:
         click.echo(f"rows rescanned exactly  {table.n_exact_fallback}")
+
+
+MECHANISMS = ("laplace", "gumbel", "exponential", "tem")
+
+
+def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float) -> Mechanism:
+    """The mechanism called ``name`` on ``space`` at ``epsilon`` (the CLI's vocabulary)."""
+    from .mechanisms import (
+        ExponentialMechanism,
+        MultivariateLaplace,
+        TruncatedExponential,
+        TruncatedGumbel,
+    )
+
+    classes: dict[str, Callable[..., Mechanism]] = {
+        "laplace": MultivariateLaplace,
+        "gumbel": TruncatedGumbel,
+        "exponential": ExponentialMechanism,
+        "tem": TruncatedExponential,
+    }
+    return classes[name](space, epsilon)
+
+
+@main.command()
+@click.option(
+    "--mechanism",
+    "-m",
+    type=click.Choice(MECHANISMS),
+    required=True,
+    help="Which mechanism perturbs the words.",
+)
+@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@_space_options
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed; without it fresh entropy is used (printed to stderr).",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(["keep", "error"]),
+    default="keep",
+    show_default=True,
+    help="Words outside the vocabulary: keep them or fail.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output file, written atomically (default: standard output).",
+)
+@_one_line_errors
+def perturb(
+    mechanism: str,
+    epsilon: float,
+    embeddings: str | None,
+    top: int | None,
+    seed: int | None,
+    unknown: str,
+    progress: bool | None,
+    input_path: str | None,
+    output: str | None,
+) -> None:
+    """Perturb the words of INPUT (a text file; standard input when absent)."""
+    from ._io import atomic_write
+    from ._rng import as_generator, seed_entropy
+    from .text import TextCodec
+
+    space = _load_space(embeddings, top)
+    chosen = build_mechanism(mechanism, space, epsilon)
+    generator = as_generator(seed)
+    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
+    click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
+    codec = TextCodec(space.vocabulary, unknown=unknown)
+
+    def replace(ids: np.ndarray) -> np.ndarray:
+        return chosen.sample(ids, rng=generator)
+
+    if input_path is not None and output is not None:
+        codec.map_file(input_path, output, replace, progress=progress)
+        return
+    source: IO[str] = (
+        open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+        if input_path is not None
+        else click.get_text_stream("stdin")
+    )
+    with source:
+        lines = codec.map_texts(iter(source), replace)
+        if output is None:
+            for line in lines:
+                click.echo(line, nl=False)
+        else:
+            with atomic_write(
+                output, "w", encoding="utf-8", errors="surrogateescape", newline=""
+            ) as stream:
+                stream.writelines(lines)
 
 
 @main.command()

@@ -627,8 +627,8 @@ def synthetic_space(
 
     Cluster centres are drawn from N(0, 16 I); cluster sizes follow a Dirichlet(1) split and
     spreads range over a factor 10 (0.1 to 1.0), so some clusters are far denser than others.
-    Outliers are uniform in the cube [-12, 12]^dim. Words are named ``c03_0017`` (cluster 3) and
-    ``out_0004`` (outlier); rows are shuffled.
+    Outliers are uniform in the cube [-12, 12]^dim. Words are named ``c03w0017`` (cluster 3) and
+    ``out0004`` (outlier), single tokens for :func:`tokenize`; rows are shuffled.
 
     Parameters
     ----------
@@ -657,8 +657,8 @@ def synthetic_space(
     labels = np.repeat(np.arange(n_clusters), sizes)
     points = centres[labels] + generator.normal(size=(n_clustered, dim)) * spreads[labels, None]
     outliers = generator.uniform(-12.0, 12.0, size=(n_outliers, dim))
-    names = [f"c{label:02d}_{i:04d}" for i, label in enumerate(labels)]
-    names += [f"out_{i:04d}" for i in range(n_outliers)]
+    names = [f"c{label:02d}w{i:04d}" for i, label in enumerate(labels)]
+    names += [f"out{i:04d}" for i in range(n_outliers)]
     order = generator.permutation(n_words)
     vectors = np.ascontiguousarray(np.vstack([points, outliers])[order], dtype=np.float32)
     return EmbeddingSpace._trusted(

@@ -20,16 +20,28 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ._io import atomic_write
+from ._rng import RNGLike, as_generator
 from ._validation import check_choice, check_int
 from .embeddings import UnknownWordError, Vocabulary
 
-__all__ = ["WORD_PATTERN", "EncodedText", "TextCodec", "match_case", "tokenize"]
+if TYPE_CHECKING:
+    from .mechanisms.base import Mechanism
+
+__all__ = [
+    "WORD_PATTERN",
+    "EncodedText",
+    "TextCodec",
+    "match_case",
+    "perturb_file",
+    "perturb_text",
+    "tokenize",
+]
 
 #: Default word pattern: runs of Unicode letters and digits.
 WORD_PATTERN = r"[^\W_]+"
@@ -288,3 +300,79 @@ def _counted(lines: Iterable[str], bar: tqdm, encoding: str) -> Iterator[str]:
     for line in lines:
         bar.update(len(line.encode(encoding, "surrogateescape")))
         yield line
+
+
+# ----------------------------------------------------------------------------- perturbation
+
+
+def perturb_text(
+    texts: Any,
+    mechanism: Mechanism,
+    *,
+    rng: RNGLike = None,
+    unknown: str = "keep",
+    pattern: str | None = None,
+    batch_size: int = 4096,
+) -> Any:
+    """Replace every known word of ``texts`` by ``mechanism``'s noisy substitute.
+
+    Whitespace, punctuation and words outside the vocabulary (``unknown="keep"``) are kept as
+    they are; a substitute takes the case pattern of the word it replaces. One call to
+    ``mechanism.sample`` per batch of texts.
+
+    Parameters
+    ----------
+    texts : str, list of str, or iterable of str
+        One document (must not be empty), a list (returns a list) or a stream (returns a lazy
+        iterator holding at most ``batch_size`` texts).
+    mechanism : Mechanism
+        Any densitydp mechanism; its space gives the vocabulary.
+    rng : None, int or numpy.random.Generator
+        The same seed gives the same output.
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.EmbeddingSpace(["the", "king", "queen"], [[0.0, 0.0], [4.0, 0.0], [4.0, 0.1]])
+    >>> dd.perturb_text("The King!", dd.ExponentialMechanism(space, epsilon=100.0), rng=0)
+    'The King!'
+    """
+    from .mechanisms.base import Mechanism as _Mechanism
+
+    if not isinstance(mechanism, _Mechanism):
+        raise TypeError(
+            f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
+        )
+    if isinstance(texts, str) and not texts:
+        raise ValueError("`texts` must be a non-empty string or an iterable of strings; got ''.")
+    generator = as_generator(rng)
+    codec = TextCodec(mechanism.space.vocabulary, unknown=unknown, pattern=pattern)
+    return codec.map_texts(
+        texts, lambda ids: mechanism.sample(ids, rng=generator), batch_size=batch_size
+    )
+
+
+def perturb_file(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    mechanism: Mechanism,
+    *,
+    rng: RNGLike = None,
+    unknown: str = "keep",
+    pattern: str | None = None,
+    encoding: str = "utf-8",
+    batch_lines: int = 4096,
+    progress: bool | None = None,
+) -> Path:
+    """Perturb a text file line by line into ``destination`` (atomic; see
+    :meth:`TextCodec.map_file`), with a progress bar in bytes."""
+    generator = as_generator(rng)
+    codec = TextCodec(mechanism.space.vocabulary, unknown=unknown, pattern=pattern)
+    return codec.map_file(
+        source,
+        destination,
+        lambda ids: mechanism.sample(ids, rng=generator),
+        encoding=encoding,
+        batch_lines=batch_lines,
+        progress=progress,
+    )

@@ -1,0 +1,183 @@
+"""The mechanism protocol: immutable, validated at construction, stateless about randomness.
+
+A mechanism maps word ids to noisy word ids. Every mechanism states its guarantee with a
+:class:`PrivacyBound` and the loss it claims for one pair of words with
+:meth:`Mechanism.privacy_loss_bound`; exact mechanisms also give their output distribution.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from .._rng import RNGLike, as_generator
+from .._validation import check_word_ids
+from ..embeddings import EmbeddingSpace
+
+__all__ = ["Mechanism", "PrivacyBound", "PrivacyWarning"]
+
+Notion = Literal["metric", "pure", "approx"]
+
+
+class PrivacyWarning(UserWarning):
+    """A privacy-relevant situation: a guarantee weaker than it may seem, an approximation."""
+
+
+@dataclass(frozen=True)
+class PrivacyBound:
+    """The guarantee a mechanism claims.
+
+    Attributes
+    ----------
+    notion : {"metric", "pure", "approx"}
+        ``metric``: for all words w, w' and outputs y,
+        ``P[M(w) = y] <= exp(epsilon * d(w, w')) * P[M(w') = y] (+ delta)``; ``pure`` /
+        ``approx``: the same with ``d`` replaced by 1 (any two inputs).
+    epsilon, delta : float
+        The parameters of the notion (``delta`` is 0 for metric and pure DP).
+    assumptions : str
+        What the guarantee assumes, in plain words.
+    """
+
+    notion: Notion
+    epsilon: float
+    delta: float = 0.0
+    assumptions: str = ""
+
+    def __str__(self) -> str:
+        if self.notion == "metric":
+            head = f"{self.epsilon:g} * d(w, w')-metric DP (d_chi-privacy)"
+        elif self.notion == "pure":
+            head = f"{self.epsilon:g}-DP"
+        else:
+            head = f"({self.epsilon:g}, {self.delta:g})-DP"
+        if self.notion == "metric" and self.delta:
+            head += f" + delta {self.delta:g}"
+        return f"{head}; {self.assumptions}" if self.assumptions else head
+
+
+#: What every guarantee of this package assumes about arithmetic.
+IDEAL_ARITHMETIC = (
+    "assumes exact real arithmetic: the sampled noise is floating point, and floating-point "
+    "noise has known attacks (Mironov 2012)"
+)
+
+
+class Mechanism(ABC):
+    """Base class of word-perturbation mechanisms.
+
+    Subclasses validate their parameters in ``__init__`` (an invalid mechanism never exists),
+    then call ``self._freeze()``; afterwards attributes cannot change. A mechanism stores no
+    random state: every call to :meth:`sample` takes its own ``rng``.
+    """
+
+    #: True when :meth:`output_distribution` and :meth:`log_prob` are available and exact.
+    exact: ClassVar[bool] = False
+    _frozen: bool = False
+
+    def __init__(self, space: EmbeddingSpace) -> None:
+        if not isinstance(space, EmbeddingSpace):
+            raise TypeError(f"`space` must be an EmbeddingSpace; got {type(space).__name__}.")
+        self.space = space
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise AttributeError(
+                f"{type(self).__name__} is immutable; build a new mechanism to change `{name}`."
+            )
+        object.__setattr__(self, name, value)
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def sample(self, word_ids: Any, rng: RNGLike = None) -> np.ndarray:
+        """Perturb each word id independently.
+
+        Parameters
+        ----------
+        word_ids : int or array_like of int
+            Ids in ``[0, len(space))``; any shape.
+        rng : None, int, SeedSequence or Generator
+            Randomness (SPEC 7). The same seed gives the same output.
+
+        Returns
+        -------
+        ndarray of int64, same shape as ``word_ids``
+        """
+        ids = check_word_ids(word_ids, len(self.space))
+        generator = as_generator(rng)
+        flat = np.ascontiguousarray(ids.reshape(-1))
+        if flat.size == 0:
+            return np.empty(ids.shape, dtype=np.int64)
+        return self._sample(flat, generator).astype(np.int64, copy=False).reshape(ids.shape)
+
+    @abstractmethod
+    def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        """Sample for a validated 1-D int64 array of ids."""
+
+    @abstractmethod
+    def privacy_bound(self) -> PrivacyBound:
+        """The guarantee this mechanism claims."""
+
+    def privacy_loss_bound(self, word_id: Any, other_id: Any) -> Any:
+        """Claimed bound on ``max_y |ln P(y | w) - ln P(y | w')|`` for words ``w``, ``w'``.
+
+        For a metric guarantee ``epsilon * d(w, w')`` (broadcast over arrays of ids).
+        """
+        bound = self.privacy_bound()
+        if bound.notion == "metric":
+            return bound.epsilon * self.space.distance(word_id, other_id)
+        same = np.asarray(word_id) == np.asarray(other_id)
+        result = np.where(same, 0.0, bound.epsilon)
+        return float(result) if result.ndim == 0 else result
+
+    def output_distribution(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``(output_ids, probabilities)`` for one input word (exact mechanisms only)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form output distribution; estimate it by "
+            "sampling (see densitydp.audit)."
+        )
+
+    def log_prob(self, word_id: int, outputs: Any) -> np.ndarray:
+        """``ln P(M(word_id) = y)`` for each ``y`` in ``outputs`` (exact mechanisms only)."""
+        support, probabilities = self.output_distribution(word_id)
+        wanted = check_word_ids(outputs, len(self.space), "outputs")
+        dense = np.zeros(len(self.space))
+        dense[support] = probabilities
+        with np.errstate(divide="ignore"):
+            return np.log(dense[wanted])
+
+    # -- display --------------------------------------------------------------------------------
+
+    def _parameters(self) -> dict[str, Any]:
+        """Every parameter of the mechanism, for ``repr``."""
+        return {}
+
+    def __repr__(self) -> str:
+        space = self.space.name or f"{len(self.space)} words"
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._parameters().items())
+        return f"{type(self).__name__}(space={space!r}, {shown})"
+
+    def _check_word(self, word_id: Any, name: str = "word_id") -> int:
+        ids = check_word_ids(word_id, len(self.space), name)
+        if ids.ndim != 0:
+            raise TypeError(f"`{name}` must be a single word id; got shape {ids.shape}.")
+        return int(ids)
+
+
+def group_tokens(word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Group tokens by distinct word: ``(words, inverse, token_order, starts)``.
+
+    ``words[inverse] == word_ids``; the tokens of ``words[t]`` are
+    ``token_order[starts[t]:starts[t + 1]]`` (in their original order).
+    """
+    words, inverse = np.unique(word_ids, return_inverse=True)
+    token_order = np.argsort(inverse, kind="stable")
+    starts = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(inverse, minlength=len(words)), out=starts[1:])
+    return words, inverse, token_order, starts

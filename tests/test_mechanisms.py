@@ -1,0 +1,330 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import densitydp as dd
+from densitydp.mechanisms import _kernels
+from densitydp.mechanisms.base import group_tokens
+from densitydp.mechanisms.gumbel import candidate_probabilities
+from densitydp.testing import check_mechanism
+from reference import mechanisms as ref
+
+
+@pytest.fixture(scope="module")
+def space():
+    return dd.synthetic_space(n_words=300, dim=6, n_clusters=4, rng=1)
+
+
+def all_mechanisms(space):
+    gumbel_floor = dd.TruncatedGumbel(space, scale=50.0).min_epsilon
+    return [
+        dd.ExponentialMechanism(space, 2.0),
+        dd.TruncatedExponential(space, 3.0),
+        dd.TruncatedExponential(space, 12.0, beta=0.05),
+        dd.TruncatedGumbel(space, epsilon=1.3 * gumbel_floor),
+        dd.MultivariateLaplace(space, 3.0),
+        dd.MultivariateLaplace(space, 40.0, table_k=16),
+    ]
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("index", range(6))
+def test_conformance(space, index):
+    mechanism = all_mechanisms(space)[index]
+    report = check_mechanism(mechanism, rng=index)
+    assert report.passed
+
+
+def test_conformance_catches_a_wrong_distribution(space):
+    class Broken(dd.ExponentialMechanism):
+        """Samples at epsilon but claims the distribution of 1.1 epsilon."""
+
+        def _log_probabilities(self, word_id):
+            from scipy.special import log_softmax
+
+            return log_softmax(-0.55 * self.epsilon * self._distances(word_id))
+
+    with pytest.raises(AssertionError, match="FAIL  sampled frequencies"):
+        check_mechanism(Broken(space, 2.0), rng=0)
+
+
+def test_conformance_catches_a_loss_above_the_claim(space):
+    class Overclaiming(dd.ExponentialMechanism):
+        def privacy_loss_bound(self, word_id, other_id):
+            return 0.5 * super().privacy_loss_bound(word_id, other_id)
+
+    with pytest.raises(AssertionError, match="FAIL  exact loss"):
+        check_mechanism(Overclaiming(space, 2.0), rng=0, n_samples=2_000)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+def test_mechanisms_are_immutable_validated_and_named(space):
+    mechanism = dd.TruncatedExponential(space, 3.0)
+    with pytest.raises(AttributeError, match="immutable"):
+        mechanism.epsilon = 5.0
+    assert repr(mechanism).endswith("epsilon=3.0, beta=0.001)")
+    assert "scale=" in repr(all_mechanisms(space)[3])
+    with pytest.raises(ValueError, match="`epsilon` must be a finite number > 0; got -1"):
+        dd.ExponentialMechanism(space, -1)
+    with pytest.raises(ValueError, match=r"`beta` must be a number in the open interval \(0, 1\)"):
+        dd.TruncatedExponential(space, 1.0, beta=1.0)
+    with pytest.raises(TypeError, match="`space` must be an EmbeddingSpace"):
+        dd.MultivariateLaplace([[0.0]], 1.0)
+    with pytest.raises(ValueError, match=r"`word_ids` must be in \[0, 299\]"):
+        mechanism.sample([300])
+    with pytest.raises(NotImplementedError, match="no closed-form"):
+        dd.MultivariateLaplace(space, 1.0).output_distribution(0)
+    assert mechanism.sample([], rng=0).shape == (0,)
+    assert mechanism.sample(np.zeros((2, 3), dtype=int), rng=0).shape == (2, 3)
+
+
+def test_privacy_bound_and_loss_bound(space):
+    mechanism = dd.ExponentialMechanism(space, 2.0)
+    bound = mechanism.privacy_bound()
+    assert (bound.notion, bound.epsilon, bound.delta) == ("metric", 2.0, 0.0)
+    assert "Mironov" in str(bound)
+    assert mechanism.privacy_loss_bound(3, 7) == pytest.approx(2.0 * space.distance(3, 7))
+    np.testing.assert_allclose(
+        mechanism.privacy_loss_bound([3, 4], [7, 8]), 2.0 * space.distance([3, 4], [7, 8])
+    )
+
+
+def test_exponential_distribution_matches_the_formula(space):
+    mechanism = dd.ExponentialMechanism(space, 1.5)
+    _, probabilities = mechanism.output_distribution(10)
+    weights = np.exp(-0.75 * space.distance(np.full(300, 10), np.arange(300)))
+    np.testing.assert_allclose(probabilities, weights / weights.sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        mechanism.log_prob(10, [10, 20]), np.log(weights[[10, 20]] / weights.sum()), rtol=1e-12
+    )
+
+
+def test_tem_distribution_has_bottom_element_and_uniform_fallback(space):
+    mechanism = dd.TruncatedExponential(space, 4.0, beta=0.01)
+    gamma = (2 / 4.0) * math.log(0.99 * 299 / 0.01)
+    assert mechanism.gamma == pytest.approx(gamma)
+    distances = space.distance(np.full(300, 10), np.arange(300))
+    inside = distances <= gamma
+    scores = np.append(-distances[inside], -gamma + (2 / 4.0) * math.log((~inside).sum()))
+    softmax = np.exp(2.0 * scores) / np.exp(2.0 * scores).sum()  # the argmax law of Gumbel noise
+    expected = np.empty(300)
+    expected[inside] = softmax[:-1]
+    expected[~inside] = softmax[-1] / (~inside).sum()  # bottom element, then uniform
+    np.testing.assert_allclose(mechanism.output_distribution(10)[1], expected, rtol=1e-12)
+
+
+def test_tem_uses_table_rows_when_they_hold_the_radius():
+    space = dd.synthetic_space(n_words=2_000, dim=8, n_clusters=6, rng=5)
+    mechanism = dd.TruncatedExponential(space, 30.0)  # small gamma: rows suffice
+    use_table, _ = mechanism._candidate_rows(np.arange(0, 2_000, 7))
+    assert use_table.mean() > 0.5
+    words = np.repeat(np.arange(0, 2_000, 97), 50)
+    generator = np.random.default_rng(4)
+    draws = mechanism._sample(words, np.random.default_rng(4))
+    u_choice, u_fallback = generator.random(len(words)), generator.random(len(words))
+    expected = ref.clipped_exponential(
+        words, u_choice, u_fallback, space.vectors, 30.0, mechanism.gamma
+    )
+    np.testing.assert_array_equal(draws, expected)
+
+
+# ----------------------------------------------------------------------------- kernel twins
+
+
+@pytest.mark.parametrize("gamma", [np.inf, 6.0, 1.0])
+def test_clipped_exponential_kernel_matches_twin(space, gamma):
+    generator = np.random.default_rng(11)
+    words = generator.integers(0, 300, 500)
+    u_choice, u_fallback = generator.random(500), generator.random(500)
+    unique, _, order, starts = group_tokens(words)
+    out = np.empty(500, dtype=np.int64)
+    _kernels.sample_clipped_exponential(
+        unique,
+        np.zeros(len(unique), dtype=np.bool_),
+        np.zeros((len(unique), 1), np.int32),
+        order,
+        starts,
+        u_choice,
+        u_fallback,
+        space.vectors,
+        1.5,
+        gamma,
+        out,
+    )
+    expected = ref.clipped_exponential(words, u_choice, u_fallback, space.vectors, 3.0, gamma)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_truncated_gumbel_kernel_matches_twin(space):
+    generator = np.random.default_rng(12)
+    table = space.neighbors(20, cache=False)
+    words = generator.integers(0, 300, 400)
+    counts = generator.integers(0, 21, 400)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    uniforms = generator.random(offsets[-1])
+    distances = np.empty((300, 20))
+    _kernels.row_distances(np.arange(300), table.ids.astype(np.int64), space.vectors, distances)
+    scale, bound = 3.0, space.max_distance()
+    lower = math.exp(-math.exp(bound / scale))
+    width = math.exp(-math.exp(-bound / scale)) - lower
+    out = np.empty(400, dtype=np.int64)
+    _kernels.truncated_gumbel_select(
+        words.astype(np.int64),
+        table.ids.astype(np.int64),
+        distances,
+        counts,
+        offsets,
+        uniforms,
+        lower,
+        width,
+        scale,
+        bound,
+        out,
+    )
+    expected = ref.truncated_gumbel(
+        table.ids[words], distances[words], counts, uniforms, scale, bound
+    )
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_laplace_decoding_matches_brute_force(space):
+    for epsilon in (2.0, 20.0, 200.0):
+        mechanism = dd.MultivariateLaplace(space, epsilon, table_k=16)
+        words = np.random.default_rng(3).integers(0, 300, 3_000)
+        noise = mechanism.noise(3_000, rng=epsilon.__int__())
+        points = space.vectors[words].astype(np.float64) + noise
+        decoded = mechanism.decode(words, points, np.linalg.norm(noise, axis=1))
+        np.testing.assert_array_equal(decoded, ref.nearest(points, space.vectors))
+
+
+# ----------------------------------------------------------------------------- noise laws
+
+
+@pytest.mark.statistical
+def test_laplace_noise_radius_is_gamma_and_direction_uniform(space):
+    mechanism = dd.MultivariateLaplace(space, 4.0)
+    noise = mechanism.noise(20_000, rng=5)
+    radius = np.linalg.norm(noise, axis=1)
+    assert stats.kstest(radius, stats.gamma(a=6, scale=1 / 4.0).cdf).pvalue > 1e-3
+    direction = noise / radius[:, None]
+    # each coordinate of a uniform direction in R^d: (x + 1) / 2 ~ Beta((d-1)/2, (d-1)/2)
+    for axis in range(6):
+        beta = stats.beta((6 - 1) / 2, (6 - 1) / 2)
+        assert stats.kstest((direction[:, axis] + 1) / 2, beta.cdf).pvalue > 1e-3
+    assert np.abs(direction.mean(axis=0)).max() < 5 / math.sqrt(20_000)
+
+
+# ----------------------------------------------------------------------------- truncated Gumbel
+
+
+def test_gumbel_calibration_round_trips_and_refuses_small_epsilon(space):
+    floor = dd.TruncatedGumbel(space, scale=10.0).min_epsilon
+    n = len(space)
+    assert floor == pytest.approx((5 + 2 * math.log(n)) / space.min_distance())
+    for epsilon in (1.01 * floor, 2 * floor, 10 * floor):
+        forward = dd.TruncatedGumbel(space, epsilon=epsilon)
+        backward = dd.TruncatedGumbel(space, scale=forward.scale)
+        assert backward.epsilon == pytest.approx(epsilon, rel=1e-10)
+    with pytest.raises(ValueError, match=rf"`epsilon` must be > {floor:.6g}, the smallest"):
+        dd.TruncatedGumbel(space, epsilon=0.99 * floor)
+    with pytest.raises(ValueError, match="exactly one of `epsilon` and `scale`"):
+        dd.TruncatedGumbel(space)
+    twins = dd.EmbeddingSpace(["a", "b", "c"], [[0.0], [0.0], [1.0]])
+    with pytest.raises(ValueError, match="share a vector"):
+        dd.TruncatedGumbel(twins, scale=1.0)
+
+
+def test_gumbel_quadrature_matches_scipy_quad():
+    distances = np.array([0.0, 0.7, 1.1, 2.5, 2.6])
+    scale, bound = 1.3, 3.0
+    for k in range(2, 6):
+        counts = np.zeros(6)
+        counts[k] = 1.0
+        ours = candidate_probabilities(distances, scale, bound, counts)
+        z = math.exp(-math.exp(-bound / scale)) - math.exp(-math.exp(bound / scale))
+
+        def survival(x, z=z):
+            x = min(max(x, -bound), bound)
+            return (math.exp(-math.exp(-bound / scale)) - math.exp(-math.exp(-x / scale))) / z
+
+        for c in range(k):
+
+            def integrand(y, c=c, k=k, z=z):
+                x = y - distances[c]
+                density = math.exp(-x / scale - math.exp(-x / scale)) / (scale * z)
+                product = math.prod(survival(y - distances[j]) for j in range(k) if j != c)
+                return density * product
+
+            points = sorted({d + s * bound for d in distances for s in (-1, 1)})
+            value, _ = integrate.quad(
+                integrand,
+                distances[c] - bound,
+                distances[c] + bound,
+                points=points,
+                epsabs=1e-14,
+                epsrel=1e-12,
+                limit=200,
+            )
+            assert ours[c] == pytest.approx(value, abs=1e-12)
+        assert ours.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.statistical
+def test_gumbel_exact_distribution_against_large_monte_carlo(space):
+    mechanism = dd.TruncatedGumbel(space, scale=2.0)
+    ids, probabilities = mechanism.output_distribution(42)
+    n_samples = 2_000_000
+    counts = np.bincount(mechanism.sample(np.full(n_samples, 42), rng=9), minlength=300)[ids]
+    # every frequency within 5 binomial standard errors (+ 1 count)
+    tolerance = 5 * np.sqrt(probabilities * (1 - probabilities) * n_samples) + 1
+    assert (np.abs(counts - probabilities * n_samples) <= tolerance).all()
+    assert counts.sum() == n_samples  # nothing outside the computed support
+
+
+def test_gumbel_draws_beyond_the_table_use_exact_wider_rows(space):
+    mechanism = dd.TruncatedGumbel(space, scale=2.0, poisson_mean=150.0)
+    out = mechanism.sample(np.full(2_000, 7), rng=1)
+    table = space.neighbors(300, cache=False)
+    ranks = np.argsort(table.ids[7])[out]  # rank of each output among word 7's neighbours
+    assert ranks.max() >= 64  # candidates past the 64-wide table were reachable
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def test_perturb_text_keeps_layout_and_is_reproducible(space):
+    mechanism = dd.ExponentialMechanism(space, 0.5)
+    words = space.words([1, 2, 3])
+    text = f"{words[0].upper()}, {words[1]}!\n  ({words[2]}) unknown-word 42"
+    first = dd.perturb_text(text, mechanism, rng=3)
+    assert first == dd.perturb_text(text, mechanism, rng=3)
+    assert first != dd.perturb_text(text, mechanism, rng=4)
+    assert dd.tokenize(first)[0::2] == dd.tokenize(text)[0::2]  # separators untouched
+    assert "unknown-word 42" in first
+    with pytest.raises(ValueError, match="`texts` must be a non-empty string"):
+        dd.perturb_text("", mechanism)
+    with pytest.raises(TypeError, match="`mechanism` must be a densitydp Mechanism"):
+        dd.perturb_text("x", "laplace")
+    assert dd.perturb_text([text, ""], mechanism, rng=3)[1] == ""
+
+
+def test_perturb_file_is_atomic_and_streams(space, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(" ".join(space.words([i, i + 1])) for i in range(50)) + "\n")
+    out = dd.perturb_file(
+        source,
+        tmp_path / "out.txt",
+        dd.TruncatedExponential(space, 2.0),
+        rng=0,
+        batch_lines=7,
+        progress=False,
+    )
+    lines = out.read_text().splitlines()
+    assert len(lines) == 50 and all(len(line.split()) == 2 for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]

@@ -174,11 +174,11 @@ def perturb(
     if input_path is not None and output is not None:
         codec.map_file(input_path, output, replace, progress=progress)
         return
-    source: IO[str] = (
-        open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-        if input_path is not None
-        else click.get_text_stream("stdin")
-    )
+    source: IO[str]
+    if input_path is None:
+        source = sys.stdin
+    else:
+        source = open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
     with source:
         lines = codec.map_texts(iter(source), replace)
         if output is None:

@@ -56,8 +56,17 @@ def space_file(tmp_path, small_space):
 
 def test_perturb_stdin_to_stdout_is_seeded(runner, space_file, small_space):
     text = " ".join(small_space.words([1, 2, 3])) + ", unknown!\n"
-    arguments = ["perturb", "-m", "exponential", "-e", "1", "--embeddings", str(space_file),
-                 "--seed", "4"]
+    arguments = [
+        "perturb",
+        "-m",
+        "exponential",
+        "-e",
+        "1",
+        "--embeddings",
+        str(space_file),
+        "--seed",
+        "4",
+    ]
     first = runner.invoke(main, arguments, input=text)
     assert first.exit_code == 0, first.output
     assert first.stdout == runner.invoke(main, arguments, input=text).stdout
@@ -69,16 +78,32 @@ def test_perturb_file_to_file(runner, space_file, small_space, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text(" ".join(small_space.words(list(range(20)))) + "\n", encoding="utf-8")
     target = tmp_path / "out.txt"
-    result = runner.invoke(main, ["perturb", "-m", "tem", "-e", "2", "--embeddings",
-                                  str(space_file), "--seed", "1", str(source), "-o",
-                                  str(target), "--no-progress"])
+    result = runner.invoke(
+        main,
+        [
+            "perturb",
+            "-m",
+            "tem",
+            "-e",
+            "2",
+            "--embeddings",
+            str(space_file),
+            "--seed",
+            "1",
+            str(source),
+            "-o",
+            str(target),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(target.read_text(encoding="utf-8").split()) == 20
 
 
 def test_perturb_refuses_meaningless_gumbel_epsilon(runner, space_file):
-    result = runner.invoke(main, ["perturb", "-m", "gumbel", "-e", "1", "--embeddings",
-                                  str(space_file)], input="x\n")
+    result = runner.invoke(
+        main, ["perturb", "-m", "gumbel", "-e", "1", "--embeddings", str(space_file)], input="x\n"
+    )
     assert result.exit_code == 1
     assert "the smallest meaningful epsilon" in result.output
     assert len(result.stderr.strip().splitlines()) == 1

@@ -119,45 +119,76 @@ def test_tem_distribution_has_bottom_element_and_uniform_fallback(space):
     np.testing.assert_allclose(mechanism.output_distribution(10)[1], expected, rtol=1e-12)
 
 
-def test_tem_uses_table_rows_when_they_hold_the_radius():
+@pytest.mark.parametrize(
+    ("mechanism_class", "epsilon"),
+    [
+        (dd.TruncatedExponential, 30.0),  # gamma inside the rows: the bottom element directly
+        (dd.ExponentialMechanism, 25.0),  # rejection from the rows
+    ],
+)
+def test_row_sampler_is_used_and_matches_twin(mechanism_class, epsilon):
     space = dd.synthetic_space(n_words=2_000, dim=8, n_clusters=6, rng=5)
-    mechanism = dd.TruncatedExponential(space, 30.0)  # small gamma: rows suffice
-    use_table, _ = mechanism._candidate_rows(np.arange(0, 2_000, 7))
-    assert use_table.mean() > 0.5
-    words = np.repeat(np.arange(0, 2_000, 97), 50)
-    generator = np.random.default_rng(4)
-    draws = mechanism._sample(words, np.random.default_rng(4))
-    u_choice, u_fallback = generator.random(len(words)), generator.random(len(words))
-    expected = ref.clipped_exponential(
-        words, u_choice, u_fallback, space.vectors, 30.0, mechanism.gamma
+    mechanism = mechanism_class(space, epsilon)
+    words = np.arange(0, 2_000, 37)
+    row_ids, row_distances, reach = mechanism._rows(words)
+    gamma = mechanism._clip()
+    row_mass = np.exp(-epsilon / 2 * np.minimum(row_distances, gamma)).sum(axis=1)
+    outside = (2_000 - 64) * np.exp(-epsilon / 2 * np.minimum(reach, gamma))
+    assert (outside <= 4.0 * row_mass).mean() > 0.8  # most words take the row sampler
+    seeds = np.random.default_rng(2).integers(0, 2**63, size=len(words)).view(np.uint64)
+    out = np.empty(len(words), dtype=np.int64)
+    ranges = np.ascontiguousarray(
+        np.stack([np.arange(len(words)), np.arange(1, len(words) + 1)], axis=1)
     )
-    np.testing.assert_array_equal(draws, expected)
+    _kernels.sample_by_rejection(
+        words,
+        row_ids,
+        row_distances,
+        reach,
+        ranges,
+        np.arange(len(words)),
+        seeds,
+        space.vectors,
+        epsilon / 2,
+        gamma,
+        out,
+    )
+    expected = ref.rejection(
+        words, row_ids, row_distances, reach, seeds, space.vectors, epsilon, gamma
+    )
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.statistical
+def test_rejection_sampler_has_the_exact_law():
+    space = dd.synthetic_space(n_words=400, dim=4, n_clusters=3, rng=8)
+    mechanism = dd.ExponentialMechanism(space, 6.0)
+    word = 17
+    _, row_distances, reach = mechanism._rows(np.array([word]))
+    row_mass = np.exp(-3.0 * row_distances).sum()
+    assert (400 - 64) * np.exp(-3.0 * reach[0]) <= 4.0 * row_mass  # the row sampler runs
+    report = check_mechanism(mechanism, word_ids=[word], n_samples=400_000, rng=3)
+    assert report.passed
 
 
 # ----------------------------------------------------------------------------- kernel twins
 
 
 @pytest.mark.parametrize("gamma", [np.inf, 6.0, 1.0])
-def test_clipped_exponential_kernel_matches_twin(space, gamma):
+def test_distance_row_kernel_matches_twin(space, gamma):
     generator = np.random.default_rng(11)
     words = generator.integers(0, 300, 500)
     u_choice, u_fallback = generator.random(500), generator.random(500)
     unique, _, order, starts = group_tokens(words)
-    out = np.empty(500, dtype=np.int64)
-    _kernels.sample_clipped_exponential(
-        unique,
-        np.zeros(len(unique), dtype=np.bool_),
-        np.zeros((len(unique), 1), np.int32),
-        order,
-        starts,
-        u_choice,
-        u_fallback,
-        space.vectors,
-        1.5,
-        gamma,
-        out,
-    )
+    ranges = np.ascontiguousarray(np.stack([starts[:-1], starts[1:]], axis=1))
     expected = ref.clipped_exponential(words, u_choice, u_fallback, space.vectors, 3.0, gamma)
+    distances = np.sqrt(
+        ((space.vectors[unique, None, :].astype(float) - space.vectors[None, :, :]) ** 2).sum(-1)
+    )
+    out = np.empty(500, dtype=np.int64)
+    _kernels.sample_from_distance_rows(
+        distances, ranges, order, u_choice, u_fallback, 1.5, gamma, out
+    )
     np.testing.assert_array_equal(out, expected)
 
 

@@ -229,3 +229,19 @@ def test_narrow_is_the_exact_narrower_table(small_space):
     assert narrow.min_distance == wide.min_distance and wide.narrow(30) is wide
     with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 30\]; got 31"):
         wide.narrow(31)
+
+
+def test_lazy_rows_are_kept_and_widened(small_space):
+    space = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    full = ref.table(space.vectors, 12)[0]
+    first = space.neighbors(5, word_ids=[4, 9], cache=False)
+    assert space._lazy.word_ids.tolist() == [4, 9]
+    more = space.neighbors(5, word_ids=[9, 1], cache=False)  # only word 1 is computed
+    assert space._lazy.word_ids.tolist() == [1, 4, 9]
+    wider = space.neighbors(12, word_ids=[4], cache=False)  # widens every kept row
+    assert space._lazy.k == 12 and space._lazy.word_ids.tolist() == [1, 4, 9]
+    np.testing.assert_array_equal(first.ids, full[[4, 9], :5])
+    np.testing.assert_array_equal(more.ids, full[[1, 9], :5])
+    np.testing.assert_array_equal(wider.ids, full[[4]])
+    with pytest.raises(ValueError, match="only partial tables"):
+        wider.merge(space.neighbors(12, cache=False))

@@ -206,6 +206,7 @@ class EmbeddingSpace:
         self._vectors = vectors
         self.name = name
         self._table: _neighbors.NeighborTable | None = None
+        self._lazy: _neighbors.NeighborTable | None = None
 
     @classmethod
     def _trusted(
@@ -296,6 +297,13 @@ class EmbeddingSpace:
         return _neighbors.fingerprint(self._vectors)
 
     @cached_property
+    def _vectors64(self) -> np.ndarray:
+        """The vectors in float64, kept for the BLAS distance rows of exact mechanisms."""
+        vectors = self._vectors.astype(np.float64)
+        vectors.setflags(write=False)
+        return vectors
+
+    @cached_property
     def _sqnorms(self) -> np.ndarray:
         """Squared norms of the vectors in float64, kept for repeated nearest-word searches."""
         return _neighbors._sqnorms(self._vectors)
@@ -315,8 +323,9 @@ class EmbeddingSpace:
         k : int
             Neighbours per word, the word itself included; ``1 <= k <= len(self)``.
         word_ids : array_like of int, optional
-            Lazy mode: compute only these words' rows (sorted, unique), without the all-pairs
-            pass. The full table (the default) also yields ``min_distance`` and ``max_distance``.
+            Lazy mode: only these words' rows (sorted, unique), without the all-pairs pass; rows
+            computed once are kept in memory for later calls. The full table (the default) also
+            yields ``min_distance`` and ``max_distance``.
         cache : bool
             Read and write the on-disk cache of full tables (folder ``$DENSITYDP_CACHE``).
         progress : bool or None
@@ -330,21 +339,41 @@ class EmbeddingSpace:
         k = check_int(k, "k", minimum=1, maximum=len(self))
         if word_ids is not None:
             rows = np.unique(check_word_ids(word_ids, len(self)).ravel())
-            if self._table is not None and self._table.k >= k:
-                ids, distances = self._table.rows(rows)
-                return _neighbors.NeighborTable(
-                    ids=np.ascontiguousarray(ids[:, :k]),
-                    distances=np.ascontiguousarray(distances[:, :k]),
-                    word_ids=rows,
-                )
-            return _neighbors.partial_table(
-                self._vectors, rows, k, column_sqnorms=self._sqnorms, progress=progress
+            source = self._table if self._table is not None and self._table.k >= k else None
+            if source is None:
+                source = self._lazy_rows(rows, k, progress)
+            ids, distances = source.rows(rows)
+            return _neighbors.NeighborTable(
+                ids=np.ascontiguousarray(ids[:, :k]),
+                distances=np.ascontiguousarray(distances[:, :k]),
+                word_ids=rows,
             )
         if self._table is None or self._table.k < k:
             self._table = _neighbors.cached_table(
                 self._vectors, self.fingerprint, k, cache=cache, progress=progress
             )
         return self._table.narrow(k)
+
+    def _lazy_rows(
+        self, rows: np.ndarray, k: int, progress: bool | None
+    ) -> _neighbors.NeighborTable:
+        """Exact rows of ``rows``, computed once and kept: mechanisms ask for the rows of the
+        same words again and again. The store keeps one width (the largest asked for)."""
+        store = self._lazy
+        if store is None or store.k < k:
+            wanted = rows if store is None else np.union1d(rows, np.asarray(store.word_ids))
+            width = k if store is None else max(k, store.k)
+        else:
+            assert store.word_ids is not None
+            wanted = np.setdiff1d(rows, store.word_ids, assume_unique=True)
+            width = store.k
+        if wanted.size:
+            computed = _neighbors.partial_table(
+                self._vectors, wanted, width, column_sqnorms=self._sqnorms, progress=progress
+            )
+            self._lazy = computed if store is None or store.k < k else store.merge(computed)
+        assert self._lazy is not None
+        return self._lazy
 
     def nearest(self, points: Any, *, progress: bool | None = None) -> np.ndarray:
         """Exact nearest word id of each point, batched.

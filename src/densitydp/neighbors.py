@@ -135,6 +135,19 @@ class NeighborTable:
             n_exact_fallback=self.n_exact_fallback,
         )
 
+    def merge(self, other: NeighborTable) -> NeighborTable:
+        """A partial table holding the rows of both partial tables (same width, rows by id)."""
+        if self.word_ids is None or other.word_ids is None or self.k != other.k:
+            raise ValueError("only partial tables of the same width can be merged.")
+        word_ids = np.concatenate([self.word_ids, other.word_ids])
+        order = np.argsort(word_ids, kind="stable")
+        return NeighborTable(
+            ids=np.concatenate([self.ids, other.ids])[order],
+            distances=np.concatenate([self.distances, other.distances])[order],
+            word_ids=word_ids[order],
+            n_exact_fallback=self.n_exact_fallback + other.n_exact_fallback,
+        )
+
     def kth_distance(self, k: int | None = None) -> np.ndarray:
         """Distance from each row's word to its ``k``-th neighbour (default: the last column).
 

@@ -18,13 +18,6 @@ from .._kernels import squared_distance
 
 
 @jit
-def distance_row(query, vectors, out):
-    """Exact float64 Euclidean distance from ``query`` to every row of ``vectors``."""
-    for j in range(vectors.shape[0]):
-        out[j] = math.sqrt(squared_distance(query, vectors[j]))
-
-
-@jit
 def _nth_outside(sorted_inside, position):
     """The ``position``-th id (0-based, increasing) that is not in ``sorted_inside``."""
     candidate = position
@@ -36,63 +29,78 @@ def _nth_outside(sorted_inside, position):
     return candidate
 
 
+@jit
+def splitmix64(state):
+    """One step of SplitMix64 (Steele, Lea, Flood 2014): ``(new_state, uniform in [0, 1))``.
+
+    A per-token stream for samplers that need a variable number of draws; each token's seed
+    comes from the caller's numpy Generator.
+    """
+    state = (state + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = state
+    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    z = z ^ (z >> np.uint64(31))
+    return state, np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
 @parallel_jit
-def sample_clipped_exponential(
+def sample_by_rejection(
     words,
-    use_table,
-    table_ids,
+    row_ids,
+    row_distances,
+    reach,
+    ranges,
     token_order,
-    starts,
-    u_choice,
-    u_fallback,
+    seeds,
     vectors,
     half_epsilon,
     gamma,
     out,
 ):
-    """Exponential mechanism with distances clipped at ``gamma`` (TEM; ``inf``: plain EM).
+    """Exact clipped exponential mechanism from neighbour rows, by rejection.
 
-    For input word ``w``: ``P(y) ~ exp(-half_epsilon * d(w, y))`` for ``d <= gamma`` (the set
-    L_w) and the bottom element gets ``|W \\ L_w| * exp(-half_epsilon * gamma)``, after which a
-    uniform word of ``W \\ L_w`` is returned. One task per distinct input word ``words[t]``; its
-    tokens are ``token_order[starts[t]:starts[t + 1]]``, sampled by inverse CDF with
-    ``u_choice`` and, for the bottom element, ``u_fallback``. When ``use_table[t]`` the table
-    row ``table_ids[t]`` holds all of L_w (its distances are recomputed in float64); otherwise
-    the whole vocabulary is scanned.
+    Target ``P(y) ~ w(y) = exp(-half_epsilon * min(d(w, y), gamma))`` (``gamma = inf``: the
+    plain exponential mechanism). Row ``t`` holds the nearest words of ``words[t]`` with exact
+    distances; every other word is at least ``reach[t]`` away, so its weight is at most
+    ``bound = exp(-half_epsilon * min(reach[t], gamma))``. Propose a row word with its weight or
+    a uniform outside word with weight ``bound``; accept an outside word ``y`` with probability
+    ``w(y) / bound`` (its distance computed exactly), else start again. The accepted draw has
+    exactly the target law. Token ``i`` draws from its own SplitMix64 stream seeded by
+    ``seeds[i]``.
     """
     n_words = vectors.shape[0]
+    width = row_ids.shape[1]
     for t in prange(words.shape[0]):
-        query = vectors[words[t]].astype(np.float64)
-        if use_table[t]:  # noqa: SIM108 (one array type for numba)
-            candidates = table_ids[t].astype(np.int64)
-        else:
-            candidates = np.arange(n_words)
-        distances = np.empty(candidates.shape[0])
-        for c in range(candidates.shape[0]):
-            distances[c] = math.sqrt(squared_distance(query, vectors[candidates[c]]))
-        inside = np.flatnonzero(distances <= gamma)
-        inside_ids = np.sort(candidates[inside])
-        cumulative = np.empty(inside.shape[0])
-        # candidates are in id order when scanning, in table order otherwise: sort by id
-        order = np.argsort(candidates[inside])
+        order = np.argsort(row_ids[t])
+        sorted_ids = row_ids[t][order]
+        cumulative = np.empty(width)
         total = 0.0
-        for c in range(inside.shape[0]):
-            total += math.exp(-half_epsilon * distances[inside[order[c]]])
+        for c in range(width):
+            total += math.exp(-half_epsilon * min(row_distances[t, order[c]], gamma))
             cumulative[c] = total
-        n_outside = n_words - inside.shape[0]
-        bottom = n_outside * math.exp(-half_epsilon * gamma) if n_outside > 0 else 0.0
-        grand = total + bottom
-        for position in range(starts[t], starts[t + 1]):
+        bound = math.exp(-half_epsilon * min(reach[t], gamma))
+        n_outside = n_words - width
+        outside_mass = n_outside * bound
+        grand = total + outside_mass
+        query = vectors[words[t]].astype(np.float64)
+        for position in range(ranges[t, 0], ranges[t, 1]):
             token = token_order[position]
-            target = u_choice[token] * grand
-            if target < total or n_outside == 0:
-                index = np.searchsorted(cumulative, target, side="right")
-                if index >= inside_ids.shape[0]:
-                    index = inside_ids.shape[0] - 1
-                out[token] = inside_ids[index]
-            else:
-                pick = min(int(u_fallback[token] * n_outside), n_outside - 1)
-                out[token] = _nth_outside(inside_ids, pick)
+            state = seeds[token]
+            while True:
+                state, u = splitmix64(state)
+                target = u * grand
+                if target < total or n_outside == 0:
+                    index = np.searchsorted(cumulative, target, side="right")
+                    out[token] = sorted_ids[min(index, width - 1)]
+                    break
+                state, u = splitmix64(state)
+                candidate = _nth_outside(sorted_ids, min(int(u * n_outside), n_outside - 1))
+                distance = math.sqrt(squared_distance(query, vectors[candidate]))
+                state, u = splitmix64(state)
+                if u * bound < math.exp(-half_epsilon * min(distance, gamma)):
+                    out[token] = candidate
+                    break
 
 
 @parallel_jit
@@ -164,3 +172,41 @@ def row_distances(words, candidate_ids, vectors, out):
         query = vectors[words[t]].astype(np.float64)
         for j in range(candidate_ids.shape[1]):
             out[t, j] = math.sqrt(squared_distance(query, vectors[candidate_ids[t, j]]))
+
+
+@parallel_jit
+def sample_from_distance_rows(
+    distances, ranges, token_order, u_choice, u_fallback, half_epsilon, gamma, out
+):
+    """The law of :func:`sample_clipped_exponential` for precomputed full distance rows.
+
+    Row ``t`` of ``distances`` holds the exact distances from one input word to every word; its
+    tokens are ``token_order[ranges[t, 0]:ranges[t, 1]]``.
+    """
+    n_words = distances.shape[1]
+    for t in prange(distances.shape[0]):
+        cumulative = np.empty(n_words)
+        inside_ids = np.empty(n_words, np.int64)
+        outside_ids = np.empty(n_words, np.int64)
+        n_inside = 0
+        n_outside = 0
+        total = 0.0
+        for j in range(n_words):
+            if distances[t, j] <= gamma:
+                total += math.exp(-half_epsilon * distances[t, j])
+                cumulative[n_inside] = total
+                inside_ids[n_inside] = j
+                n_inside += 1
+            else:
+                outside_ids[n_outside] = j
+                n_outside += 1
+        bottom = n_outside * math.exp(-half_epsilon * gamma) if n_outside > 0 else 0.0
+        grand = total + bottom
+        for position in range(ranges[t, 0], ranges[t, 1]):
+            token = token_order[position]
+            target = u_choice[token] * grand
+            if target < total or n_outside == 0:
+                index = np.searchsorted(cumulative[:n_inside], target, side="right")
+                out[token] = inside_ids[min(index, n_inside - 1)]
+            else:
+                out[token] = outside_ids[min(int(u_fallback[token] * n_outside), n_outside - 1)]

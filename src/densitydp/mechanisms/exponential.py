@@ -14,6 +14,12 @@ from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, group_tokens
 
 __all__ = ["ExponentialMechanism"]
 
+#: Width of the exact neighbour rows the samplers start from.
+TABLE_K = 64
+#: Rows are sampled by rejection when the outside words' proposal mass is at most this many
+#: times the row's own mass (acceptance >= 1 / (1 + ratio)); otherwise full distance rows.
+REJECTION_RATIO = 4.0
+
 
 class ExponentialMechanism(Mechanism):
     """Exponential mechanism: ``P(w' | w) ~ exp(-epsilon * d(w, w') / 2)`` over all words.
@@ -30,9 +36,13 @@ class ExponentialMechanism(Mechanism):
     ``d(w, w'')`` in the input (triangle inequality), so the usual factor 1/2 gives
     ``epsilon * d(w, w'')``. Distances are exact float64 Euclidean distances.
 
-    Sampling is exact: one float64 distance row and its cumulative weights per distinct input
-    word (a numba task), then one uniform per token by inverse CDF. This has the law of
-    Gumbel-max sampling, at ``O(log V)`` per token instead of ``O(V)``.
+    Sampling is exact and has the law of Gumbel-max sampling without its ``O(V)`` cost per token.
+    Per distinct input word (a numba task): when the words beyond its 64 exact nearest
+    neighbours carry little weight (at most ``exp(-epsilon d_64 / 2)`` each), rejection sampling
+    from the neighbour row (outside words proposed uniformly at that bound and accepted with
+    probability ``weight / bound``); otherwise one float64 distance row over the whole
+    vocabulary (BLAS) and inverse-CDF sampling. Each token draws from its own stream seeded by
+    ``rng``.
 
     References
     ----------
@@ -73,36 +83,87 @@ class ExponentialMechanism(Mechanism):
 
     def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         words, _, token_order, starts = group_tokens(word_ids)
-        use_table, table_ids = self._candidate_rows(words)
-        u_choice = generator.random(len(word_ids))
-        u_fallback = generator.random(len(word_ids))
         out = np.empty(len(word_ids), dtype=np.int64)
-        _kernels.sample_clipped_exponential(
-            words,
-            use_table,
-            table_ids,
-            token_order,
-            starts,
-            u_choice,
-            u_fallback,
-            self.space.vectors,
-            self.epsilon / 2.0,
-            self._clip(),
-            out,
+        half_epsilon, gamma = self.epsilon / 2.0, self._clip()
+        seeds = generator.integers(0, 2**63, size=len(word_ids), dtype=np.int64).view(np.uint64)
+        row_ids, row_distances, reach = self._rows(words)
+        # rejection from the rows pays when the outside words carry little proposal mass
+        clipped = np.minimum(row_distances, gamma)
+        row_mass = np.exp(-half_epsilon * clipped).sum(axis=1)
+        outside_mass = (len(self.space) - row_ids.shape[1]) * np.exp(
+            -half_epsilon * np.minimum(reach, gamma)
         )
+        by_rows = outside_mass <= REJECTION_RATIO * row_mass
+        if by_rows.any():
+            slots = np.flatnonzero(by_rows)
+            _kernels.sample_by_rejection(
+                words[slots],
+                row_ids[slots],
+                row_distances[slots],
+                reach[slots],
+                _restart(starts, slots),
+                token_order,
+                seeds,
+                self.space.vectors,
+                half_epsilon,
+                gamma,
+                out,
+            )
+        scanned = np.flatnonzero(~by_rows)
+        if scanned.size:
+            u_choice = generator.random(len(word_ids))
+            u_fallback = generator.random(len(word_ids))
+            for first in range(0, len(scanned), self._block_rows()):
+                slots = scanned[first : first + self._block_rows()]
+                _kernels.sample_from_distance_rows(
+                    self._distance_rows(words[slots]),
+                    _restart(starts, slots),
+                    token_order,
+                    u_choice,
+                    u_fallback,
+                    half_epsilon,
+                    gamma,
+                    out,
+                )
         return out
 
-    def _candidate_rows(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per distinct word: whether a neighbour-table row holds every word that needs its own
-        weight, and that row. The plain mechanism always scans the whole vocabulary."""
-        return np.zeros(len(words), dtype=np.bool_), np.zeros((len(words), 1), dtype=np.int32)
+    def _rows(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact neighbour rows of ``words``, their float64 distances, and a lower bound on the
+        distance of every word outside the row (the last distance, less the float32 rounding)."""
+        width = min(TABLE_K, len(self.space))
+        table = self.space.neighbors(width, word_ids=words, progress=False)
+        ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)
+        distances = np.empty(ids.shape)
+        _kernels.row_distances(words, ids, self.space.vectors, distances)
+        reach = distances[:, -1] * (1.0 - 1e-9)
+        if width == len(self.space):
+            reach[:] = np.inf
+        return ids, distances, reach
+
+    def _block_rows(self) -> int:
+        """Distance rows per block: about 16 million float64 values (128 MB)."""
+        return max(1, (1 << 24) // len(self.space))
+
+    def _distance_rows(self, words: np.ndarray) -> np.ndarray:
+        """Float64 distances from each of ``words`` to every word, by BLAS.
+
+        ``||x||^2 + ||y||^2 - 2 x.y`` in float64 (absolute error about 1e-14 times the squared
+        norms), clamped at 0; a word's distance to itself is set to exactly 0.
+        """
+        space = self.space
+        vectors = space._vectors64
+        squared = space._sqnorms
+        rows = vectors[words] @ vectors.T
+        rows *= -2.0
+        rows += squared[words, None]
+        rows += squared[None, :]
+        np.maximum(rows, 0.0, out=rows)
+        np.sqrt(rows, out=rows)
+        rows[np.arange(len(words)), words] = 0.0
+        return rows
 
     def _distances(self, word_id: int) -> np.ndarray:
-        row = np.empty(len(self.space))
-        _kernels.distance_row(
-            self.space.vectors[word_id].astype(np.float64), self.space.vectors, row
-        )
-        return row
+        return self._distance_rows(np.array([word_id]))[0]
 
     def _log_probabilities(self, word_id: int) -> np.ndarray:
         distances = np.minimum(self._distances(word_id), self._clip())
@@ -117,3 +178,8 @@ class ExponentialMechanism(Mechanism):
         """Exact ``ln P(y | w)``, computed in log space (finite for every word)."""
         word_id = self._check_word(word_id)
         return self._log_probabilities(word_id)[check_word_ids(outputs, len(self.space), "outputs")]
+
+
+def _restart(starts: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``(len(slots), 2)`` token ranges ``[start, stop)`` of the chosen distinct words."""
+    return np.ascontiguousarray(np.stack([starts[slots], starts[slots + 1]], axis=1))

@@ -5,17 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from .._validation import check_epsilon, check_open_unit
 from ..embeddings import EmbeddingSpace
 from .base import IDEAL_ARITHMETIC, PrivacyBound
 from .exponential import ExponentialMechanism
 
 __all__ = ["TruncatedExponential"]
-
-#: Width of the neighbour rows tried before scanning the whole vocabulary.
-TABLE_K = 64
 
 
 class TruncatedExponential(ExponentialMechanism):
@@ -39,9 +34,10 @@ class TruncatedExponential(ExponentialMechanism):
 
     Guarantee
     ---------
-    ``epsilon * d``-metric DP (Carvalho et al., Theorem 1). ``L_w`` is read from an exact
-    neighbour row (distances recomputed in float64) when the row reaches beyond ``gamma``;
-    otherwise the whole vocabulary is scanned.
+    ``epsilon * d``-metric DP (Carvalho et al., Theorem 1). When an exact neighbour row reaches
+    beyond ``gamma`` it holds all of ``L_w`` (distances recomputed in float64) and the bottom
+    element's uniform fallback is drawn among the other words directly; otherwise sampling
+    proceeds as for :class:`ExponentialMechanism` (rejection from the row, or a full row).
 
     References
     ----------
@@ -70,14 +66,3 @@ class TruncatedExponential(ExponentialMechanism):
 
     def _clip(self) -> float:
         return self.gamma
-
-    def _candidate_rows(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        width = min(TABLE_K, len(self.space))
-        table = self.space.neighbors(width, word_ids=words, progress=False)
-        ids, distances = table.rows(words)
-        # the row holds all of L_w when its last (float32-rounded) distance is beyond gamma;
-        # the margin covers the rounding
-        use_table = distances[:, -1].astype(np.float64) * (1.0 - 1e-6) > self.gamma
-        if width == len(self.space):
-            use_table[:] = True
-        return use_table, np.ascontiguousarray(ids)

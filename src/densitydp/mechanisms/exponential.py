@@ -30,11 +30,11 @@ class ExponentialMechanism(Mechanism):
     epsilon : float
         Metric privacy parameter, > 0.
 
-    Guarantee
-    ---------
-    ``epsilon * d``-metric DP (d_chi-privacy): the utility ``-d(w, w')`` has sensitivity
-    ``d(w, w'')`` in the input (triangle inequality), so the usual factor 1/2 gives
-    ``epsilon * d(w, w'')``. Distances are exact float64 Euclidean distances.
+    Notes
+    -----
+    *Guarantee.* ``epsilon * d``-metric DP (d_chi-privacy): the utility ``-d(w, w')`` has
+    sensitivity ``d(w, w'')`` in the input (triangle inequality), so the usual factor 1/2 gives
+    ``epsilon * d(w, w'')``. Distances are computed in float64.
 
     Sampling is exact and has the law of Gumbel-max sampling without its ``O(V)`` cost per token.
     Per distinct input word (a numba task): when the words beyond its 64 exact nearest
@@ -56,7 +56,7 @@ class ExponentialMechanism(Mechanism):
     >>> mechanism = dd.ExponentialMechanism(space, epsilon=2.0)
     >>> ids, probabilities = mechanism.output_distribution(0)
     >>> probabilities.round(4).tolist()
-    [0.6652, 0.2447, 0.0331]
+    [0.7054, 0.2595, 0.0351]
     """
 
     exact = True

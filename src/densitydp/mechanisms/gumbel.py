@@ -46,20 +46,18 @@ class TruncatedGumbel(Mechanism):
     poisson_mean : float, optional
         Mean number of candidates (default ``ln(n - 1)``).
 
-    Calibration
-    -----------
-    Reconstructed from the public re-implementation (see ``docs``): with ``Delta_min`` the
-    smallest distance between two distinct words and ``Delta_max`` the diameter (both exact),
-    ``a = (epsilon - 2 (1 + ln n) / Delta_min) / 3`` and
+    Notes
+    -----
+    *Calibration.* Reconstructed from the public re-implementation (see ``docs``): with
+    ``Delta_min`` the smallest distance between two distinct words and ``Delta_max`` the
+    diameter (both exact), ``a = (epsilon - 2 (1 + ln n) / Delta_min) / 3`` and
     ``b = 2 Delta_max / min(W0(2 a Delta_max), ln(a Delta_min))``. It is meaningful only for
     ``epsilon > (5 + 2 ln n) / Delta_min`` (:attr:`min_epsilon`); smaller values are refused.
     On plain (not squared) Euclidean distances.
 
-    Guarantee
-    ---------
-    ``epsilon * d``-metric DP as claimed by the calibration above (the paper's full text was not
-    available: the calibration is the best public reconstruction). Audit it with
-    :mod:`densitydp.audit`.
+    *Guarantee.* ``epsilon * d``-metric DP as claimed by the calibration above (the paper's
+    full text was not available: the calibration is the best public reconstruction; audit it
+    empirically before relying on it).
 
     Sampling runs in numba over the exact neighbour rows of the distinct input words, parallel
     over tokens; randomness is drawn by numpy per batch of tokens. A draw needing more

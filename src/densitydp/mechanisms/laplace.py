@@ -32,10 +32,10 @@ class MultivariateLaplace(Mechanism):
     table_k : int
         Width of the exact neighbour rows used to decode without a full search (default 64).
 
-    Guarantee
-    ---------
-    ``epsilon * d``-metric DP (Feyisetan et al., WSDM 2020, Theorem 2): the noisy vector is
-    ``epsilon * d``-private and decoding is post-processing. Decoding is always exact: the
+    Notes
+    -----
+    *Guarantee.* ``epsilon * d``-metric DP (Feyisetan et al., WSDM 2020, Theorem 2): the noisy
+    vector is ``epsilon * d``-private and decoding is post-processing. Decoding is always exact: the
     decoded word lies within ``2 r`` of ``w`` (triangle inequality), so when the ``table_k``-th
     neighbour of ``w`` is farther than ``2 r`` its table row alone decides; otherwise the exact
     blocked search of :meth:`EmbeddingSpace.nearest` runs.

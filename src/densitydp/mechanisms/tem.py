@@ -32,11 +32,11 @@ class TruncatedExponential(ExponentialMechanism):
     beta : float
         In (0, 1): the probability mass the threshold is tuned for (default 1e-3).
 
-    Guarantee
-    ---------
-    ``epsilon * d``-metric DP (Carvalho et al., Theorem 1). When an exact neighbour row reaches
-    beyond ``gamma`` it holds all of ``L_w`` (distances recomputed in float64) and the bottom
-    element's uniform fallback is drawn among the other words directly; otherwise sampling
+    Notes
+    -----
+    *Guarantee.* ``epsilon * d``-metric DP (Carvalho et al., Theorem 1). When an exact neighbour row
+    reaches beyond ``gamma`` it holds all of ``L_w`` (distances recomputed in float64) and the
+    bottom element's uniform fallback is drawn among the other words directly; otherwise sampling
     proceeds as for :class:`ExponentialMechanism` (rejection from the row, or a full row).
 
     References

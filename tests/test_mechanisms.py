@@ -359,3 +359,29 @@ def test_perturb_file_is_atomic_and_streams(space, tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 50 and all(len(line.split()) == 2 for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_row_distances_kernel_matches_twin(space):
+    words = np.array([0, 5, 299])
+    candidates = np.random.default_rng(2).integers(0, 300, (3, 11))
+    out = np.empty((3, 11))
+    _kernels.row_distances(words, candidates, space.vectors, out)
+    expected = np.sqrt(((space.vectors[candidates].astype(float)
+                         - space.vectors[words][:, None, :].astype(float)) ** 2).sum(-1))
+    np.testing.assert_allclose(out, expected, rtol=1e-14)
+
+
+def test_samples_do_not_depend_on_thread_count(space):
+    import numba
+
+    words = np.random.default_rng(5).integers(0, 300, 5_000)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append([m.sample(words, rng=8) for m in all_mechanisms(space)])
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)

@@ -169,22 +169,13 @@ def peers(args: argparse.Namespace, gumbel_eps: list[float]) -> list[dict]:
     cells = []
     for peer, extra in runs:
         out = workdir / f"results_{peer}.json"
-        log(f"peer {peer} ...")
-        result = subprocess.run(
-            [
-                str(python),
-                str(HERE / "peers" / "peer_bench.py"),
-                "--peer",
-                peer,
-                "--out",
-                str(out),
-                *common,
-                *extra,
-            ]
-        )
-        if result.returncode != 0 or not out.exists():
-            log(f"peer {peer} failed (exit {result.returncode})")
-            continue
+        if not (args.reuse_peer_results and out.exists()):
+            log(f"peer {peer} ...")
+            command = [str(python), str(HERE / "peers" / "peer_bench.py"), "--peer", peer]
+            result = subprocess.run([*command, "--out", str(out), *common, *extra])
+            if result.returncode != 0 or not out.exists():
+                log(f"peer {peer} failed (exit {result.returncode})")
+                continue
         for cell in json.loads(out.read_text())["cells"]:
             cells.append(
                 {
@@ -262,6 +253,11 @@ def main() -> None:
     parser.add_argument("--time-cap", type=float, default=10.0)
     parser.add_argument("--peer-time-cap", type=float, default=8.0)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument(
+        "--reuse-peer-results",
+        action="store_true",
+        help="read the peers' results of an earlier run from benchmarks/.peer-work",
+    )
     args = parser.parse_args()
 
     cells = ours(args)

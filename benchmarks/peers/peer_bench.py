@@ -359,6 +359,15 @@ def peer_pypantera(words, E, args, res):
 
 
 # --------------------------------------------------------------------------- mldp-text
+def safe_replace(mech, word):
+    """mldp-text's TruncatedGumbel crashes when its Poisson draw is 0 (faiss search with k=0,
+    an AssertionError); the procedure then returns the word itself, and so does this wrapper."""
+    try:
+        return mech.replace_word(word)
+    except AssertionError:
+        return word
+
+
 def peer_mldp(words, E, args, res):
     import faiss
     from gensim.models import KeyedVectors
@@ -423,7 +432,7 @@ def peer_mldp(words, E, args, res):
                 np.random.seed(1)
                 random.seed(1)
                 m = measure(
-                    lambda ws: [mech.replace_word(w) for w in ws],
+                    lambda ws: [safe_replace(mech, w) for w in ws],
                     units,
                     toks,
                     args.reps,

@@ -366,8 +366,15 @@ def test_row_distances_kernel_matches_twin(space):
     candidates = np.random.default_rng(2).integers(0, 300, (3, 11))
     out = np.empty((3, 11))
     _kernels.row_distances(words, candidates, space.vectors, out)
-    expected = np.sqrt(((space.vectors[candidates].astype(float)
-                         - space.vectors[words][:, None, :].astype(float)) ** 2).sum(-1))
+    expected = np.sqrt(
+        (
+            (
+                space.vectors[candidates].astype(float)
+                - space.vectors[words][:, None, :].astype(float)
+            )
+            ** 2
+        ).sum(-1)
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-14)
 
 
@@ -385,3 +392,12 @@ def test_samples_do_not_depend_on_thread_count(space):
         numba.set_num_threads(before)
     for one, two in zip(*results, strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+def test_gumbel_on_two_words_always_keeps_the_word():
+    two = dd.EmbeddingSpace(["a", "b"], [[0.0], [1.0]])
+    mechanism = dd.TruncatedGumbel(two, scale=1.0)
+    assert mechanism.poisson_mean == 0.0  # ln(n - 1)
+    ids, probabilities = mechanism.output_distribution(1)
+    assert ids.tolist() == [1] and probabilities.tolist() == [1.0]
+    assert (mechanism.sample(np.ones(50, dtype=int), rng=0) == 1).all()

@@ -85,8 +85,6 @@ class TruncatedGumbel(Mechanism):
             if poisson_mean is None
             else check_number(poisson_mean, "poisson_mean", minimum=0.0)
         )
-        if self.poisson_mean == 0.0:  # n = 2: ln(1) = 0, every draw returns the word itself
-            self.poisson_mean = 0.0
         self.min_distance = space.min_distance()
         self.max_distance = space.max_distance()
         if self.min_distance <= 0.0:
@@ -234,6 +232,8 @@ def candidate_probabilities(
     The integrand is smooth between the points ``d_j +- bound``; each piece, cut further into
     parts no longer than ``scale``, gets its own Gauss-Legendre rule.
     """
+    if len(count_probabilities) == 1:  # only k = 0: the word itself
+        return np.ones(1)
     distances = np.asarray(distances, dtype=np.float64)
     n_candidates = min(len(distances), len(count_probabilities) - 1)
     distances = distances[:n_candidates]

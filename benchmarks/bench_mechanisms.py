@@ -229,9 +229,10 @@ def table(report: dict) -> str:
             lines.append(head + " — | | |")
         for match in matches:
             ratio = cell["tps_median"] / match["tps_median"]
+            shown = f"{ratio:.1f}" if ratio < 10 else f"{ratio:,.0f}"
             lines.append(
                 head + f" {match['peer']} {match['mech']} (eps {match['eps']:g}) | "
-                f"{match['tps_median']:,.1f} | {ratio:,.0f}x |"
+                f"{match['tps_median']:,.1f} | {shown}x |"
             )
     return "\n".join(lines) + "\n"
 

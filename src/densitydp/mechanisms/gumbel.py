@@ -59,6 +59,10 @@ class TruncatedGumbel(Mechanism):
     full text was not available: the calibration is the best public reconstruction; audit it
     empirically before relying on it).
 
+    Building the mechanism needs the space's exact min / max distance: on a new space this runs
+    the all-pairs neighbour pass once (about 3 minutes for the 400,000 GloVe words), then it is
+    read from the on-disk cache.
+
     Sampling runs in numba over the exact neighbour rows of the distinct input words, parallel
     over tokens; randomness is drawn by numpy per batch of tokens. A draw needing more
     candidates than the row holds gets exact wider rows, never a silent truncation.

@@ -129,7 +129,8 @@ class ExponentialMechanism(Mechanism):
 
     def _rows(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact neighbour rows of ``words``, their float64 distances, and a lower bound on the
-        distance of every word outside the row (the last distance, less the float32 rounding)."""
+        distance of every word outside the row (the row's last exact distance, less a 1e-9
+        relative margin)."""
         width = min(TABLE_K, len(self.space))
         table = self.space.neighbors(width, word_ids=words, progress=False)
         ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)

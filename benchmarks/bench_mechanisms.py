@@ -56,7 +56,7 @@ def log(*parts: object) -> None:
 
 def ours(args: argparse.Namespace) -> list[dict]:
     import densitydp as dd
-    from densitydp.cli import build_mechanism
+    from densitydp.mechanisms import build_mechanism
 
     short = np.random.default_rng(STREAM_SEED).integers(0, TOP, size=SHORT)
     long = np.random.default_rng(STREAM_SEED).integers(0, TOP, size=LONG)

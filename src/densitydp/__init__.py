@@ -6,7 +6,6 @@ empirical privacy audits, over word-embedding spaces.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import testing
 from .embeddings import (
     EmbeddingFileError,
     EmbeddingSpace,
@@ -59,3 +58,12 @@ __all__ = [
     "testing",
     "tokenize",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `densitydp.testing` imports scipy.stats (~0.5 s): load it on first use only
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module 'densitydp' has no attribute {name!r}")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._rng import as_generator
 from .embeddings import load_glove
-from .mechanisms import TruncatedGumbel
+from .mechanisms import TruncatedGumbel, build_mechanism
 from .neighbors import _cached_widths
 from .text import TextCodec
 
@@ -93,7 +93,6 @@ def run_demo(seed: int = 0, echo: Callable[[str], object] = print) -> None:
 
 
 def _perturbation_tour(seed: int, echo: Callable[[str], object]) -> None:
-    from .cli import build_mechanism
     from .text import perturb_text
 
     space = load_glove(top=TOUR_WORDS)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .embeddings import EmbeddingSpace, load_glove
-from .mechanisms.base import Mechanism
+from .mechanisms import MECHANISMS, build_mechanism
 from .neighbors import DEFAULT_K, cache_dir
 
 #: Errors that come from bad user input: shown as one line, exit code 1.
@@ -87,27 +87,6 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
     )
     if table.n_exact_fallback:
         click.echo(f"rows rescanned exactly  {table.n_exact_fallback}")
-
-
-MECHANISMS = ("laplace", "gumbel", "exponential", "tem")
-
-
-def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float) -> Mechanism:
-    """The mechanism called ``name`` on ``space`` at ``epsilon`` (the CLI's vocabulary)."""
-    from .mechanisms import (
-        ExponentialMechanism,
-        MultivariateLaplace,
-        TruncatedExponential,
-        TruncatedGumbel,
-    )
-
-    classes: dict[str, Callable[..., Mechanism]] = {
-        "laplace": MultivariateLaplace,
-        "gumbel": TruncatedGumbel,
-        "exponential": ExponentialMechanism,
-        "tem": TruncatedExponential,
-    }
-    return classes[name](space, epsilon)
 
 
 @main.command()

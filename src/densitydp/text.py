@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,9 +29,7 @@ from ._io import atomic_write
 from ._rng import RNGLike, as_generator
 from ._validation import check_choice, check_int
 from .embeddings import UnknownWordError, Vocabulary
-
-if TYPE_CHECKING:
-    from .mechanisms.base import Mechanism
+from .mechanisms.base import Mechanism
 
 __all__ = [
     "WORD_PATTERN",
@@ -337,9 +335,7 @@ def perturb_text(
     >>> dd.perturb_text("The King!", dd.ExponentialMechanism(space, epsilon=100.0), rng=0)
     'The King!'
     """
-    from .mechanisms.base import Mechanism as _Mechanism
-
-    if not isinstance(mechanism, _Mechanism):
+    if not isinstance(mechanism, Mechanism):
         raise TypeError(
             f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
         )

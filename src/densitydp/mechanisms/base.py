@@ -16,8 +16,12 @@ import numpy as np
 from .._rng import RNGLike, as_generator
 from .._validation import check_word_ids
 from ..embeddings import EmbeddingSpace
+from . import _kernels
 
 __all__ = ["Mechanism", "PrivacyBound", "PrivacyWarning"]
+
+#: Width of the exact neighbour rows the samplers start from.
+TABLE_K = 64
 
 Notion = Literal["metric", "pure", "approx"]
 
@@ -181,3 +185,15 @@ def group_tokens(word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     starts = np.zeros(len(words) + 1, dtype=np.int64)
     np.cumsum(np.bincount(inverse, minlength=len(words)), out=starts[1:])
     return words, inverse, token_order, starts
+
+
+def neighbor_rows(
+    space: EmbeddingSpace, words: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbour rows of the distinct ``words`` (each word first) as int64 ids, and their
+    distances recomputed in float64 (the table stores float32)."""
+    table = space.neighbors(width, word_ids=words, progress=False)
+    ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)
+    distances = np.empty(ids.shape)
+    _kernels.row_distances(words, ids, space.vectors, distances)
+    return ids, distances

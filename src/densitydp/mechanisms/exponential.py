@@ -10,12 +10,10 @@ from scipy.special import log_softmax
 from .._validation import check_epsilon, check_word_ids
 from ..embeddings import EmbeddingSpace
 from . import _kernels
-from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, group_tokens
+from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, group_tokens, neighbor_rows
 
 __all__ = ["ExponentialMechanism"]
 
-#: Width of the exact neighbour rows the samplers start from.
-TABLE_K = 64
 #: Rows are sampled by rejection when the outside words' proposal mass is at most this many
 #: times the row's own mass (acceptance >= 1 / (1 + ratio)); otherwise full distance rows.
 REJECTION_RATIO = 4.0
@@ -132,10 +130,7 @@ class ExponentialMechanism(Mechanism):
         distance of every word outside the row (the row's last exact distance, less a 1e-9
         relative margin)."""
         width = min(TABLE_K, len(self.space))
-        table = self.space.neighbors(width, word_ids=words, progress=False)
-        ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)
-        distances = np.empty(ids.shape)
-        _kernels.row_distances(words, ids, self.space.vectors, distances)
+        ids, distances = neighbor_rows(self.space, words, width)
         reach = distances[:, -1] * (1.0 - 1e-9)
         if width == len(self.space):
             reach[:] = np.inf

@@ -7,18 +7,15 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from scipy.special import lambertw
 
-from .._validation import check_epsilon, check_number, check_word_ids
+from .._validation import check_epsilon, check_number
 from ..embeddings import EmbeddingSpace
 from . import _kernels
-from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound
+from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, neighbor_rows
 
 __all__ = ["TruncatedGumbel"]
 
-#: Neighbour-table width used for sampling; draws with more candidates get exact wider rows.
-TABLE_K = 64
 #: Truncated-Poisson mass left out of :meth:`TruncatedGumbel.output_distribution`.
 OMITTED_MASS = 1e-15
 #: Gauss-Legendre nodes per smooth piece of the quadrature.
@@ -141,14 +138,6 @@ class TruncatedGumbel(Mechanism):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def _rows(self, words: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact neighbour rows of ``words`` (word first) and their float64 distances."""
-        table = self.space.neighbors(width, word_ids=words, progress=False)
-        ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)
-        distances = np.empty(ids.shape)
-        _kernels.row_distances(words, ids, self.space.vectors, distances)
-        return ids, distances
-
     def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         out = np.empty(len(word_ids), dtype=np.int64)
         for start in range(0, len(word_ids), BATCH_TOKENS):
@@ -163,7 +152,7 @@ class TruncatedGumbel(Mechanism):
             counts[too_many] = generator.poisson(self.poisson_mean, size=int(too_many.sum()))
         width = min(n_words, max(TABLE_K, int(counts.max())))
         words, inverse = np.unique(word_ids, return_inverse=True)
-        ids, distances = self._rows(words, width)
+        ids, distances = neighbor_rows(self.space, words, width)
         offsets = np.zeros(len(word_ids) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         uniforms = generator.random(int(offsets[-1]))
@@ -187,6 +176,8 @@ class TruncatedGumbel(Mechanism):
 
     def _count_probabilities(self) -> np.ndarray:
         """Truncated-Poisson probabilities of k = 0..K, K the first with omitted mass <= 1e-15."""
+        from scipy import stats  # imported here: scipy.stats costs ~0.5 s at import time
+
         n_words = len(self.space)
         poisson = stats.poisson(self.poisson_mean) if self.poisson_mean > 0 else None
         if poisson is None:
@@ -208,7 +199,7 @@ class TruncatedGumbel(Mechanism):
         word_id = self._check_word(word_id)
         count_probabilities = self._count_probabilities()
         width = min(len(self.space), max(1, len(count_probabilities) - 1))
-        ids, distances = self._rows(np.array([word_id]), width)
+        ids, distances = neighbor_rows(self.space, np.array([word_id]), width)
         probabilities = candidate_probabilities(
             distances[0], self.scale, self.max_distance, count_probabilities
         )
@@ -217,7 +208,7 @@ class TruncatedGumbel(Mechanism):
     def log_prob(self, word_id: int, outputs: Any) -> np.ndarray:
         """``ln P(y | w)``; outputs beyond the computed candidates (total probability < 1e-15)
         get ``-inf``."""
-        return super().log_prob(word_id, check_word_ids(outputs, len(self.space), "outputs"))
+        return super().log_prob(word_id, outputs)
 
 
 def _gumbel_cdf(x: Any, scale: float) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._rng import RNGLike, as_generator
 from .._validation import check_epsilon, check_int
 from ..embeddings import EmbeddingSpace
 from . import _kernels
@@ -62,10 +63,8 @@ class MultivariateLaplace(Mechanism):
             "metric", self.epsilon, 0.0, f"exact nearest-word decoding; {IDEAL_ARITHMETIC}"
         )
 
-    def noise(self, n_samples: int, rng: Any = None) -> np.ndarray:
+    def noise(self, n_samples: int, rng: RNGLike = None) -> np.ndarray:
         """``n_samples`` draws of the noise vector ``z`` (float64, shape (n_samples, dim))."""
-        from .._rng import as_generator
-
         n_samples = check_int(n_samples, "n_samples", minimum=0)
         return self._noise(n_samples, as_generator(rng))
 

@@ -10,6 +10,8 @@ import pytest
 
 # Never touch the user's cache: every test session gets its own folder.
 os.environ["DENSITYDP_CACHE"] = tempfile.mkdtemp(prefix="densitydp-test-cache-")
+# figures are written to files, never shown
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 import densitydp as dd
 

@@ -20,6 +20,8 @@ Pure-numpy twins live in ``tests/reference/neighbors.py``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -177,3 +179,86 @@ def exact_rows(queries, vectors, self_ids, k, out_ids, out_sqdist, out_max):
             word = order[r]
             out_ids[i, r] = word
             out_sqdist[i, r] = own_sq if word == own else keys[word]
+
+
+# -- Gaussian kernel density -------------------------------------------------------------------
+
+#: Reference points per block of the kernel-density sum (one block of squared distances lives in
+#: a 4 KB scratch array).
+KDE_BLOCK = 512
+
+#: A term below ``2**-54`` of the running maximum cannot change a sum that is >= 1 in float64;
+#: such terms are skipped (the sum is then exact to ``n * 2**-54`` relative).
+_NEGLIGIBLE = -37.5
+
+
+@jit
+def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
+    """``log sum_i exp(log_weights[i] - ||position - r_i||^2 * inv_two_h2[i])`` over the
+    reference points ``r_i`` (the columns of ``references_t``, shape ``(dim, n)``), leaving out
+    index ``exclude`` (-1: none).
+
+    Blocked and numerically stable: squared distances of a block of references are accumulated
+    coordinate by coordinate (contiguous, vectorised), then merged into a running log-sum-exp.
+    Differences are taken in float64 whatever the dtype of ``references_t``.
+    """
+    dim, n_points = references_t.shape
+    scratch = np.empty(KDE_BLOCK)
+    running_max = -np.inf
+    total = 0.0
+    for start in range(0, n_points, KDE_BLOCK):
+        stop = min(start + KDE_BLOCK, n_points)
+        width = stop - start
+        scratch[:width] = 0.0
+        for j in range(dim):
+            coordinate = position[j]
+            column = references_t[j, start:stop]
+            for r in range(width):
+                difference = coordinate - np.float64(column[r])
+                scratch[r] += difference * difference
+        block_max = -np.inf
+        for r in range(width):
+            value = log_weights[start + r] - scratch[r] * inv_two_h2[start + r]
+            if start + r == exclude:
+                value = -np.inf
+            scratch[r] = value
+            if value > block_max:
+                block_max = value
+        if block_max == -np.inf:
+            continue
+        if block_max > running_max:
+            total *= math.exp(running_max - block_max)
+            running_max = block_max
+        cut = running_max + _NEGLIGIBLE
+        for r in range(width):
+            if scratch[r] > cut:
+                total += math.exp(scratch[r] - running_max)
+    if total == 0.0:
+        return -np.inf
+    return running_max + math.log(total)
+
+
+@parallel_jit
+def kde_log_density(queries, references_t, log_weights, inv_two_h2, exclude, out):
+    """:func:`kde_logsumexp` for every row of ``queries`` (``exclude[i]`` per query)."""
+    for i in prange(queries.shape[0]):
+        out[i] = kde_logsumexp(queries[i], references_t, log_weights, inv_two_h2, exclude[i])
+
+
+@jit
+def kde_logdensity(position, prior_args):
+    """``ln p(position)`` of a :class:`densitydp.KDEPrior` inside numba code.
+
+    ``prior_args`` is ``prior.numba_args()``. Example of a target for
+    :func:`densitydp.run_chains`::
+
+        @numba.njit
+        def tilted(position, args):
+            prior_args, tilt = args
+            return -0.5 * (position**2).sum() + tilt * kde_logdensity(position, prior_args)
+    """
+    references_t, log_weights, inv_two_h2, mean, components = prior_args
+    if components.shape[0] == 0:
+        return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1)
+    projected = components @ (position - mean)
+    return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1)

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from ..embeddings import EmbeddingSpace
 from .base import Mechanism, PrivacyBound, PrivacyWarning
+from .density import DensityAwareLaplace, DistanceTruncatedLaplace, PriorWeightedExponential
 from .exponential import ExponentialMechanism
 from .gumbel import TruncatedGumbel
 from .laplace import MultivariateLaplace
@@ -11,9 +12,12 @@ from .tem import TruncatedExponential
 
 __all__ = [
     "MECHANISMS",
+    "DensityAwareLaplace",
+    "DistanceTruncatedLaplace",
     "ExponentialMechanism",
     "Mechanism",
     "MultivariateLaplace",
+    "PriorWeightedExponential",
     "PrivacyBound",
     "PrivacyWarning",
     "TruncatedExponential",

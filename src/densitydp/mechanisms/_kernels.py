@@ -14,7 +14,8 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit, parallel_jit
-from .._kernels import squared_distance
+from .._kernels import kde_logdensity, squared_distance
+from ..mcmc._kernels import MHState, accept, random_walk_proposal
 
 
 @jit
@@ -210,3 +211,78 @@ def sample_from_distance_rows(
                 out[token] = inside_ids[min(index, n_inside - 1)]
             else:
                 out[token] = outside_ids[min(int(u_fallback[token] * n_outside), n_outside - 1)]
+
+
+# -- density-aware Laplace ---------------------------------------------------------------------
+
+
+@jit
+def laplace_noise(rng, dim, epsilon):
+    """One draw of multivariate Laplace noise, density ~ ``exp(-epsilon ||z||)`` in R^dim:
+    radius ``Gamma(dim, 1 / epsilon)`` times a uniform direction."""
+    radius = rng.gamma(dim, 1.0 / epsilon)
+    direction = rng.standard_normal(dim)
+    return direction * (radius / math.sqrt(np.sum(direction * direction)))
+
+
+@jit
+def laplace_proposal_sample(rng, proposal_args):
+    """Independence proposal: ``center + Laplace noise``; ``proposal_args = (center, epsilon)``."""
+    center, epsilon = proposal_args
+    return center + laplace_noise(rng, center.shape[0], epsilon)
+
+
+@jit
+def laplace_proposal_logdensity(position, proposal_args):
+    """``-epsilon ||position - center||`` (the Laplace log density up to its constant)."""
+    center, epsilon = proposal_args
+    return -epsilon * math.sqrt(squared_distance(position, center))
+
+
+@jit
+def tilted_laplace_logdensity(position, args):
+    """``-epsilon ||x - center|| + tilt ln p(x)``; ``args = (center, epsilon, tilt, prior_args)``
+    with ``prior_args = KDEPrior.numba_args()``. The prior is not evaluated when ``tilt == 0``.
+    """
+    center, epsilon, tilt, prior_args = args
+    value = -epsilon * math.sqrt(squared_distance(position, center))
+    if tilt != 0.0:
+        value += tilt * kde_logdensity(position, prior_args)
+    return value
+
+
+@jit
+def tilted_laplace_chains(
+    rng, centers, epsilon, tilt, prior_args, n_steps, random_walk, step_size, out, accepted
+):
+    """One Metropolis–Hastings chain per row of ``centers``, targeting
+    ``exp(-epsilon ||x - center||) p(x)^tilt``.
+
+    Each chain starts from an exact Laplace draw around its centre (the target at ``tilt = 0``)
+    and runs ``n_steps`` steps: independence proposals from the same Laplace noise (acceptance
+    ``min(1, (p(x') / p(x))^tilt)``) or a Gaussian random walk of fixed ``step_size``. Writes the
+    final position to ``out[i]`` and the number of accepted moves to ``accepted[i]``.
+    """
+    dim = centers.shape[1]
+    for i in range(centers.shape[0]):
+        center = centers[i]
+        args = (center, epsilon, tilt, prior_args)
+        proposal_args = (center, epsilon)
+        position = center + laplace_noise(rng, dim, epsilon)
+        state = MHState(position, tilted_laplace_logdensity(position, args))
+        count = 0
+        # the steps of random_walk_step / independence_step with this target inlined: a kernel
+        # that passes a global compiled function as a value cannot be cached by numba
+        for _ in range(n_steps):
+            if random_walk:
+                proposal, log_hastings = random_walk_proposal(rng, state.position, step_size)
+            else:
+                proposal = laplace_proposal_sample(rng, proposal_args)
+                log_hastings = laplace_proposal_logdensity(
+                    state.position, proposal_args
+                ) - laplace_proposal_logdensity(proposal, proposal_args)
+            value = tilted_laplace_logdensity(proposal, args)
+            state, info = accept(rng, state, proposal, value, log_hastings)
+            count += info.accepted
+        out[i] = state.position
+        accepted[i] = count

@@ -1,0 +1,72 @@
+"""Diagnostics: the summary table against ArviZ, the verdict and its warning, the figures."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz_stats as azs
+import numpy as np
+import pytest
+
+import densitydp as dd
+
+
+def _result(draws: np.ndarray, **extras: np.ndarray) -> dd.ChainResult:
+    chains, n = draws.shape[:2]
+    return dd.ChainResult(
+        draws=draws,
+        logdensity=np.zeros((chains, n)),
+        accepted=np.ones((chains, n), dtype=bool),
+        step_size=np.ones(chains),
+        proposal="random_walk",
+        n_warmup=0,
+        seed={"entropy": 0, "spawn_key": []},
+        extras=extras,
+    )
+
+
+def test_summary_uses_arviz_with_tail_probabilities_005_095():
+    draws = np.random.default_rng(0).normal(size=(4, 500, 2))
+    table = dd.summary(_result(draws, radius=draws[..., 0] ** 2))
+    assert list(table.index) == ["position[0]", "position[1]", "radius"]
+    assert list(table.columns) == ["mean", "sd", "ess_bulk", "ess_tail", "r_hat", "mcse_mean"]
+    first = draws[..., 0]
+    assert table.loc["position[0]", "ess_tail"] == pytest.approx(
+        float(azs.ess(first, method="tail", prob=(0.05, 0.95)))
+    )
+    assert table.loc["position[0]", "ess_tail"] != pytest.approx(
+        float(azs.ess(first, method="tail", prob=(0.11, 0.89)))
+    )
+    assert table.loc["position[0]", "r_hat"] == pytest.approx(float(azs.rhat(first)))
+    assert table.loc["radius", "mean"] == pytest.approx((first**2).mean())
+    assert list(dd.summary(_result(draws), var_names=["position"]).index)[-1] == "position[1]"
+    with pytest.raises(ValueError, match="`var_names` must name variables"):
+        dd.summary(_result(draws), var_names=["nothing"])
+
+
+def test_diagnose_passes_good_chains_and_warns_on_bad_ones():
+    good = np.random.default_rng(1).normal(size=(4, 1000, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        verdict = dd.diagnose(_result(good))
+    assert verdict.converged and "converged" in str(verdict)
+    stuck = good + np.arange(4)[:, None, None]  # chains centred at 0, 1, 2, 3
+    with pytest.warns(dd.ConvergenceWarning, match="R-hat of position"):
+        verdict = dd.diagnose(_result(stuck))
+    assert not verdict.converged and verdict.max_r_hat > 1.01
+    sticky = np.cumsum(np.random.default_rng(2).normal(size=(4, 300, 1)), axis=1) * 0.01
+    with pytest.warns(dd.ConvergenceWarning, match="effective sample size"):
+        dd.diagnose(_result(sticky))
+    with pytest.warns(dd.ConvergenceWarning, match="at least 4 chains"):
+        dd.diagnose(_result(good[:2]))
+
+
+def test_plots_are_saved_atomically(tmp_path):
+    pytest.importorskip("arviz_plots")
+    draws = np.random.default_rng(3).normal(size=(4, 200, 3))
+    result = _result(draws, radius=np.abs(draws[..., 0]))
+    for plot, name in ((dd.plot_trace, "trace.png"), (dd.plot_rank, "rank.png")):
+        figure = plot(result, path=tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 1_000
+        assert figure.axes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank.png", "trace.png"]

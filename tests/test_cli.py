@@ -107,3 +107,33 @@ def test_perturb_refuses_meaningless_gumbel_epsilon(runner, space_file):
     assert result.exit_code == 1
     assert "the smallest meaningful epsilon" in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_diagnose_prints_summary_verdict_and_saves_plots(runner, space_file, small_space, tmp_path):
+    word = small_space.words(7)
+    plot = str(tmp_path / "chains.png")
+    arguments = ["diagnose", "--word", word, "--epsilon", "5", "--embeddings", str(space_file),
+                 "--draws", "300", "--seed", "3", "--plot", plot]  # fmt: skip
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert "radius" in result.output and "log_prior" in result.output
+    assert "ess_tail" in result.output and "r_hat" in result.output
+    assert "converged" in result.output
+    assert "position (8 coordinates): max R-hat" in result.output
+    assert (tmp_path / "chains.png").exists() and (tmp_path / "chains-rank.png").exists()
+    again = runner.invoke(main, arguments)
+    assert again.output == result.output  # seeded
+    strict = runner.invoke(main, [*arguments[:-2], "--draws", "10", "--strict"])
+    assert strict.exit_code == 1 and "NOT converged" in strict.output
+    unknown = runner.invoke(main, ["diagnose", "--word", "zzzz", "--epsilon", "5",
+                                   "--embeddings", str(space_file)])  # fmt: skip
+    assert unknown.exit_code == 1 and "zzzz" in unknown.output
+
+
+def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space):
+    text = " ".join(small_space.words([1, 2, 3])) + "\n"
+    arguments = ["perturb", "-m", "density-laplace", "-e", "5", "--embeddings", str(space_file),
+                 "--seed", "1"]  # fmt: skip
+    result = runner.invoke(main, arguments, input=text)
+    assert result.exit_code == 0, result.output
+    assert "10 * d(w, w')-metric DP" in result.stderr

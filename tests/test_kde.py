@@ -6,12 +6,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from reference import kde as twin
 from scipy import stats
 from sklearn.neighbors import KernelDensity
 
 import densitydp as dd
 from densitydp.kde import kde_logdensity, rule_of_thumb
+from reference import kde as twin
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,7 @@ def test_rules_of_thumb_are_scipys_factors_times_the_scale(space50):
     sigma = np.sqrt(np.mean(np.var(points, axis=0, ddof=1)))
     reference = stats.gaussian_kde(points.T)
     assert rule_of_thumb(points, "scott") == pytest.approx(sigma * reference.scotts_factor())
-    assert rule_of_thumb(points, "silverman") == pytest.approx(
-        sigma * reference.silverman_factor()
-    )
+    assert rule_of_thumb(points, "silverman") == pytest.approx(sigma * reference.silverman_factor())
     assert dd.KDEPrior.fit(space50, "silverman").bandwidth == pytest.approx(
         sigma * reference.silverman_factor()
     )
@@ -129,7 +127,10 @@ def test_projection_and_subsample(small_space):
     ids = np.arange(20)
     inside = np.isin(ids, sub.reference_ids)
     exclude = np.array(
-        [int(np.flatnonzero(sub.reference_ids == i)[0]) if i in sub.reference_ids else -1 for i in ids]
+        [
+            int(np.flatnonzero(sub.reference_ids == i)[0]) if i in sub.reference_ids else -1
+            for i in ids
+        ]
     )
     expected = twin.log_density(small_space.vectors[ids], sub.references, 0.5, exclude=exclude)
     np.testing.assert_allclose(sub.local_density(ids), expected, rtol=1e-12)

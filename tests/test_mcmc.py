@@ -8,11 +8,11 @@ import math
 import numba
 import numpy as np
 import pytest
-from reference import mcmc as twin
 from scipy import stats
 
 import densitydp as dd
 from densitydp import mcmc
+from reference import mcmc as twin
 
 DIM, EPSILON = 5, 2.0
 

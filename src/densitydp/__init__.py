@@ -6,6 +6,7 @@ empirical privacy audits, over word-embedding spaces.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
 from .embeddings import (
     EmbeddingFileError,
     EmbeddingSpace,
@@ -14,7 +15,6 @@ from .embeddings import (
     load_glove,
     synthetic_space,
 )
-from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
 from .kde import KDEPrior
 from .mcmc import ChainResult, IndependenceProposal, run_chains
 from .mechanisms import (

@@ -21,6 +21,9 @@ TOUR = (
     ("exponential", (5.0, 10.0, 20.0)),
     ("tem", (5.0, 10.0, 20.0)),
     ("gumbel", (100.0, 200.0, 400.0)),
+    # density-aware (tilt 1, KDE prior on 10,000 of the words; see docs/density.md)
+    ("density-laplace", (5.0, 10.0, 20.0)),
+    ("prior-exponential", (5.0, 10.0, 20.0)),
 )
 TOUR_WORDS = 50_000
 COMMON_WORDS = ("the", "king", "good", "city", "france", "music", "quixotic")
@@ -97,18 +100,18 @@ def _perturbation_tour(seed: int, echo: Callable[[str], object]) -> None:
 
     space = load_glove(top=TOUR_WORDS)
     echo(f"\nPerturbing a paragraph on the {TOUR_WORDS:,} most frequent GloVe words (seed {seed}):")
-    echo(f"{'mechanism':<12} {'epsilon':>7}  output")
-    echo(f"{'(input)':<12} {'':>7}  {PARAGRAPH}")
+    echo(f"{'mechanism':<17} {'epsilon':>7}  output")
+    echo(f"{'(input)':<17} {'':>7}  {PARAGRAPH}")
     bounds = []
     for name, epsilons in TOUR:
         for epsilon in epsilons:
             mechanism = build_mechanism(name, space, epsilon)
             output = perturb_text(PARAGRAPH, mechanism, rng=seed)
-            echo(f"{name:<12} {epsilon:>7g}  {output}")
-        bounds.append(f"  {name:<12} {mechanism.privacy_bound()}")
+            echo(f"{name:<17} {epsilon:>7g}  {output}")
+        bounds.append(f"  {name:<17} {mechanism.privacy_bound()}")
         if isinstance(mechanism, TruncatedGumbel):
             bounds.append(
-                f"  {'':<12} smallest meaningful epsilon here: {mechanism.min_epsilon:.1f}"
+                f"  {'':<17} smallest meaningful epsilon here: {mechanism.min_epsilon:.1f}"
             )
     echo(
         "\nClaimed guarantees at the largest epsilon shown (per word; a text of L words "

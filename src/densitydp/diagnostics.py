@@ -189,7 +189,9 @@ def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any
 
 
 def plot_trace(
-    result: ChainResult, var_names: list[str] | None = None, path: str | os.PathLike[str] | None = None
+    result: ChainResult,
+    var_names: list[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Trace plot (arviz-plots) of the extras (or the first 4 coordinates); saved to ``path``
     when given (atomically; format from the suffix). Returns the matplotlib figure."""
@@ -197,7 +199,9 @@ def plot_trace(
 
 
 def plot_rank(
-    result: ChainResult, var_names: list[str] | None = None, path: str | os.PathLike[str] | None = None
+    result: ChainResult,
+    var_names: list[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Rank plot (arviz-plots, fractional-rank ECDF per chain with its simultaneous envelope):
     chains that mix well are indistinguishable. Saved to ``path`` when given."""

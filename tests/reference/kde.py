@@ -16,8 +16,10 @@ def log_density(queries, references, bandwidths, exclude=None):
     out = np.empty(len(queries))
     for j, query in enumerate(queries):
         squared = ((references - query) ** 2).sum(axis=1)
-        terms = -squared / (2 * bandwidths**2) - dim * np.log(bandwidths) - 0.5 * dim * np.log(
-            2 * np.pi
+        terms = (
+            -squared / (2 * bandwidths**2)
+            - dim * np.log(bandwidths)
+            - 0.5 * dim * np.log(2 * np.pi)
         )
         keep = np.ones(n, dtype=bool)
         if exclude is not None and exclude[j] >= 0:

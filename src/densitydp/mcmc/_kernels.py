@@ -89,8 +89,18 @@ def adapt_log_step(log_step, log_alpha, iteration):
 
 @jit
 def run_random_walk(
-    rng, logdensity_fn, args, position, logdensity, log_step, first, n_steps, n_warmup,
-    draws, logdensities, accepted,
+    rng,
+    logdensity_fn,
+    args,
+    position,
+    logdensity,
+    log_step,
+    first,
+    n_steps,
+    n_warmup,
+    draws,
+    logdensities,
+    accepted,
 ):
     """Steps ``first .. first + n_steps - 1`` of one random-walk chain.
 
@@ -112,8 +122,20 @@ def run_random_walk(
 
 @jit
 def run_independence(
-    rng, logdensity_fn, args, sample_fn, proposal_logdensity_fn, proposal_args,
-    position, logdensity, first, n_steps, n_warmup, draws, logdensities, accepted,
+    rng,
+    logdensity_fn,
+    args,
+    sample_fn,
+    proposal_logdensity_fn,
+    proposal_args,
+    position,
+    logdensity,
+    first,
+    n_steps,
+    n_warmup,
+    draws,
+    logdensities,
+    accepted,
 ):
     """Steps ``first .. first + n_steps - 1`` of one independence MH chain (see
     :func:`run_random_walk`; nothing is adapted)."""

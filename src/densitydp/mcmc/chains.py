@@ -213,8 +213,7 @@ def run_chains(
     if isinstance(proposal, str):
         if proposal != "random_walk":
             raise ValueError(
-                "`proposal` must be 'random_walk' or an IndependenceProposal; "
-                f"got {proposal!r}."
+                f"`proposal` must be 'random_walk' or an IndependenceProposal; got {proposal!r}."
             )
     elif not isinstance(proposal, IndependenceProposal):
         raise TypeError(

@@ -37,8 +37,8 @@ __all__ = ["DensityAwareLaplace", "DistanceTruncatedLaplace", "PriorWeightedExpo
 TOKENS_PER_TASK = 64
 
 _FLAIRS = (
-    "O. Feyisetan, A. Aggarwal, Z. Xu, N. Teissier. \"Research Challenges in Designing "
-    "Differentially Private Text Generation Mechanisms\". FLAIRS-34, 2021, arXiv 2012.05403."
+    'O. Feyisetan, A. Aggarwal, Z. Xu, N. Teissier. "Research Challenges in Designing '
+    'Differentially Private Text Generation Mechanisms". FLAIRS-34, 2021, arXiv 2012.05403.'
 )
 
 

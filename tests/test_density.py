@@ -1,0 +1,216 @@
+"""Density-aware mechanisms: conformance, reduction to the plain mechanisms at tilt 0, the
+tilted law against importance sampling of the exact target, kernel twins, validation."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import log_softmax
+
+import densitydp as dd
+from densitydp.mechanisms import _kernels
+from reference import mcmc as twin
+
+
+@pytest.fixture(scope="module")
+def space():
+    return dd.synthetic_space(n_words=400, dim=3, n_clusters=4, rng=2)
+
+
+@pytest.fixture(scope="module")
+def prior(space):
+    return dd.KDEPrior.fit(space, bandwidth="scott")
+
+
+def _two_sample_pvalue(first: np.ndarray, second: np.ndarray) -> float:
+    """Chi-square test that two samples of word ids come from the same law (bins with an
+    expected count below 5 pooled)."""
+    ids = np.union1d(first, second)
+    a = np.array([np.sum(first == i) for i in ids])
+    b = np.array([np.sum(second == i) for i in ids])
+    small = (a + b) < 10
+    table = np.vstack([np.append(a[~small], a[small].sum()), np.append(b[~small], b[small].sum())])
+    table = table[:, table.sum(axis=0) > 0]
+    return float(stats.chi2_contingency(table).pvalue)
+
+
+@pytest.mark.parametrize("proposal", ["independence", "random_walk"])
+def test_density_laplace_passes_conformance(space, prior, proposal):
+    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, tilt=1.0, n_steps=10, proposal=proposal)
+    assert dd.testing.check_mechanism(mechanism, n_samples=2_000).passed
+
+
+def test_prior_weighted_exponential_passes_conformance(space, prior):
+    mechanism = dd.PriorWeightedExponential(space, 3.0, prior, tilt=2.0)
+    assert dd.testing.check_mechanism(mechanism).passed
+
+
+def test_distance_truncated_laplace_passes_conformance(space):
+    with pytest.warns(dd.PrivacyWarning):
+        mechanism = dd.DistanceTruncatedLaplace(space, 4.0, radius=0.5)
+    assert dd.testing.check_mechanism(mechanism).passed
+
+
+def test_independence_chain_at_tilt_zero_accepts_every_move(space, prior):
+    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, tilt=0.0, n_steps=30)
+    _, accepted = mechanism._run(np.arange(200), np.random.default_rng(0))
+    assert (accepted == 30).all()
+    chains = mechanism.chains(5, n_draws=200, rng=1)
+    assert chains.accepted.all()
+    assert set(chains.extras) == {"radius", "log_prior"}
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("proposal", ["independence", "random_walk"])
+def test_tilt_zero_is_the_laplace_mechanism(space, prior, proposal):
+    """At tilt 0 both chains start at an exact Laplace draw and leave that law invariant."""
+    word = np.full(40_000, 17)
+    density = dd.DensityAwareLaplace(space, 3.0, prior, tilt=0.0, n_steps=5, proposal=proposal)
+    plain = dd.MultivariateLaplace(space, 3.0)
+    first, second = density.sample(word, rng=1), plain.sample(word, rng=2)
+    assert len(np.unique(first)) > 20  # the test has something to compare
+    assert _two_sample_pvalue(first, second) > 1e-4
+    assert density.privacy_bound().epsilon == 3.0
+
+
+def test_tilt_zero_reduces_the_other_mechanisms(space, prior):
+    weighted = dd.PriorWeightedExponential(space, 3.0, prior, tilt=0.0)
+    plain = dd.ExponentialMechanism(space, 3.0)
+    np.testing.assert_allclose(
+        weighted.output_distribution(3)[1], plain.output_distribution(3)[1], rtol=1e-12
+    )
+    ids = np.arange(300) % 40
+    np.testing.assert_array_equal(weighted.sample(ids, rng=4), plain.sample(ids, rng=4))
+    uncapped = dd.DistanceTruncatedLaplace(space, 3.0, radius=math.inf)
+    laplace = dd.MultivariateLaplace(space, 3.0)
+    np.testing.assert_array_equal(uncapped.sample(ids, rng=4), laplace.sample(ids, rng=4))
+    assert uncapped.tail_mass == 0.0 and uncapped.privacy_bound().delta == 0.0
+
+
+@pytest.mark.statistical
+def test_tilted_law_matches_importance_sampling_of_the_exact_target(space, prior):
+    """The decoded law of ``exp(-eps ||x - phi(w)||) p(x)^tilt`` estimated two ways: long
+    independence chains (200 steps, acceptance ~0.8) and self-normalised importance sampling
+    of exact Laplace draws weighted by ``p(x)^tilt``. Each output's frequency must agree
+    within a Bonferroni-corrected normal bound from both sample sizes (IS by its ESS)."""
+    epsilon, tilt, word = 3.0, 2.0, 17
+    mechanism = dd.DensityAwareLaplace(space, epsilon, prior, tilt=tilt, n_steps=200)
+    n_tokens = 30_000
+    sampled = mechanism.sample(np.full(n_tokens, word), rng=8)
+    generator = np.random.default_rng(9)
+    laplace = dd.MultivariateLaplace(space, epsilon)
+    noise = laplace.noise(200_000, rng=generator)
+    points = space.vectors[word].astype(np.float64) + noise
+    log_weights = tilt * prior.log_density(points)
+    weights = np.exp(log_weights - log_weights.max())
+    decoded = laplace.decode(np.full(len(points), word), points, np.linalg.norm(noise, axis=1))
+    n_effective = weights.sum() ** 2 / (weights**2).sum()
+    ids = np.union1d(sampled, decoded)
+    target = np.array([weights[decoded == i].sum() for i in ids]) / weights.sum()
+    observed = np.array([np.mean(sampled == i) for i in ids])
+    keep = target * n_tokens >= 20
+    z = stats.norm.isf(1e-4 / (2 * keep.sum()))
+    se = np.sqrt(target * (1 - target) * (1 / n_tokens + 1 / n_effective))
+    assert keep.sum() >= 5
+    assert np.all(np.abs(observed - target)[keep] <= z * se[keep])
+    # and the tilt moved mass: the plain Laplace law is rejected
+    plain = laplace.sample(np.full(n_tokens, word), rng=10)
+    assert _two_sample_pvalue(sampled, plain) < 1e-6
+
+
+@pytest.mark.statistical
+def test_tilt_moves_outputs_towards_dense_regions(space, prior):
+    outliers = np.array([i for i, w in enumerate(space.vocabulary) if w.startswith("out")])
+    tokens = np.repeat(outliers[:10], 500)
+    means = []
+    for tilt in (0.0, 1.0, 3.0):
+        mechanism = dd.DensityAwareLaplace(space, 2.0, prior, tilt=tilt, n_steps=30)
+        means.append(prior.local_density(mechanism.sample(tokens, rng=0)).mean())
+    assert means[0] < means[1] < means[2]
+
+
+def test_tilted_chain_kernel_matches_twin(space, prior):
+    ids = np.array([3, 3, 50, 120])
+    for proposal in ("independence", "random_walk"):
+        mechanism = dd.DensityAwareLaplace(
+            space, 3.0, prior, tilt=1.5, n_steps=25, proposal=proposal
+        )
+        positions = np.empty((len(ids), space.dim))
+        accepted = np.empty(len(ids), dtype=np.int64)
+        _kernels.tilted_laplace_chains(
+            np.random.default_rng(6), space.vectors[ids].astype(np.float64), 3.0, 1.5,
+            prior.numba_args(), 25, proposal == "random_walk", mechanism.step_size, positions,
+            accepted,
+        )  # fmt: skip
+        generator = np.random.default_rng(6)
+        for i, word in enumerate(ids):
+            position, count = twin.tilted_laplace_chain(
+                generator, space.vectors[word].astype(np.float64), 3.0, 1.5,
+                lambda x: float(prior.log_density(x)[0]), 25, proposal == "random_walk",
+                mechanism.step_size,
+            )  # fmt: skip
+            np.testing.assert_allclose(positions[i], position, rtol=1e-12)
+            assert accepted[i] == count
+
+
+def test_prior_weighted_distribution_matches_the_formula(space, prior):
+    mechanism = dd.PriorWeightedExponential(space, 2.5, prior, tilt=1.5)
+    vectors = space.vectors.astype(np.float64)
+    distances = np.linalg.norm(vectors - vectors[11], axis=1)
+    expected = np.exp(
+        log_softmax(-1.25 * distances + 1.5 * prior.local_density(np.arange(len(space))))
+    )
+    np.testing.assert_allclose(mechanism.output_distribution(11)[1], expected, rtol=1e-9)
+    other_prior = dd.KDEPrior.fit(space.vectors, bandwidth=1.0)  # not fitted on this space
+    other = dd.PriorWeightedExponential(space, 2.5, other_prior, tilt=1.0)
+    np.testing.assert_allclose(other.log_prior, other_prior.log_density(space.vectors))
+
+
+def test_density_laplace_does_not_depend_on_thread_count(space, prior):
+    mechanism = dd.DensityAwareLaplace(space, 3.0, prior, tilt=1.0, n_steps=10)
+    ids = np.arange(300) % 50
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = mechanism.sample(ids, rng=3)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = mechanism.sample(ids, rng=3)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_bounds_state_their_assumptions(space, prior):
+    tilted = dd.DensityAwareLaplace(space, 3.0, prior, tilt=1.0)
+    bound = tilted.privacy_bound()
+    assert bound.epsilon == 6.0 and "not certified" in bound.assumptions
+    assert tilted.privacy_loss_bound(0, 1) == pytest.approx(6.0 * space.distance(0, 1))
+    with pytest.warns(dd.PrivacyWarning, match="cuts the Laplace noise with probability"):
+        capped = dd.DistanceTruncatedLaplace(space, 3.0, radius=0.8)
+    assert capped.privacy_bound().delta == pytest.approx(stats.gamma(3, scale=1 / 3).sf(0.8))
+    noise = capped.noise(5_000, rng=0)
+    assert np.linalg.norm(noise, axis=1).max() <= 0.8 * (1 + 1e-12)
+    assert "tilt=1.0" in repr(tilted) and "radius=0.8" in repr(capped)
+
+
+def test_validation(space, prior):
+    with pytest.raises(TypeError, match="`prior` must be a KDEPrior"):
+        dd.DensityAwareLaplace(space, 3.0, prior=None)
+    other = dd.KDEPrior.fit(np.random.default_rng(0).normal(size=(20, 2)))
+    with pytest.raises(ValueError, match="`prior` must accept points of the space's dimension 3"):
+        dd.PriorWeightedExponential(space, 3.0, other)
+    with pytest.raises(ValueError, match="`tilt` must be a finite number >= 0"):
+        dd.DensityAwareLaplace(space, 3.0, prior, tilt=-1.0)
+    with pytest.raises(ValueError, match="`epsilon` must be a finite number > 0"):
+        dd.DensityAwareLaplace(space, 0.0, prior)
+    with pytest.raises(ValueError, match="`proposal` must be one of"):
+        dd.DensityAwareLaplace(space, 3.0, prior, proposal="gibbs")
+    with pytest.raises(ValueError, match="`radius` must be a finite number > 0"):
+        dd.DistanceTruncatedLaplace(space, 3.0, radius=-2.0)
+    mechanism = dd.DensityAwareLaplace(space, 3.0, prior)
+    with pytest.raises(AttributeError, match="immutable"):
+        mechanism.tilt = 2.0

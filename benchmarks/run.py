@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_neighbors.py",  # exact table of all 400,000 GloVe words: about 15 minutes here
     "bench_mechanisms.py",  # ours and the PyPI peers: about 45 minutes here
     "bench_laplace_pruning.py",  # exact Laplace decoding against numpy brute force: 2 minutes
+    "bench_mcmc.py",  # MH chains and KDE against numpy / scikit-learn / scipy: 2 minutes
 ]
 
 if __name__ == "__main__":

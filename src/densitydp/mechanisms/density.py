@@ -105,6 +105,17 @@ class DensityAwareLaplace(MultivariateLaplace):
     References
     ----------
     {flairs}
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.synthetic_space(n_words=200, dim=3, n_clusters=3, rng=0)
+    >>> prior = dd.KDEPrior.fit(space)
+    >>> mechanism = dd.DensityAwareLaplace(space, epsilon=5.0, prior=prior, tilt=1.0)
+    >>> mechanism.sample([0, 0, 1], rng=0).tolist()
+    [95, 45, 93]
+    >>> mechanism.privacy_bound().epsilon  # 2 epsilon, assuming exact sampling
+    10.0
     """
 
     exact = False
@@ -284,6 +295,15 @@ class PriorWeightedExponential(ExponentialMechanism):
     References
     ----------
     {flairs}
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.synthetic_space(n_words=200, dim=3, n_clusters=3, rng=0)
+    >>> mechanism = dd.PriorWeightedExponential(space, 5.0, prior=dd.KDEPrior.fit(space))
+    >>> ids, probabilities = mechanism.output_distribution(0)
+    >>> round(float(probabilities.max()), 4)
+    0.0169
     """
 
     exact = True
@@ -377,6 +397,17 @@ class DistanceTruncatedLaplace(MultivariateLaplace):
     References
     ----------
     {flairs}
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import densitydp as dd
+    >>> space = dd.synthetic_space(n_words=200, dim=3, n_clusters=3, rng=0)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", dd.PrivacyWarning)
+    ...     capped = dd.DistanceTruncatedLaplace(space, epsilon=5.0, radius=2.0)
+    >>> round(capped.privacy_bound().delta, 4)  # P(Gamma(3, 1/5) >= 2)
+    0.0028
     """
 
     def __init__(

@@ -214,3 +214,12 @@ def test_validation(space, prior):
     mechanism = dd.DensityAwareLaplace(space, 3.0, prior)
     with pytest.raises(AttributeError, match="immutable"):
         mechanism.tilt = 2.0
+
+
+def test_progress_bar_can_be_shown_and_turned_off(space, prior, capsys):
+    ids = np.arange(100)
+    shown = dd.DensityAwareLaplace(space, 3.0, prior, n_steps=2, progress=True).sample(ids, rng=0)
+    assert "density-aware Laplace" in capsys.readouterr().err
+    hidden = dd.DensityAwareLaplace(space, 3.0, prior, n_steps=2, progress=False).sample(ids, rng=0)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(shown, hidden)

@@ -84,7 +84,7 @@ class KDEPrior:
         seed: dict[str, Any] | None = None,
     ) -> None:
         references = check_finite_array(references, "references", ndim=2)
-        bandwidths = check_finite_array(bandwidths, "bandwidths", ndim=1)
+        bandwidths = check_finite_array(bandwidths, "bandwidths", ndim=1).copy()
         if len(references) < 1:
             raise ValueError("`references` must hold at least one point; got 0.")
         if bandwidths.shape != (len(references),) or (bandwidths <= 0).any():

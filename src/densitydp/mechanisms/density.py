@@ -19,6 +19,7 @@ from typing import Any
 import numba
 import numpy as np
 from scipy.special import gammaincc, log_softmax
+from tqdm.auto import tqdm
 
 from .._rng import RNGLike, as_generator, spawn
 from .._validation import check_choice, check_epsilon, check_int, check_number
@@ -35,6 +36,10 @@ __all__ = ["DensityAwareLaplace", "DistanceTruncatedLaplace", "PriorWeightedExpo
 #: Tokens per task of the density-aware sampler (each task draws from its own spawned generator,
 #: so results do not depend on the number of threads).
 TOKENS_PER_TASK = 64
+
+#: Multiply-adds of prior evaluations above which sampling shows a progress bar by default
+#: (about 10 seconds on one core).
+PROGRESS_WORK = 50_000_000_000
 
 _FLAIRS = (
     'O. Feyisetan, A. Aggarwal, Z. Xu, N. Teissier. "Research Challenges in Designing '
@@ -87,6 +92,9 @@ class DensityAwareLaplace(MultivariateLaplace):
         optimal scale).
     table_k : int
         Width of the neighbour rows used for exact decoding (as in :class:`MultivariateLaplace`).
+    progress : bool, optional
+        Progress bar (tqdm) while sampling; None shows it when a call is long (more than
+        :data:`PROGRESS_WORK` multiply-adds of prior evaluations). A display option only.
 
     Notes
     -----
@@ -131,17 +139,19 @@ class DensityAwareLaplace(MultivariateLaplace):
         proposal: str = "independence",
         step_size: float | None = None,
         table_k: int = 64,
+        progress: bool | None = None,
     ) -> None:
         # own parameters first: the parent's __init__ validates the rest and freezes
         self.prior = _check_prior(prior, space)
         self.tilt = _check_tilt(tilt)
-        self.n_steps = check_int(n_steps, "n_steps", minimum=0)
+        self.n_steps = check_int(n_steps, "n_steps", minimum=1)
         self.proposal = check_choice(proposal, "proposal", ("independence", "random_walk"))
         self.step_size = check_number(
             2.38 / check_epsilon(epsilon) if step_size is None else step_size,
             "step_size",
             minimum=0.0,
         )
+        self.progress = progress
         super().__init__(space, epsilon, table_k=table_k)
 
     def _parameters(self) -> dict[str, Any]:
@@ -193,7 +203,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         prior_args = self.prior.numba_args()
         vectors = self.space._vectors64
 
-        def task(t: int) -> None:
+        def task(t: int) -> int:
             chunk = slice(t * TOKENS_PER_TASK, min((t + 1) * TOKENS_PER_TASK, n_tokens))
             _kernels.tilted_laplace_chains(
                 children[t],
@@ -207,9 +217,18 @@ class DensityAwareLaplace(MultivariateLaplace):
                 positions[chunk],
                 accepted[chunk],
             )
+            return chunk.stop - chunk.start
 
-        with ThreadPoolExecutor(max_workers=numba.get_num_threads()) as pool:
-            list(pool.map(task, range(n_tasks)))
+        work = n_tokens * self.n_steps * self.prior.n_points * self.prior.dim
+        show = self.progress if self.progress is not None else work > PROGRESS_WORK
+        with (
+            tqdm(
+                total=n_tokens, desc="density-aware Laplace", unit="token", disable=not show
+            ) as bar,
+            ThreadPoolExecutor(max_workers=numba.get_num_threads()) as pool,
+        ):
+            for done in pool.map(task, range(n_tasks)):
+                bar.update(done)
         return positions, accepted
 
     def chains(

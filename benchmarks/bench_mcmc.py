@@ -69,22 +69,16 @@ def draw_normals(rng, n_steps, dim):
 
 @numba.njit(cache=True)
 def squared_distances_only(position, references_t, n_calls):
-    """The n x d multiply-adds of one KDE evaluation, nothing else (same blocked layout)."""
-    dim, n_points = references_t.shape
+    """The n x d multiply-adds of one KDE evaluation, nothing else (the same blocked kernel)."""
+    n_points = references_t.shape[1]
     block = _kernels.KDE_BLOCK
     scratch = np.empty(block)
     total = 0.0
     for _ in range(n_calls):
         for start in range(0, n_points, block):
-            stop = min(start + block, n_points)
-            width = stop - start
-            scratch[:width] = 0.0
-            for j in range(dim):
-                coordinate = position[j]
-                column = references_t[j, start:stop]
-                for r in range(width):
-                    difference = coordinate - np.float64(column[r])
-                    scratch[r] += difference * difference
+            _kernels.block_squared_distances(
+                position, references_t, start, min(start + block, n_points), scratch
+            )
             total += scratch[0]
     return total
 

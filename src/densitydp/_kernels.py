@@ -193,6 +193,21 @@ _NEGLIGIBLE = -37.5
 
 
 @jit
+def block_squared_distances(position, references_t, start, stop, scratch):
+    """``scratch[r] = ||position - ref_{start + r}||^2`` for ``start <= start + r < stop``, the
+    references being the columns of ``references_t`` (``(dim, n)``): coordinate by coordinate,
+    contiguous and vectorised; differences in float64 whatever the dtype of ``references_t``."""
+    width = stop - start
+    scratch[:width] = 0.0
+    for j in range(references_t.shape[0]):
+        coordinate = position[j]
+        column = references_t[j, start:stop]
+        for r in range(width):
+            difference = coordinate - np.float64(column[r])
+            scratch[r] += difference * difference
+
+
+@jit
 def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
     """``log sum_i exp(log_weights[i] - ||position - r_i||^2 * inv_two_h2[i])`` over the
     reference points ``r_i`` (the columns of ``references_t``, shape ``(dim, n)``), leaving out
@@ -202,20 +217,14 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
     coordinate by coordinate (contiguous, vectorised), then merged into a running log-sum-exp.
     Differences are taken in float64 whatever the dtype of ``references_t``.
     """
-    dim, n_points = references_t.shape
+    n_points = references_t.shape[1]
     scratch = np.empty(KDE_BLOCK)
     running_max = -np.inf
     total = 0.0
     for start in range(0, n_points, KDE_BLOCK):
         stop = min(start + KDE_BLOCK, n_points)
         width = stop - start
-        scratch[:width] = 0.0
-        for j in range(dim):
-            coordinate = position[j]
-            column = references_t[j, start:stop]
-            for r in range(width):
-                difference = coordinate - np.float64(column[r])
-                scratch[r] += difference * difference
+        block_squared_distances(position, references_t, start, stop, scratch)
         block_max = -np.inf
         for r in range(width):
             value = log_weights[start + r] - scratch[r] * inv_two_h2[start + r]

@@ -70,3 +70,12 @@ def test_plots_are_saved_atomically(tmp_path):
         assert (tmp_path / name).stat().st_size > 1_000
         assert figure.axes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank.png", "trace.png"]
+
+
+def test_chains_that_never_move_are_reported_not_crashed():
+    frozen = np.ones((4, 200, 2))
+    table = dd.summary(_result(frozen))
+    assert np.isnan(table["r_hat"]).all()
+    with pytest.warns(dd.ConvergenceWarning, match="R-hat of position\\[0\\] is undefined"):
+        verdict = dd.diagnose(_result(frozen))
+    assert not verdict.converged and verdict.max_r_hat == np.inf

@@ -178,3 +178,11 @@ def test_errors_name_the_argument(small_space):
         dd.KDEPrior.fit(np.random.default_rng(0).normal(size=(5, 2))).local_density([0])
     with pytest.raises(ValueError, match="`word_ids` must be in"):
         prior.local_density([600])
+
+
+def test_prior_is_immutable(small_space):
+    prior = dd.KDEPrior.fit(small_space, bandwidth=1.0)
+    with pytest.raises(AttributeError, match="KDEPrior is immutable"):
+        prior.bandwidth = 2.0
+    with pytest.raises(ValueError, match="read-only"):
+        prior.references[0, 0] = 1.0

@@ -182,3 +182,9 @@ def test_validation():
         dd.run_chains(laplace_target, np.zeros(2), args=(1.0,), n_draws=0)
     with pytest.raises(TypeError, match="`sample_fn` must be a numba-compiled function"):
         mcmc.IndependenceProposal(lambda rng, a: 0.0, wide_normal_logdensity)
+
+
+def test_independence_proposal_of_the_wrong_shape_is_refused():
+    proposal = mcmc.IndependenceProposal(wide_normal_sample, wide_normal_logdensity, (3.0,))
+    with pytest.raises(ValueError, match=r"must return a float array of shape \(3,\)"):
+        dd.run_chains(laplace_target, np.zeros(3), args=(1.0,), proposal=proposal)

@@ -79,17 +79,20 @@ def summary(result: ChainResult, var_names: list[str] | None = None) -> pd.DataF
 
     series = _scalar_series(result, var_names)
     stacked = np.stack(list(series.values()), axis=-1)  # (chain, draw, quantity)
-    table = pd.DataFrame(
-        {
-            "mean": stacked.mean(axis=(0, 1)),
-            "sd": stacked.std(axis=(0, 1), ddof=1),
-            "ess_bulk": azs.ess(stacked, method="bulk"),
-            "ess_tail": azs.ess(stacked, method="tail", prob=TAIL_PROB),
-            "r_hat": azs.rhat(stacked, method="rank"),
-            "mcse_mean": azs.mcse(stacked, method="mean"),
-        },
-        index=pd.Index(list(series), name="quantity"),
-    )
+    # a quantity that never varies has an undefined R-hat: NaN in the table, explained by
+    # diagnose, not a floating-point warning
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = pd.DataFrame(
+            {
+                "mean": stacked.mean(axis=(0, 1)),
+                "sd": stacked.std(axis=(0, 1), ddof=1),
+                "ess_bulk": azs.ess(stacked, method="bulk"),
+                "ess_tail": azs.ess(stacked, method="tail", prob=TAIL_PROB),
+                "r_hat": azs.rhat(stacked, method="rank"),
+                "mcse_mean": azs.mcse(stacked, method="mean"),
+            },
+            index=pd.Index(list(series), name="quantity"),
+        )
     return table
 
 
@@ -126,11 +129,19 @@ def diagnose(result: ChainResult, var_names: list[str] | None = None) -> Diagnos
     table = summary(result, var_names)
     n_chains, n_draws = result.n_chains, result.n_draws
     needed = ESS_PER_CHAIN * n_chains
-    max_r_hat = float(np.nanmax(table["r_hat"].to_numpy()))
-    min_bulk = float(np.nanmin(table["ess_bulk"].to_numpy()))
-    min_tail = float(np.nanmin(table["ess_tail"].to_numpy()))
+    r_hat = table["r_hat"].to_numpy()
+    # NaN (undefined) counts as the worst value
+    max_r_hat = float(np.max(np.where(np.isnan(r_hat), np.inf, r_hat)))
+    min_bulk = float(np.min(np.nan_to_num(table["ess_bulk"].to_numpy(), nan=0.0)))
+    min_tail = float(np.min(np.nan_to_num(table["ess_tail"].to_numpy(), nan=0.0)))
     problems = []
-    if not max_r_hat <= RHAT_THRESHOLD:
+    undefined = list(table.index[np.isnan(r_hat)])
+    if undefined:
+        problems.append(
+            f"R-hat of {undefined[0]} is undefined: its draws never vary (the chains never "
+            "moved, or the quantity is constant). Check the proposal and the starting points."
+        )
+    elif not max_r_hat <= RHAT_THRESHOLD:
         worst = table["r_hat"].idxmax()
         problems.append(
             f"R-hat of {worst} is {max_r_hat:.4f} > {RHAT_THRESHOLD}: the chains disagree, they "
@@ -138,7 +149,7 @@ def diagnose(result: ChainResult, var_names: list[str] | None = None) -> Diagnos
             "chains (more warm-up and draws) or use a better proposal."
         )
     if not min(min_bulk, min_tail) >= needed:
-        worst = table[["ess_bulk", "ess_tail"]].min(axis=1).idxmin()
+        worst = table[["ess_bulk", "ess_tail"]].fillna(0.0).min(axis=1).idxmin()
         problems.append(
             f"effective sample size of {worst} is {min(min_bulk, min_tail):.0f} < {needed} "
             f"({ESS_PER_CHAIN} per chain): the draws are too autocorrelated for stable "

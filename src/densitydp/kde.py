@@ -40,7 +40,8 @@ class KDEPrior:
     """Isotropic Gaussian kernel density estimate used as a public prior over embeddings.
 
     Build it with :meth:`fit`. The prior must be fitted on public embeddings only (the density
-    tilts the mechanisms; a private prior would leak).
+    tilts the mechanisms; a private prior would leak). It is immutable, like the mechanisms that
+    hold it.
 
     Attributes
     ----------
@@ -107,6 +108,13 @@ class KDEPrior:
         self._references_t = np.ascontiguousarray(self.references.T)
         self._inv_two_h2 = 0.5 / bandwidths**2
         self._log_weights = -math.log(n_points) - dim * np.log(bandwidths) - 0.5 * dim * _LOG_2PI
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # mechanisms keep a reference to their prior: it must not change under them
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"KDEPrior is immutable; fit a new prior to change `{name}`.")
+        object.__setattr__(self, name, value)
 
     # -- construction ---------------------------------------------------------------------------
 

@@ -239,6 +239,14 @@ def run_chains(
         step_size = 2.38 / math.sqrt(dim)
     step_size = check_number(step_size, "step_size", minimum=0.0)
     n_jobs = numba.get_num_threads() if n_jobs is None else check_int(n_jobs, "n_jobs", minimum=1)
+    if isinstance(proposal, IndependenceProposal):
+        # one trial draw from a throwaway generator: a wrong shape fails here, not in numba
+        trial = np.asarray(proposal.sample_fn(np.random.default_rng(0), proposal.args))
+        if trial.shape != (dim,) or not np.issubdtype(trial.dtype, np.floating):
+            raise ValueError(
+                f"`proposal.sample_fn` must return a float array of shape ({dim},); got "
+                f"{trial.dtype} of shape {trial.shape}."
+            )
     initial_logdensity = np.array([float(logdensity_fn(row, args)) for row in initial])
     bad = np.flatnonzero(~np.isfinite(initial_logdensity))
     if bad.size:

@@ -6,6 +6,13 @@ empirical privacy audits, over word-embedding spaces.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .audit import (
+    AuditReport,
+    audit,
+    exact_privacy_loss,
+    plausible_deniability,
+    plot_plausible_deniability,
+)
 from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
 from .embeddings import (
     EmbeddingFileError,
@@ -39,6 +46,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "DEFAULT_K",
+    "AuditReport",
     "CacheWarning",
     "ChainResult",
     "ConvergenceWarning",
@@ -63,12 +71,16 @@ __all__ = [
     "UnknownWordError",
     "Vocabulary",
     "__version__",
+    "audit",
     "cache_dir",
     "diagnose",
+    "exact_privacy_loss",
     "load_glove",
     "match_case",
     "perturb_file",
     "perturb_text",
+    "plausible_deniability",
+    "plot_plausible_deniability",
     "plot_rank",
     "plot_trace",
     "run_chains",

@@ -171,6 +171,158 @@ def perturb(
 
 
 @main.command()
+@click.option(
+    "--mechanism",
+    "-m",
+    type=click.Choice(MECHANISMS),
+    required=True,
+    help="Which mechanism to audit.",
+)
+@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@click.option(
+    "--pairs",
+    type=click.Choice(["nearest", "stratified", "random"]),
+    default="nearest",
+    show_default=True,
+    help="How pairs of words are chosen (words from the frequent part of the vocabulary).",
+)
+@click.option("--n-pairs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=2),
+    default=200_000,
+    show_default=True,
+    help="Samples per word (half choose the event, half bound it).",
+)
+@click.option(
+    "--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+    show_default=True,
+)  # fmt: skip
+@_space_options
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the audit.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the full report as JSON (atomically).",
+)
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), default=None, help="Save the report's figure."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on long runs)."
+)
+@_one_line_errors
+def audit(
+    mechanism: str,
+    epsilon: float,
+    pairs: str,
+    n_pairs: int,
+    samples: int,
+    confidence: float,
+    embeddings: str | None,
+    top: int | None,
+    seed: int | None,
+    json_path: str | None,
+    plot: str | None,
+    progress: bool | None,
+) -> None:
+    """Audit a mechanism empirically against the privacy loss it claims.
+
+    Prints one row per pair (claimed loss, sampled estimate, lower confidence bound, the event,
+    exact loss for exact mechanisms) and a one-line verdict. Exit status 1 when a violation (or,
+    for exact mechanisms, a goodness-of-fit failure) is found, so it can guard a CI pipeline.
+    """
+    from ._rng import as_generator, seed_entropy
+    from .audit import audit as run_audit
+
+    space = _load_space(embeddings, top)
+    chosen = build_mechanism(mechanism, space, epsilon)
+    generator = as_generator(seed)
+    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
+    click.echo(f"claims: {chosen.privacy_bound()}")
+    report = run_audit(
+        chosen,
+        pairs=pairs,
+        n_pairs=n_pairs,
+        n_samples=samples,
+        confidence=confidence,
+        rng=generator,
+        progress=progress,
+    )
+    columns = ["word", "other", "distance", "claimed", "eps_hat", "eps_lower", "event", "n"]
+    columns += ["testable", "violation"]
+    if "exact_loss" in report.table:
+        columns.insert(6, "exact_loss")
+    click.echo(report.table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if report.goodness_of_fit is not None:
+        failed = report.goodness_of_fit[~report.goodness_of_fit["passed"]]
+        for row in failed.itertuples():
+            click.echo(
+                f"goodness of fit FAILED for {row.word}: p = {row.p_value:.3g} over {row.bins} "
+                f"bins, {row.outside} draws outside the exact support"
+            )
+    if json_path is not None:
+        report.to_json(json_path)
+        click.echo(f"saved {json_path}")
+    if plot is not None:
+        report.plot(plot)
+        click.echo(f"saved {plot}")
+    click.echo(report.verdict())
+    if not report.passed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--mechanism", "-m", type=click.Choice(MECHANISMS), required=True)
+@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@click.option("--word", "-w", "words", multiple=True, help="A word to describe (repeatable).")
+@click.option(
+    "--n-words",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Without --word: this many words drawn from the 10,000 most frequent.",
+)
+@click.option("--samples", type=click.IntRange(min=1), default=1_000, show_default=True)
+@_space_options
+@click.option("--seed", type=click.IntRange(min=0), default=None)
+@_one_line_errors
+def stats(
+    mechanism: str,
+    epsilon: float,
+    words: tuple[str, ...],
+    n_words: int,
+    samples: int,
+    embeddings: str | None,
+    top: int | None,
+    seed: int | None,
+) -> None:
+    """Plausible deniability per word: N_w (fraction of draws returning the word itself) and
+    S_w (distinct outputs), as in Feyisetan et al. (WSDM 2020)."""
+    from ._rng import as_generator, seed_entropy
+    from .audit import plausible_deniability
+
+    space = _load_space(embeddings, top)
+    chosen = build_mechanism(mechanism, space, epsilon)
+    generator = as_generator(seed)
+    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
+    if words:
+        ids = np.array([space.vocabulary.id(word) for word in words])
+    else:
+        ids = generator.choice(
+            min(10_000, len(space)), size=min(n_words, len(space)), replace=False
+        )
+    table = plausible_deniability(chosen, ids, n_samples=samples, rng=generator)
+    click.echo(table[["word", "N_w", "S_w"]].to_string(index=False))
+    click.echo(
+        f"median N_w {table['N_w'].median():.3f}, median S_w {table['S_w'].median():g} "
+        f"({table['n_samples'].iloc[0]} draws per word)"
+    )
+
+
+@main.command()
 @click.option("--word", "-w", required=True, help="The word whose chains are diagnosed.")
 @click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
 @click.option("--tilt", type=float, default=1.0, show_default=True, help="Prior exponent.")

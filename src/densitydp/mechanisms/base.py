@@ -140,6 +140,14 @@ class Mechanism(ABC):
         result = np.where(same, 0.0, bound.epsilon)
         return float(result) if result.ndim == 0 else result
 
+    def privacy_delta_bound(self, word_id: Any, other_id: Any) -> Any:
+        """Claimed additive term for one pair: ``P[M(w) in S] <= exp(loss) P[M(w') in S] +
+        delta`` with ``loss = privacy_loss_bound(w, w')``; ``privacy_bound().delta`` unless a
+        mechanism states a pair-dependent one (broadcast over arrays of ids)."""
+        delta = self.privacy_bound().delta
+        shape = np.broadcast(np.asarray(word_id), np.asarray(other_id)).shape
+        return delta if shape == () else np.full(shape, delta)
+
     def output_distribution(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(output_ids, probabilities)`` for one input word (exact mechanisms only)."""
         raise NotImplementedError(

@@ -138,7 +138,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         n_steps: int = 50,
         proposal: str = "independence",
         step_size: float | None = None,
-        table_k: int = 64,
+        table_k: int | None = None,
         progress: bool | None = None,
     ) -> None:
         # own parameters first: the parent's __init__ validates the rest and freezes
@@ -430,7 +430,7 @@ class DistanceTruncatedLaplace(MultivariateLaplace):
     """
 
     def __init__(
-        self, space: EmbeddingSpace, epsilon: float, radius: float, *, table_k: int = 64
+        self, space: EmbeddingSpace, epsilon: float, radius: float, *, table_k: int | None = None
     ) -> None:
         if isinstance(radius, (int, float)) and radius == math.inf:
             self.radius = math.inf
@@ -462,6 +462,11 @@ class DistanceTruncatedLaplace(MultivariateLaplace):
             f"delta is the capped tail mass q = P(r >= {self.radius:g}); per pair the additive "
             "term is (1 + e^(epsilon d)) q; exact nearest-word decoding; " + IDEAL_ARITHMETIC,
         )
+
+    def privacy_delta_bound(self, word_id: Any, other_id: Any) -> Any:
+        """``(1 + exp(epsilon d(w, w'))) q``: the pair's additive term (see the class notes)."""
+        with np.errstate(over="ignore"):
+            return (1.0 + np.exp(self.privacy_loss_bound(word_id, other_id))) * self.tail_mass
 
     def _noise(self, n_samples: int, generator: np.random.Generator) -> np.ndarray:
         noise = super()._noise(n_samples, generator)

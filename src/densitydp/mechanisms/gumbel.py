@@ -152,7 +152,7 @@ class TruncatedGumbel(Mechanism):
             counts[too_many] = generator.poisson(self.poisson_mean, size=int(too_many.sum()))
         width = min(n_words, max(TABLE_K, int(counts.max())))
         words, inverse = np.unique(word_ids, return_inverse=True)
-        ids, distances = neighbor_rows(self.space, words, width)
+        ids, distances = self._candidate_rows(words, width)
         offsets = np.zeros(len(word_ids) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         uniforms = generator.random(int(offsets[-1]))
@@ -171,6 +171,11 @@ class TruncatedGumbel(Mechanism):
             out,
         )
         return out
+
+    def _candidate_rows(self, words: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate ids and the distances the noise is added to (the sampler and the exact
+        distribution both read them here)."""
+        return neighbor_rows(self.space, words, width)
 
     # -- exact distribution ---------------------------------------------------------------------
 
@@ -199,7 +204,7 @@ class TruncatedGumbel(Mechanism):
         word_id = self._check_word(word_id)
         count_probabilities = self._count_probabilities()
         width = min(len(self.space), max(1, len(count_probabilities) - 1))
-        ids, distances = neighbor_rows(self.space, np.array([word_id]), width)
+        ids, distances = self._candidate_rows(np.array([word_id]), width)
         probabilities = candidate_probabilities(
             distances[0], self.scale, self.max_distance, count_probabilities
         )

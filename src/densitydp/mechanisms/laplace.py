@@ -10,7 +10,7 @@ from .._rng import RNGLike, as_generator
 from .._validation import check_epsilon, check_int
 from ..embeddings import EmbeddingSpace
 from . import _kernels
-from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound
+from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound
 
 __all__ = ["MultivariateLaplace"]
 
@@ -30,8 +30,9 @@ class MultivariateLaplace(Mechanism):
     space : EmbeddingSpace
     epsilon : float
         Metric privacy parameter, > 0.
-    table_k : int
-        Width of the exact neighbour rows used to decode without a full search (default 64).
+    table_k : int, optional
+        Width of the exact neighbour rows used to decode without a full search (default 64, or
+        the vocabulary size when it is smaller).
 
     Notes
     -----
@@ -49,9 +50,13 @@ class MultivariateLaplace(Mechanism):
 
     exact = False
 
-    def __init__(self, space: EmbeddingSpace, epsilon: float, *, table_k: int = 64) -> None:
+    def __init__(
+        self, space: EmbeddingSpace, epsilon: float, *, table_k: int | None = None
+    ) -> None:
         super().__init__(space)
         self.epsilon = check_epsilon(epsilon)
+        if table_k is None:
+            table_k = min(TABLE_K, len(space))
         self.table_k = check_int(table_k, "table_k", minimum=1, maximum=len(space))
         self._freeze()
 

@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_mechanisms.py",  # ours and the PyPI peers: about 45 minutes here
     "bench_laplace_pruning.py",  # exact Laplace decoding against numpy brute force: 2 minutes
     "bench_mcmc.py",  # MH chains and KDE against numpy / scikit-learn / scipy: 2 minutes
+    "bench_audit.py",  # audit seconds per pair at 10 million samples per word: 2 minutes
 ]
 
 if __name__ == "__main__":

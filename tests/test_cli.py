@@ -137,3 +137,39 @@ def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space)
     result = runner.invoke(main, arguments, input=text)
     assert result.exit_code == 0, result.output
     assert "10 * d(w, w')-metric DP" in result.stderr
+
+
+def test_audit_prints_table_and_verdict_and_guards_ci(runner, space_file, tmp_path):
+    report = tmp_path / "report.json"
+    arguments = ["audit", "-m", "exponential", "-e", "2", "--embeddings", str(space_file),
+                 "--n-pairs", "3", "--samples", "2000", "--seed", "1", "--json", str(report),
+                 "--plot", str(tmp_path / "report.png")]  # fmt: skip
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert "eps_lower" in result.output and "exact_loss" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("PASS: 0 violation(s) among 3 pairs")
+    assert report.exists() and (tmp_path / "report.png").exists()
+
+
+def test_audit_exits_nonzero_on_a_violation(runner, small_space, monkeypatch):
+    from densitydp import cli
+    from densitydp.audit import broken
+
+    monkeypatch.setattr(
+        cli, "build_mechanism", lambda name, space, eps: broken.ExponentialWithoutHalf(space, eps)
+    )
+    monkeypatch.setattr(cli, "_load_space", lambda embeddings, top: small_space)
+    result = runner.invoke(main, ["audit", "-m", "exponential", "-e", "0.5", "--n-pairs", "5",
+                                  "--samples", "20000", "--seed", "0"])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("FAIL:")
+
+
+def test_stats_prints_plausible_deniability(runner, space_file, small_space):
+    words = small_space.words([0, 1])
+    result = runner.invoke(main, ["stats", "-m", "tem", "-e", "3", "--embeddings",
+                                  str(space_file), "-w", words[0], "-w", words[1],
+                                  "--samples", "500", "--seed", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "N_w" in result.output and "S_w" in result.output and words[1] in result.output
+    assert "median N_w" in result.output and "(500 draws per word)" in result.output

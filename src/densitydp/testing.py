@@ -63,8 +63,14 @@ def _pairs(mechanism: Mechanism, words: np.ndarray, generator: np.random.Generat
 def _goodness_of_fit(
     counts: np.ndarray, probabilities: np.ndarray, n_samples: int
 ) -> tuple[float, int]:
-    """G-test p-value of ``counts`` against ``probabilities``; outputs with expected count < 5
-    are pooled into one bin."""
+    """Pearson chi-square p-value of ``counts`` against ``probabilities``; outputs with expected
+    count < 5 are pooled into one bin.
+
+    Pearson's statistic, not the G (log-likelihood) statistic: with thousands of bins of small
+    expected counts the G-test is badly anti-conservative (measured on GloVe, exponential
+    mechanism at epsilon 1, 200,000 draws, ~10,000 bins: half of exact multinomial samples
+    rejected at level 0.01), while Pearson's keeps its level (0.0-0.7 % at 0.01, 4.7-5.0 % at
+    0.05)."""
     expected = probabilities * n_samples
     keep = expected >= 5
     observed_bins = np.append(counts[keep], counts[~keep].sum())
@@ -76,7 +82,7 @@ def _goodness_of_fit(
     expected_bins *= observed_bins.sum() / expected_bins.sum()
     if len(expected_bins) < 2:
         return 1.0, 1
-    result = stats.power_divergence(observed_bins, expected_bins, lambda_="log-likelihood")
+    result = stats.power_divergence(observed_bins, expected_bins, lambda_="pearson")
     return float(result.pvalue), len(expected_bins)
 
 
@@ -94,11 +100,11 @@ def check_mechanism(
 
     Checks: outputs are valid ids of the input's shape; the same seed gives the same output and
     different seeds differ; for exact mechanisms, each distribution is non-negative and sums to
-    1 (within 1e-9), sampled frequencies agree with it (G-test at level ``alpha`` on
+    1 (within 1e-9), sampled frequencies agree with it (Pearson chi-square at level ``alpha`` on
     ``n_samples`` draws per word), and the exact loss ``max_y |ln P(y|w) - ln P(y|w')|`` never
     exceeds ``privacy_loss_bound(w, w')`` on nearest, random and far pairs.
 
-    Power of the G-test for a 0.1-probability output (noncentral chi-square): with the default
+    Power of the test for a 0.1-probability output (noncentral chi-square): with the default
     200,000 draws, an error of 0.01 (one percentage point) is caught with power ~1.00 for 10 to
     100 bins; an error of 0.005 with 0.96 (10 bins) to 0.28 (100 bins). A 1 % relative error
     (0.001) needs about 4.3 to 9.1 million draws for power 0.9.
@@ -148,7 +154,7 @@ def check_mechanism(
             check(
                 outside == 0 and pvalue >= alpha,
                 f"sampled frequencies of word {word} match the exact distribution "
-                f"(G-test p = {pvalue:.3g} over {bins} bins, {n_samples} draws, "
+                f"(chi-square p = {pvalue:.3g} over {bins} bins, {n_samples} draws, "
                 f"{outside} outside the support)",
             )
         for word, other_word, kind in _pairs(mechanism, words, generator):

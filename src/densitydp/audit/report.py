@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["AuditReport", "audit"]
 
 #: Largest number of distinct words whose sampled frequencies are checked against the exact
-#: distribution (a G-test each).
+#: distribution (a chi-square test each).
 GOF_WORDS = 20
 
 
@@ -43,7 +43,7 @@ class AuditReport:
         ``claimed`` at all), ``violation``; for exact mechanisms also ``exact_loss`` and
         ``exact_output``.
     goodness_of_fit : pandas.DataFrame or None
-        Exact mechanisms: G-test of each word's sampled frequencies against its exact
+        Exact mechanisms: Pearson chi-square test of each word's sampled frequencies against its exact
         distribution (``word``, ``p_value``, ``bins``, ``outside``, ``passed``).
     """
 
@@ -244,7 +244,7 @@ def audit(
     ``n_samples`` to show (even if every draw of one word hit the event and none of the
     other's) is reported as untestable, not as passed evidence.
 
-    Exact mechanisms also get the exact loss of every pair and a G-test of sampled frequencies
+    Exact mechanisms also get the exact loss of every pair and a chi-square test of sampled frequencies
     against the exact distribution for up to 20 of the words (a check the exact loss cannot
     make: it catches a sampler that does not follow the stated distribution).
 
@@ -337,7 +337,7 @@ def _goodness_of_fit(
     alpha: float,
     n_half: int,
 ) -> pd.DataFrame | None:
-    """G-test of each word's sampled frequencies (both halves) against its exact distribution,
+    """Pearson chi-square test of each word's sampled frequencies (both halves) against its exact distribution,
     Bonferroni over at most :data:`GOF_WORDS` words."""
     if not mechanism.exact:
         return None

@@ -28,3 +28,10 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:
+    """Save a matplotlib figure atomically, in the format of the file's suffix (png default)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+    with atomic_write(path, "wb") as stream:
+        figure.savefig(stream, format=suffix, bbox_inches="tight")

@@ -46,6 +46,20 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _mechanism_options(purpose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--mechanism`` (one of the named mechanisms) and ``--epsilon``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric)."
+        )(command)
+        return click.option(
+            "--mechanism", "-m", type=click.Choice(MECHANISMS), required=True, help=purpose
+        )(command)
+
+    return decorate
+
+
 def _load_space(embeddings: str | None, top: int | None) -> EmbeddingSpace:
     if embeddings is None:
         return load_glove(top=top)
@@ -90,14 +104,7 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
 
 
 @main.command()
-@click.option(
-    "--mechanism",
-    "-m",
-    type=click.Choice(MECHANISMS),
-    required=True,
-    help="Which mechanism perturbs the words.",
-)
-@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@_mechanism_options("Which mechanism perturbs the words.")
 @_space_options
 @click.option(
     "--seed",
@@ -171,14 +178,7 @@ def perturb(
 
 
 @main.command()
-@click.option(
-    "--mechanism",
-    "-m",
-    type=click.Choice(MECHANISMS),
-    required=True,
-    help="Which mechanism to audit.",
-)
-@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@_mechanism_options("Which mechanism to audit.")
 @click.option(
     "--pairs",
     type=click.Choice(["nearest", "stratified", "random"]),
@@ -275,8 +275,7 @@ def audit(
 
 
 @main.command()
-@click.option("--mechanism", "-m", type=click.Choice(MECHANISMS), required=True)
-@click.option("--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric).")
+@_mechanism_options("Which mechanism to describe.")
 @click.option("--word", "-w", "words", multiple=True, help="A word to describe (repeatable).")
 @click.option(
     "--n-words",

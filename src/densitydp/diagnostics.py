@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_write
+from ._io import save_figure
 from .mcmc import ChainResult
 
 if TYPE_CHECKING:
@@ -192,10 +192,7 @@ def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any
         collection = plotter(tree, var_names=names, coords=coords, backend="matplotlib")
     figure = collection.viz["figure"].item()
     if path is not None:
-        path = os.fspath(path)
-        suffix = os.path.splitext(path)[1].lstrip(".") or "png"
-        with atomic_write(path, "wb") as stream:
-            figure.savefig(stream, format=suffix, bbox_inches="tight")
+        save_figure(figure, path)
     return figure
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import save_figure
 from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int, check_word_ids
 from ..mechanisms.base import Mechanism
@@ -44,7 +44,7 @@ def plausible_deniability(
     >>> space = dd.synthetic_space(n_words=100, dim=3, n_clusters=2, rng=0)
     >>> table = dd.plausible_deniability(dd.ExponentialMechanism(space, 50.0), [0, 1], rng=0)
     >>> table[["word_id", "N_w", "S_w"]].to_numpy().tolist()
-    [[0.0, 0.951, 4.0], [1.0, 0.994, 2.0]]
+    [[0.0, 1.0, 1.0], [1.0, 0.61, 27.0]]
     """
     import pandas as pd
 
@@ -102,7 +102,5 @@ def plot_plausible_deniability(
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     if path is not None:
-        suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
-        with atomic_write(path, "wb") as stream:
-            figure.savefig(stream, format=suffix)
+        save_figure(figure, path)
     return figure

@@ -175,11 +175,11 @@ def monte_carlo_loss(
         outputs = mine[0]
         if len(outputs) == 0:
             continue
-        hits = mine[1]
-        other_hits = _lookup(theirs[0], theirs[1], outputs)
-        scores = _loss_lower_bound(hits, other_hits, n_half, alpha, delta)
+        counts = mine[1]
+        other_counts = _lookup(theirs[0], theirs[1], outputs)
+        scores = _loss_lower_bound(counts, other_counts, n_half, alpha, delta)
         # ties: prefer the larger plug-in ratio, then the smaller id (deterministic)
-        order = np.lexsort((outputs, -(hits + 1.0) / (other_hits + 1.0), -scores))
+        order = np.lexsort((outputs, -(counts + 1.0) / (other_counts + 1.0), -scores))
         top = int(order[0])
         if scores[top] > best[0]:
             best = (float(scores[top]), int(outputs[top]), direction)

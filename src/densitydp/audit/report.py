@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_write, save_figure
 from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int, check_open_unit
 from ..mechanisms.base import Mechanism
@@ -43,8 +43,8 @@ class AuditReport:
         ``claimed`` at all), ``violation``; for exact mechanisms also ``exact_loss`` and
         ``exact_output``.
     goodness_of_fit : pandas.DataFrame or None
-        Exact mechanisms: Pearson chi-square test of each word's sampled frequencies against its exact
-        distribution (``word``, ``p_value``, ``bins``, ``outside``, ``passed``).
+        Exact mechanisms: Pearson chi-square test of each word's sampled frequencies against
+        its exact distribution (``word``, ``p_value``, ``bins``, ``outside``, ``passed``).
     """
 
     mechanism: str
@@ -150,9 +150,7 @@ class AuditReport:
         axes.legend(fontsize=8)
         figure.tight_layout()
         if path is not None:
-            suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
-            with atomic_write(path, "wb") as stream:
-                figure.savefig(stream, format=suffix)
+            save_figure(figure, path)
         return figure
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,9 +242,9 @@ def audit(
     ``n_samples`` to show (even if every draw of one word hit the event and none of the
     other's) is reported as untestable, not as passed evidence.
 
-    Exact mechanisms also get the exact loss of every pair and a chi-square test of sampled frequencies
-    against the exact distribution for up to 20 of the words (a check the exact loss cannot
-    make: it catches a sampler that does not follow the stated distribution).
+    Exact mechanisms also get the exact loss of every pair and a Pearson chi-square test of
+    sampled frequencies against the exact distribution for up to 20 of the words (a check the
+    exact loss cannot make: it catches a sampler that does not follow the stated distribution).
 
     What it proves and does not: a violation is a statistical proof (at ``confidence``) that the
     implementation breaks its claim on that pair. Passing proves nothing in general: only the
@@ -337,8 +335,8 @@ def _goodness_of_fit(
     alpha: float,
     n_half: int,
 ) -> pd.DataFrame | None:
-    """Pearson chi-square test of each word's sampled frequencies (both halves) against its exact distribution,
-    Bonferroni over at most :data:`GOF_WORDS` words."""
+    """Pearson chi-square test of each word's sampled frequencies (both halves) against its
+    exact distribution, Bonferroni over at most :data:`GOF_WORDS` words."""
     if not mechanism.exact:
         return None
     import pandas as pd

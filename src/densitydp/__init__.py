@@ -13,6 +13,7 @@ from .audit import (
     plausible_deniability,
     plot_plausible_deniability,
 )
+from .datasets import Dataset, DatasetError, load_dataset
 from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
 from .embeddings import (
     EmbeddingFileError,
@@ -38,6 +39,7 @@ from .mechanisms import (
 )
 from .neighbors import DEFAULT_K, CacheWarning, NeighborTable, cache_dir
 from .text import EncodedText, TextCodec, match_case, perturb_file, perturb_text, tokenize
+from .utility import classification_utility, privacy_utility_curve, semantic_similarity
 
 try:
     __version__ = version("densitydp")
@@ -50,6 +52,8 @@ __all__ = [
     "CacheWarning",
     "ChainResult",
     "ConvergenceWarning",
+    "Dataset",
+    "DatasetError",
     "DensityAwareLaplace",
     "Diagnosis",
     "DistanceTruncatedLaplace",
@@ -73,8 +77,10 @@ __all__ = [
     "__version__",
     "audit",
     "cache_dir",
+    "classification_utility",
     "diagnose",
     "exact_privacy_loss",
+    "load_dataset",
     "load_glove",
     "match_case",
     "perturb_file",
@@ -83,7 +89,9 @@ __all__ = [
     "plot_plausible_deniability",
     "plot_rank",
     "plot_trace",
+    "privacy_utility_curve",
     "run_chains",
+    "semantic_similarity",
     "summary",
     "synthetic_space",
     "testing",

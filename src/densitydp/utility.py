@@ -169,7 +169,7 @@ def classification_utility(
     repeats = n_repeats if mechanism is not None else 1
     accuracies = []
     for child in generator.spawn(repeats):
-        features = []
+        features: list[Any] = []
         for corpus, which in zip(corpora, (train, test), strict=True):
             ids = corpus.perturbed_ids(mechanism if which == "perturbed" else None, rng=child)
             if classifier == "tfidf-logreg":

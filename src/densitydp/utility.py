@@ -14,10 +14,10 @@ import numpy as np
 
 from ._io import save_figure
 from ._rng import RNGLike, as_generator, seed_entropy
-from ._validation import check_choice, check_int, check_word_ids
+from ._validation import check_choice, check_int
 from .datasets import Dataset
 from .embeddings import EmbeddingSpace
-from .mechanisms.base import Mechanism
+from .mechanisms.base import Mechanism, mechanism_and_words
 from .text import TextCodec
 
 if TYPE_CHECKING:
@@ -196,11 +196,7 @@ def semantic_similarity(
 ) -> float:
     """Mean cosine similarity between each word and its substitutes (``n_samples`` draws per
     word; a word kept unchanged counts 1)."""
-    if not isinstance(mechanism, Mechanism):
-        raise TypeError(f"`mechanism` must be a Mechanism; got {type(mechanism).__name__}.")
-    ids = check_word_ids(word_ids, len(mechanism.space)).reshape(-1)
-    if ids.size == 0:
-        raise ValueError("`word_ids` must hold at least one word; got none.")
+    ids = mechanism_and_words(mechanism, word_ids)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     tokens = np.repeat(ids, n_samples)
     outputs = mechanism.sample(tokens, rng=rng)

@@ -11,8 +11,8 @@ import numpy as np
 
 from .._io import save_figure
 from .._rng import RNGLike, as_generator, seed_entropy
-from .._validation import check_int, check_word_ids
-from ..mechanisms.base import Mechanism
+from .._validation import check_int
+from ..mechanisms.base import Mechanism, mechanism_and_words
 from .sampling import sample_counts
 
 if TYPE_CHECKING:
@@ -48,11 +48,7 @@ def plausible_deniability(
     """
     import pandas as pd
 
-    if not isinstance(mechanism, Mechanism):
-        raise TypeError(f"`mechanism` must be a Mechanism; got {type(mechanism).__name__}.")
-    ids = check_word_ids(word_ids, len(mechanism.space)).reshape(-1)
-    if ids.size == 0:
-        raise ValueError("`word_ids` must hold at least one word; got none.")
+    ids = mechanism_and_words(mechanism, word_ids)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     generator = as_generator(rng)
     seed = seed_entropy(generator)

@@ -182,6 +182,17 @@ class Mechanism(ABC):
         return int(ids)
 
 
+def mechanism_and_words(mechanism: Any, word_ids: Any) -> np.ndarray:
+    """Check that ``mechanism`` is a :class:`Mechanism` and return ``word_ids`` as a non-empty
+    flat int64 array of valid ids."""
+    if not isinstance(mechanism, Mechanism):
+        raise TypeError(f"`mechanism` must be a Mechanism; got {type(mechanism).__name__}.")
+    ids = check_word_ids(word_ids, len(mechanism.space)).reshape(-1)
+    if ids.size == 0:
+        raise ValueError("`word_ids` must hold at least one word; got none.")
+    return ids
+
+
 def group_tokens(word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Group tokens by distinct word: ``(words, inverse, token_order, starts)``.
 

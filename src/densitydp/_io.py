@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,23 @@ def atomic_write(
     try:
         with os.fdopen(handle, mode, **open_options) as stream:
             yield stream
+        # mkstemp creates the file 0600: give it the mode a plain open() would have (the
+        # existing file's mode, or 0666 less the umask)
+        os.chmod(temporary, _file_mode(path))
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:

@@ -1,0 +1,36 @@
+"""Atomic writes: nothing partial on failure, and the permissions a plain open() would give."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from densitydp._io import atomic_write
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(path, "w") as stream:
+        stream.write("new")
+        raise RuntimeError("boom")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_gives_plain_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.txt"
+        with atomic_write(fresh, "w") as stream:
+            stream.write("x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # not mkstemp's 0600
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        with atomic_write(kept, "w") as stream:
+            stream.write("new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(umask)

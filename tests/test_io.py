@@ -13,9 +13,14 @@ from densitydp._io import atomic_write
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old")
-    with pytest.raises(RuntimeError), atomic_write(path, "w") as stream:
-        stream.write("new")
-        raise RuntimeError("boom")
+
+    def fail() -> None:
+        with atomic_write(path, "w") as stream:
+            stream.write("new")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail()
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
 
 

@@ -117,3 +117,11 @@ def test_privacy_utility_curve_and_matching(space, dataset, tmp_path):
     assert matched.loc["a"].tolist()[:2] == pytest.approx([0.65, 0.75])
     assert np.isnan(matched.loc["a", 0.7]) and np.isnan(matched.loc["b", 0.3])
     assert matched.loc["b", 0.5] == pytest.approx(0.6)
+    flat = UtilityCurve(
+        pd.DataFrame(
+            {"mechanism": "g", "epsilon": [1, 2, 3], "accuracy_mean": [0.7, 0.8, 0.9],
+             "accuracy_std": 0.0, "N_w": [0.1, 0.2, 0.2]}
+        ),
+        "toy", "tfidf-logreg", {},
+    )  # fmt: skip
+    assert flat.matched([0.2]).loc["g", 0.2] == pytest.approx(0.85)  # equal N_w averaged

@@ -224,13 +224,15 @@ class UtilityCurve:
     def matched(self, levels: Sequence[float], by: str = "N_w") -> pd.DataFrame:
         """Accuracy of each mechanism interpolated (linearly, within its measured range) at
         common values of ``by`` (``N_w`` by default): mechanisms compared at the same measured
-        privacy rather than at the same nominal epsilon. NaN outside a mechanism's range."""
+        privacy rather than at the same nominal epsilon. Settings with equal ``by`` are averaged
+        first. NaN outside a mechanism's range."""
         import pandas as pd
 
         rows = {}
         for name, group in self.table[self.table["mechanism"] != "clean"].groupby("mechanism"):
-            ordered = group.sort_values(by)
-            x, y = ordered[by].to_numpy(), ordered["accuracy_mean"].to_numpy()
+            # settings with the same measured privacy are averaged before interpolating
+            means = group.groupby(by)["accuracy_mean"].mean()
+            x, y = means.index.to_numpy(dtype=np.float64), means.to_numpy()
             rows[name] = [
                 float(np.interp(level, x, y)) if x.min() <= level <= x.max() else np.nan
                 for level in levels

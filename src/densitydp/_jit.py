@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import numba
 
-__all__ = ["jit", "parallel_jit"]
+__all__ = ["function_jit", "jit", "parallel_jit"]
 
 
 def jit[Function: Callable[..., Any]](function: Function) -> Function:
@@ -31,3 +31,15 @@ def parallel_jit[Function: Callable[..., Any]](function: Function) -> Function:
     return cast(
         Function, numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(function)
     )
+
+
+def function_jit[Function: Callable[..., Any]](function: Function) -> Function:
+    """Compile a kernel that takes compiled functions as arguments (the MCMC drivers).
+
+    Not cached, the one exception to ``cache=True``: numba specialises such a kernel on each
+    function it receives and cannot reuse that code in another process, and its cache index
+    then holds keys naming functions of other processes, which raised ``ReferenceError`` when a
+    later process compared them (seen in this test suite). Compiling in each process is what
+    happens anyway.
+    """
+    return cast(Function, numba.njit(cache=False, nogil=True, fastmath=False)(function))

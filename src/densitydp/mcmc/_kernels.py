@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import function_jit, jit
 
 #: Acceptance rate the random-walk step size is tuned towards during warm-up (optimal in high
 #: dimension for a product target: Roberts, Gelman and Gilks 1997).
@@ -51,14 +51,14 @@ def accept(rng, state, proposal, proposal_logdensity, log_hastings):
     return state, MHInfo(False, log_alpha)
 
 
-@jit
+@function_jit
 def random_walk_step(rng, state, logdensity_fn, args, step_size):
     """One random-walk Metropolis step."""
     proposal, log_hastings = random_walk_proposal(rng, state.position, step_size)
     return accept(rng, state, proposal, logdensity_fn(proposal, args), log_hastings)
 
 
-@jit
+@function_jit
 def independence_proposal(rng, position, sample_fn, proposal_logdensity_fn, proposal_args):
     """Draw ``x' ~ q`` independently of ``x``; log Hastings ``ln q(x) - ln q(x')``."""
     proposal = sample_fn(rng, proposal_args)
@@ -68,7 +68,7 @@ def independence_proposal(rng, position, sample_fn, proposal_logdensity_fn, prop
     return proposal, log_hastings
 
 
-@jit
+@function_jit
 def independence_step(
     rng, state, logdensity_fn, args, sample_fn, proposal_logdensity_fn, proposal_args
 ):
@@ -87,7 +87,7 @@ def adapt_log_step(log_step, log_alpha, iteration):
     return log_step + (alpha - TARGET_ACCEPTANCE) / (iteration + 1.0) ** 0.6
 
 
-@jit
+@function_jit
 def run_random_walk(
     rng,
     logdensity_fn,
@@ -120,7 +120,7 @@ def run_random_walk(
     return state.position, state.logdensity, log_step
 
 
-@jit
+@function_jit
 def run_independence(
     rng,
     logdensity_fn,

@@ -200,6 +200,10 @@ def test_bounds_state_their_assumptions(space, prior):
 def test_validation(space, prior):
     with pytest.raises(TypeError, match="`prior` must be a KDEPrior"):
         dd.DensityAwareLaplace(space, 3.0, prior=None)
+    with pytest.raises(TypeError, match="`space` must be an EmbeddingSpace; got str"):
+        dd.DensityAwareLaplace("space", 3.0, prior)
+    with pytest.raises(TypeError, match="`space` must be an EmbeddingSpace; got list"):
+        dd.PriorWeightedExponential([1, 2], 3.0, prior)
     other = dd.KDEPrior.fit(np.random.default_rng(0).normal(size=(20, 2)))
     with pytest.raises(ValueError, match="`prior` must accept points of the space's dimension 3"):
         dd.PriorWeightedExponential(space, 3.0, other)

@@ -48,6 +48,8 @@ _FLAIRS = (
 
 
 def _check_prior(prior: Any, space: EmbeddingSpace) -> KDEPrior:
+    if not isinstance(space, EmbeddingSpace):
+        raise TypeError(f"`space` must be an EmbeddingSpace; got {type(space).__name__}.")
     if not isinstance(prior, KDEPrior):
         raise TypeError(f"`prior` must be a KDEPrior; got {type(prior).__name__}.")
     if prior.input_dim != space.dim:

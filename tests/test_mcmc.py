@@ -174,6 +174,15 @@ def test_validation():
 
     with pytest.raises(ValueError, match="must have a finite log density; row 0"):
         dd.run_chains(nowhere, np.zeros(2))
+
+    @numba.njit
+    def vector(position, args):
+        return position * 2.0
+
+    with pytest.raises(TypeError, match="`logdensity_fn` must return a float; got ndarray"):
+        dd.run_chains(vector, np.zeros(2))
+    with pytest.raises(TypeError, match="`logdensity_fn` could not be compiled"):
+        dd.run_chains(laplace_target, np.zeros(2), args=("text",))
     with pytest.raises(ValueError, match="`proposal` must be 'random_walk' or an Independence"):
         dd.run_chains(laplace_target, np.zeros(2), args=(1.0,), proposal="hmc")
     with pytest.raises(TypeError, match="`args` must be a tuple"):

@@ -134,6 +134,23 @@ def _check_compiled(function: Any, name: str) -> None:
         )
 
 
+def _evaluate(logdensity_fn: Any, position: np.ndarray, args: tuple[Any, ...]) -> float:
+    """``logdensity_fn(position, args)`` as a float, with errors that name the culprit."""
+    from numba.core.errors import TypingError
+
+    try:
+        value = logdensity_fn(position, args)
+    except TypingError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise TypeError(
+            f"`logdensity_fn` could not be compiled for a float64 position and these `args`: "
+            f"{first}"
+        ) from None
+    if not isinstance(value, (float, int, np.floating, np.integer)):
+        raise TypeError(f"`logdensity_fn` must return a float; got {type(value).__name__}.")
+    return float(value)
+
+
 def run_chains(
     logdensity_fn: Any,
     initial_positions: Any,
@@ -241,13 +258,22 @@ def run_chains(
     n_jobs = numba.get_num_threads() if n_jobs is None else check_int(n_jobs, "n_jobs", minimum=1)
     if isinstance(proposal, IndependenceProposal):
         # one trial draw from a throwaway generator: a wrong shape fails here, not in numba
-        trial = np.asarray(proposal.sample_fn(np.random.default_rng(0), proposal.args))
+        from numba.core.errors import TypingError
+
+        try:
+            trial = np.asarray(proposal.sample_fn(np.random.default_rng(0), proposal.args))
+        except TypingError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise TypeError(
+                f"`proposal.sample_fn` could not be compiled for a Generator and its `args`: "
+                f"{first}"
+            ) from None
         if trial.shape != (dim,) or not np.issubdtype(trial.dtype, np.floating):
             raise ValueError(
                 f"`proposal.sample_fn` must return a float array of shape ({dim},); got "
                 f"{trial.dtype} of shape {trial.shape}."
             )
-    initial_logdensity = np.array([float(logdensity_fn(row, args)) for row in initial])
+    initial_logdensity = np.array([_evaluate(logdensity_fn, row, args) for row in initial])
     bad = np.flatnonzero(~np.isfinite(initial_logdensity))
     if bad.size:
         raise ValueError(

@@ -230,3 +230,20 @@ def test_validation(space):
         dd.exact_privacy_loss(dd.MultivariateLaplace(space, 1.0), 0, 1)
     with pytest.raises(ValueError, match="`word_ids` must hold at least one word"):
         dd.plausible_deniability(dd.ExponentialMechanism(space, 1.0), [])
+
+
+@pytest.mark.statistical
+def test_a_sampler_that_does_not_follow_its_stated_distribution_is_caught(space):
+    """The exponential mechanism's stated (correct) distribution with the sampler of the one
+    missing its factor 1/2: exact losses cannot see it, the chi-square test does."""
+
+    class LyingExponential(dd.ExponentialMechanism):
+        def _sample(self, word_ids, generator):
+            return broken.ExponentialWithoutHalf(self.space, self.epsilon)._sample(
+                word_ids, generator
+            )
+
+    report = dd.audit(LyingExponential(space, 1.0), n_pairs=10, rng=0)
+    assert not (report.table["exact_loss"] > report.table["claimed"]).any()
+    assert (~report.goodness_of_fit["passed"]).sum() >= 1
+    assert not report.passed and "goodness-of-fit failures" in report.verdict()

@@ -46,6 +46,23 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _seed_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--seed`` (an int >= 0; without it fresh entropy, which the command prints)."""
+    return click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        default=None,
+        help=f"Seed of {what}; without it fresh entropy is used (and printed).",
+    )
+
+
+def _progress_option(when: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--progress/--no-progress`` (default None: shown ``when``)."""
+    return click.option(
+        "--progress/--no-progress", default=None, help=f"Progress bar (default: {when})."
+    )
+
+
 def _mechanism_options(purpose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--mechanism`` (one of the named mechanisms) and ``--epsilon``."""
 
@@ -75,9 +92,7 @@ def main() -> None:
 
 @main.command()
 @_space_options
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
-)
+@_progress_option("on a terminal")
 @_one_line_errors
 def info(embeddings: str | None, top: int | None, progress: bool | None) -> None:
     """Describe the embedding space: size, dimension, min/max distance, cache.
@@ -106,12 +121,7 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
 @main.command()
 @_mechanism_options("Which mechanism perturbs the words.")
 @_space_options
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Seed; without it fresh entropy is used (printed to stderr).",
-)
+@_seed_option("the perturbation")
 @click.option(
     "--unknown",
     type=click.Choice(["keep", "error"]),
@@ -119,9 +129,7 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
     show_default=True,
     help="Words outside the vocabulary: keep them or fail.",
 )
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
-)
+@_progress_option("on a terminal")
 @click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
 @click.option(
     "--output",
@@ -199,7 +207,7 @@ def perturb(
     show_default=True,
 )  # fmt: skip
 @_space_options
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the audit.")
+@_seed_option("the audit")
 @click.option(
     "--json",
     "json_path",
@@ -210,9 +218,7 @@ def perturb(
 @click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Save the report's figure."
 )
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on long runs)."
-)
+@_progress_option("on long runs")
 @_one_line_errors
 def audit(
     mechanism: str,
@@ -286,7 +292,7 @@ def audit(
 )
 @click.option("--samples", type=click.IntRange(min=1), default=1_000, show_default=True)
 @_space_options
-@click.option("--seed", type=click.IntRange(min=0), default=None)
+@_seed_option("the draws")
 @_one_line_errors
 def stats(
     mechanism: str,
@@ -343,7 +349,7 @@ def stats(
     help="Reference words of the KDE prior (Scott bandwidth; a seeded subsample).",
 )
 @_space_options
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the chains.")
+@_seed_option("the chains")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
@@ -351,9 +357,7 @@ def stats(
     help="Save the trace plot here and the rank plot beside it (NAME-rank.SUFFIX).",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 1 when the chains did not converge.")
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on long runs)."
-)
+@_progress_option("on long runs")
 @_one_line_errors
 def diagnose(
     word: str,

@@ -172,27 +172,41 @@ class TextCodec:
                 pieces[index] = match_case(words[int(new)], pieces[index])
         return "".join(pieces)
 
+    def encode_batch(
+        self, texts: Sequence[str], where: Callable[[int], str] = lambda i: ""
+    ) -> tuple[list[EncodedText], np.ndarray, np.ndarray]:
+        """Encode several texts: their encodings, the ids of all their known words concatenated
+        (one vectorised call can map them all), and the number of known words of each."""
+        encoded = [self.encode(text, where=where(i)) for i, text in enumerate(texts)]
+        known = [e.word_ids[e.known] for e in encoded]
+        flat = np.concatenate(known) if known else np.empty(0, dtype=np.int64)
+        return encoded, flat, np.array([len(k) for k in known], dtype=np.int64)
+
+    def decode_batch(
+        self, encoded: Sequence[EncodedText], counts: np.ndarray, new_ids: np.ndarray
+    ) -> list[str]:
+        """Inverse of :meth:`encode_batch`: each text with its known words replaced by its
+        slice of ``new_ids``."""
+        out, start = [], 0
+        for item, count in zip(encoded, counts, strict=True):
+            ids = item.word_ids.copy()
+            ids[item.known] = new_ids[start : start + count]
+            start += count
+            out.append(self.decode(item, ids))
+        return out
+
     def _map_batch(
         self, texts: Sequence[str], replace: Replace, where: Callable[[int], str]
     ) -> list[str]:
         """Encode a batch, call ``replace`` once on all its known ids, decode."""
-        encoded = [self.encode(text, where=where(i)) for i, text in enumerate(texts)]
-        known = [e.word_ids[e.known] for e in encoded]
-        flat = np.concatenate(known) if known else np.empty(0, dtype=np.int64)
+        encoded, flat, counts = self.encode_batch(texts, where)
         mapped = np.asarray(replace(flat)) if flat.size else flat
         if mapped.shape != flat.shape:
             raise ValueError(
                 f"`replace` must return one id per input id; got shape {mapped.shape} "
                 f"for {flat.shape}."
             )
-        out, start = [], 0
-        for item in encoded:
-            new_ids = item.word_ids.copy()
-            count = int(item.known.sum())
-            new_ids[item.known] = mapped[start : start + count]
-            start += count
-            out.append(self.decode(item, new_ids))
-        return out
+        return self.decode_batch(encoded, counts, mapped)
 
     @overload
     def map_texts(  # type: ignore[overload-overlap]

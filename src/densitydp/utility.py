@@ -43,10 +43,7 @@ class EncodedCorpus:
     def __init__(self, texts: Sequence[str], space: EmbeddingSpace) -> None:
         self.space = space
         self.codec = TextCodec(space.vocabulary)
-        self.encoded = [self.codec.encode(text) for text in texts]
-        known = [e.word_ids[e.known] for e in self.encoded]
-        self.counts = np.array([len(k) for k in known], dtype=np.int64)
-        self.token_ids = np.concatenate(known) if known else np.empty(0, dtype=np.int64)
+        self.encoded, self.token_ids, self.counts = self.codec.encode_batch(texts)
 
     def __len__(self) -> int:
         return len(self.encoded)
@@ -61,13 +58,7 @@ class EncodedCorpus:
 
     def texts(self, new_ids: np.ndarray) -> list[str]:
         """Decode with each known token replaced by ``new_ids`` (case and layout kept)."""
-        out, start = [], 0
-        for item, count in zip(self.encoded, self.counts, strict=True):
-            ids = item.word_ids.copy()
-            ids[item.known] = new_ids[start : start + count]
-            start += count
-            out.append(self.codec.decode(item, ids))
-        return out
+        return self.codec.decode_batch(self.encoded, self.counts, new_ids)
 
     def mean_embeddings(self, new_ids: np.ndarray) -> np.ndarray:
         """Mean word vector of each text's known tokens (zeros for a text without any)."""

@@ -87,6 +87,14 @@ def adapt_log_step(log_step, log_alpha, iteration):
     return log_step + (alpha - TARGET_ACCEPTANCE) / (iteration + 1.0) ** 0.6
 
 
+@jit
+def record(draw, state, info, draws, logdensities, accepted):
+    """Store one kept draw of a chain."""
+    draws[draw] = state.position
+    logdensities[draw] = state.logdensity
+    accepted[draw] = info.accepted
+
+
 @function_jit
 def run_random_walk(
     rng,
@@ -114,9 +122,7 @@ def run_random_walk(
         if t < n_warmup:
             log_step = adapt_log_step(log_step, info.log_alpha, t)
         else:
-            draws[t - n_warmup] = state.position
-            logdensities[t - n_warmup] = state.logdensity
-            accepted[t - n_warmup] = info.accepted
+            record(t - n_warmup, state, info, draws, logdensities, accepted)
     return state.position, state.logdensity, log_step
 
 
@@ -145,7 +151,5 @@ def run_independence(
             rng, state, logdensity_fn, args, sample_fn, proposal_logdensity_fn, proposal_args
         )
         if t >= n_warmup:
-            draws[t - n_warmup] = state.position
-            logdensities[t - n_warmup] = state.logdensity
-            accepted[t - n_warmup] = info.accepted
+            record(t - n_warmup, state, info, draws, logdensities, accepted)
     return state.position, state.logdensity

@@ -134,18 +134,23 @@ def _check_compiled(function: Any, name: str) -> None:
         )
 
 
-def _evaluate(logdensity_fn: Any, position: np.ndarray, args: tuple[Any, ...]) -> float:
-    """``logdensity_fn(position, args)`` as a float, with errors that name the culprit."""
+def _call_compiled(function: Any, name: str, expects: str, *arguments: Any) -> Any:
+    """Call a user's compiled function from Python once, so that a typing error surfaces here
+    as a ``TypeError`` naming it (``expects`` describes the arguments), not inside a kernel."""
     from numba.core.errors import TypingError
 
     try:
-        value = logdensity_fn(position, args)
+        return function(*arguments)
     except TypingError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise TypeError(
-            f"`logdensity_fn` could not be compiled for a float64 position and these `args`: "
-            f"{first}"
-        ) from None
+        raise TypeError(f"`{name}` could not be compiled for {expects}: {first}") from None
+
+
+def _evaluate(logdensity_fn: Any, position: np.ndarray, args: tuple[Any, ...]) -> float:
+    """``logdensity_fn(position, args)`` as a float, with errors that name the culprit."""
+    value = _call_compiled(
+        logdensity_fn, "logdensity_fn", "a float64 position and these `args`", position, args
+    )
     if not isinstance(value, (float, int, np.floating, np.integer)):
         raise TypeError(f"`logdensity_fn` must return a float; got {type(value).__name__}.")
     return float(value)
@@ -258,16 +263,12 @@ def run_chains(
     n_jobs = numba.get_num_threads() if n_jobs is None else check_int(n_jobs, "n_jobs", minimum=1)
     if isinstance(proposal, IndependenceProposal):
         # one trial draw from a throwaway generator: a wrong shape fails here, not in numba
-        from numba.core.errors import TypingError
-
-        try:
-            trial = np.asarray(proposal.sample_fn(np.random.default_rng(0), proposal.args))
-        except TypingError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise TypeError(
-                f"`proposal.sample_fn` could not be compiled for a Generator and its `args`: "
-                f"{first}"
-            ) from None
+        trial = np.asarray(
+            _call_compiled(
+                proposal.sample_fn, "proposal.sample_fn", "a Generator and its `args`",
+                np.random.default_rng(0), proposal.args,
+            )
+        )  # fmt: skip
         if trial.shape != (dim,) or not np.issubdtype(trial.dtype, np.floating):
             raise ValueError(
                 f"`proposal.sample_fn` must return a float array of shape ({dim},); got "

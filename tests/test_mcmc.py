@@ -92,7 +92,9 @@ def test_random_walk_samples_the_laplace_target():
         ess = table.loc[f"position[{i}]", "ess_bulk"]
         # a uniform direction has coordinate mean 0 and variance 1 / dim
         assert abs(direction[..., i].mean()) < 5 * math.sqrt(1 / DIM / ess)
-    assert 0.15 < result.acceptance_rate.mean() < 0.35  # warm-up tuned towards 0.234
+    # warm-up tunes the step towards 0.234; over seeds 0-9 this setting gave 0.209-0.240, so
+    # twice that largest deviation (0.025) is allowed
+    assert abs(result.acceptance_rate.mean() - 0.234) < 0.05
 
 
 @pytest.mark.statistical

@@ -61,7 +61,9 @@ def test_classification_utility_clean_and_perturbed(space, dataset):
         assert clean.accuracy_mean == 1.0 and clean.train == "clean"
     noisy = classification_utility(dd.ExponentialMechanism(space, 0.001), dataset, rng=1)
     kept = classification_utility(dd.ExponentialMechanism(space, 200.0), dataset, rng=1)
-    assert noisy.accuracy_mean < 0.8 < kept.accuracy_mean  # near-uniform noise destroys it
+    # epsilon 0.001 makes outputs nearly uniform: accuracy near chance (0.5, standard error
+    # 0.05 on 100 test texts), 0.8 is 6 standard errors above; epsilon 200 keeps the words
+    assert noisy.accuracy_mean < 0.8 < kept.accuracy_mean
     assert len(noisy.accuracies) == 3 and noisy.seed == {"entropy": 1, "spawn_key": []}
     again = classification_utility(dd.ExponentialMechanism(space, 0.001), dataset, rng=1)
     assert again.accuracies == noisy.accuracies

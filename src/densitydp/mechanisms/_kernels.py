@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit, parallel_jit
-from .._kernels import kde_logdensity, squared_distance
+from .._kernels import KDE_BLOCK, block_squared_distances, kde_logdensity, squared_distance
 from ..mcmc._kernels import MHState, accept, random_walk_proposal
 
 
@@ -285,4 +285,545 @@ def tilted_laplace_chains(
             state, info = accept(rng, state, proposal, value, log_hastings)
             count += info.accepted
         out[i] = state.position
+        accepted[i] = count
+
+
+# -- exact density-aware Laplace ----------------------------------------------------------------
+#
+# With a Gaussian KDE prior p(x) = (1/n) sum_v N(x; mu_v, h^2 I), the tilt-1 target
+# exp(-epsilon ||x - c||) p(x) is a finite mixture over the kernels v. Each component is, by the
+# Levy subordination exp(-epsilon r) = int Levy(t) exp(-t r^2) dt, a continuous mixture of
+# Gaussians: with u = 1 / (1 + 2 t h^2) in (0, 1],
+#     x | u ~ N(c + u (mu_v - c), u h^2 I),
+#     u has density proportional to  s^(-3/2) u^k exp(-a s - b / s),  s = 1 - u,
+# with a = ||mu_v - c||^2 / (2 h^2), b = epsilon^2 h^2 / 2, k = (dim - 1) / 2, and the
+# component's mass is  Z = E[exp(-epsilon ||mu_v - c + h G||)]
+#     = epsilon h / sqrt(2 pi) e^b  int_0^1 s^(-3/2) u^k exp(-a s - b / s) ds.
+# The "mixing law" of s (or u) is unimodal on (0, 1) (the derivative of its log density has the
+# sign of a cubic with exactly one root there) and is sampled exactly by rejection below.
+
+#: Bisection steps on the logit scale for the mode of the mixing law (the bracket [-745, 745]
+#: shrinks below 1e-24).
+_MODE_STEPS = 90
+
+#: A log integrand this far below its maximum ends the quadrature (e^-60 ~ 1e-26).
+_QUADRATURE_DEPTH = 60.0
+
+
+@jit
+def _logit_pair(y):
+    """``(s, u)`` with ``s = 1 / (1 + e^-y)`` and ``u = 1 - s`` computed without cancellation."""
+    if y >= 0.0:
+        e = math.exp(-y)
+        return 1.0 / (1.0 + e), e / (1.0 + e)
+    e = math.exp(y)
+    return e / (1.0 + e), 1.0 / (1.0 + e)
+
+
+@jit
+def mixing_mode(a, b, k, power):
+    """Mode ``(s, u)`` of ``s^(-power) u^k exp(-a s - b / s)`` on ``(0, 1)`` (``b > 0``).
+
+    The derivative of the log density has the sign of
+    ``N(s) = -power s u - k s^2 - a s^2 u + b u``, positive near 0 and negative near 1 with
+    exactly one root in between; bisection on the logit scale gives the same relative accuracy at
+    both ends. ``power = 1.5`` is the mixing law, ``0.5`` its integrand on the logit scale.
+    """
+    low, high = -745.0, 745.0
+    for _ in range(_MODE_STEPS):
+        middle = 0.5 * (low + high)
+        s, u = _logit_pair(middle)
+        if -power * s * u - k * s * s - a * s * s * u + b * u > 0.0:
+            low = middle
+        else:
+            high = middle
+    return _logit_pair(min(max(0.5 * (low + high), -700.0), 700.0))
+
+
+@jit
+def _log_integrand(y, a, b, k):
+    """Log of the mixing integrand on the logit scale: ``s^(-1/2) u^(k+1) exp(-a s - b / s)``
+    (the Jacobian ``s u`` included), and ``s``."""
+    if y >= 0.0:
+        t = math.log1p(math.exp(-y))
+        log_s, log_u = -t, -y - t
+    else:
+        t = math.log1p(math.exp(y))
+        log_s, log_u = y - t, -t
+    s = math.exp(log_s)
+    return -0.5 * log_s + (k + 1.0) * log_u - a * s - b / s, s
+
+
+@jit
+def log_mixing_integral(a, b, k):
+    """``(ln I, E[s])`` for ``I = int_0^1 s^(-3/2) (1-s)^k exp(-a s - b / s) ds`` and the mean of
+    ``s`` under the normalised integrand.
+
+    Trapezoidal rule on the logit scale ``y`` (the integrand is smooth and decays at least
+    exponentially at both ends, where the rule converges geometrically), centred on the mode,
+    with a step of 1/16 of the local scale ``1 / sqrt(-d^2 ln g / dy^2)`` at the mode, walked
+    outwards until the log integrand is :data:`_QUADRATURE_DEPTH` below its maximum.
+    """
+    s_mode, u_mode = mixing_mode(a, b, k + 1.0, 0.5)
+    y_mode = math.log(s_mode) - math.log(u_mode)
+    top, _ = _log_integrand(y_mode, a, b, k)
+    probe = 1e-3 * max(1.0, abs(y_mode))
+    left, _ = _log_integrand(y_mode - probe, a, b, k)
+    right, _ = _log_integrand(y_mode + probe, a, b, k)
+    curvature = (2.0 * top - left - right) / (probe * probe)
+    scale = 1.0 / math.sqrt(curvature) if curvature > 0.0 else 1.0
+    step = min(scale / 16.0, 0.25)
+    total = 1.0  # the node at the mode, relative to exp(top)
+    first = s_mode
+    for direction in (-1.0, 1.0):
+        y = y_mode
+        while True:
+            y += direction * step
+            value, s = _log_integrand(y, a, b, k)
+            term = math.exp(value - top)
+            total += term
+            first += term * s
+            if value < top - _QUADRATURE_DEPTH or abs(y) > 800.0:
+                break
+    return top + math.log(total * step), first / total
+
+
+@parallel_jit
+def log_normalizer_nodes(deltas, epsilon, bandwidth, dim, values, slopes):
+    """``ln Z(delta)`` and ``d ln Z / d delta`` at each of ``deltas`` for the component mass
+    ``Z(delta) = E[exp(-epsilon ||delta e_1 + h G||)]``, ``G ~ N(0, I_dim)``."""
+    b = 0.5 * (epsilon * bandwidth) ** 2
+    k = 0.5 * (dim - 1.0)
+    constant = math.log(epsilon * bandwidth / math.sqrt(2.0 * math.pi)) + b
+    for j in prange(deltas.shape[0]):
+        delta = deltas[j]
+        log_integral, mean_s = log_mixing_integral(0.5 * (delta / bandwidth) ** 2, b, k)
+        values[j] = constant + log_integral
+        slopes[j] = -delta / (bandwidth * bandwidth) * mean_s
+
+
+@jit
+def hermite(delta, spacing, values, slopes):
+    """Cubic Hermite interpolation of a table on the uniform grid ``j * spacing``."""
+    position = delta / spacing
+    j = min(int(position), values.shape[0] - 2)
+    theta = position - j
+    one = 1.0 - theta
+    return (
+        (1.0 + 2.0 * theta) * one * one * values[j]
+        + theta * one * one * spacing * slopes[j]
+        + theta * theta * (3.0 - 2.0 * theta) * values[j + 1]
+        - theta * theta * one * spacing * slopes[j + 1]
+    )
+
+
+@jit
+def component_log_weights(center, references_t, spacing, values, slopes, out, squared):
+    """``out[v] = ln Z(||mu_v - c||)`` for every reference point (columns of ``references_t``),
+    interpolated in the table; ``squared[v]`` receives ``||mu_v - c||^2``."""
+    n_points = references_t.shape[1]
+    for start in range(0, n_points, KDE_BLOCK):
+        stop = min(start + KDE_BLOCK, n_points)
+        block_squared_distances(center, references_t, start, stop, squared[start:stop])
+        for v in range(start, stop):
+            out[v] = hermite(math.sqrt(squared[v]), spacing, values, slopes)
+
+
+@jit
+def inverse_gaussian(rng, mean, shape):
+    """One inverse Gaussian draw (Michael, Schucany and Haas 1976), written without the
+    cancellation of the textbook form: ``x = mean / (1 + phi + sqrt(phi (2 + phi)))`` with
+    ``phi = mean N^2 / (2 shape)``; then ``mean^2 / x`` with probability ``x / (mean + x)``."""
+    normal = rng.standard_normal()
+    phi = mean * normal * normal / (2.0 * shape)
+    x = mean / (1.0 + phi + math.sqrt(phi * (2.0 + phi)))
+    if rng.random() * (mean + x) <= mean:
+        return x
+    return mean * (mean / x)
+
+
+@jit
+def mixing_envelopes(a, b, k):
+    """Both rejection envelopes of the mixing law at the mode, and their log masses.
+
+    Returns ``(s0, u0, log_mass_ig, a_ig, log_mass_gamma, rate)``:
+
+    * inverse Gaussian in ``s``: the concave ``k ln u`` is bounded by its tangent at ``u0``, so
+      the law is below ``C s^(-3/2) exp(-(a + k / u0) s - b / s)`` (``C = u0^k e^(k s0 / u0)``),
+      an inverse Gaussian with mean ``sqrt(b / a')`` and shape ``2 b``; valid for every input.
+    * gamma in ``u``: for ``b >= 3/4`` the part ``-3/2 ln(1-u) + a u - b / (1-u)`` is concave in
+      ``u`` and is bounded by its tangent at ``u0``, leaving ``u^k e^(-rate u)``, a
+      Gamma(k + 1, 1 / rate) law; ``log_mass_gamma = inf`` where it does not apply.
+    """
+    s0, u0 = mixing_mode(a, b, k, 1.5)
+    a_ig = a + k / u0
+    log_mass_ig = k * math.log(u0) + k * s0 / u0 + 0.5 * math.log(math.pi / b)
+    log_mass_ig -= 2.0 * math.sqrt(a_ig * b)
+    log_mass_gamma = np.inf
+    rate = 0.0
+    if b >= 0.75 and k > 0.0:
+        rate = -(1.5 / s0 + a - b / (s0 * s0))
+        if rate > 0.0:
+            psi = -1.5 * math.log(s0) + a * u0 - b / s0
+            log_mass_gamma = psi + rate * u0 - a + math.lgamma(k + 1.0) - (k + 1.0) * math.log(rate)
+    return s0, u0, log_mass_ig, a_ig, log_mass_gamma, rate
+
+
+@jit
+def sample_mixing_weight(rng, a, b, k, budget):
+    """Exact draw of ``u = 1 - s`` from the mixing law by rejection from the smaller envelope of
+    :func:`mixing_envelopes`. Returns ``(u, proposals, accepted)``.
+
+    ``budget <= 0``: propose until acceptance (exact). ``budget > 0``: exactly ``budget``
+    proposals are drawn and tested whatever happens (constant work); the first accepted one is
+    returned, or the envelope's mode ``u0`` when none was (probability at most
+    ``(1 - acceptance)^budget``).
+    """
+    s0, u0, log_mass_ig, a_ig, log_mass_gamma, rate = mixing_envelopes(a, b, k)
+    use_gamma = log_mass_gamma < log_mass_ig
+    mean = math.sqrt(b / a_ig) if a_ig > 0.0 else np.inf
+    psi0 = -1.5 * math.log(s0) + a * u0 - b / s0
+    chosen = u0
+    accepted = False
+    proposals = 0
+    while budget <= 0 or proposals < budget:
+        proposals += 1
+        if use_gamma:
+            u = rng.gamma(k + 1.0, 1.0 / rate)
+            log_ratio = -np.inf
+            if u < 1.0:
+                s = 1.0 - u
+                psi = -1.5 * math.log(s) + a * u - b / s
+                log_ratio = psi - psi0 + rate * (u - u0)
+        else:
+            if a_ig > 0.0:
+                s = inverse_gaussian(rng, mean, 2.0 * b)
+            else:  # a Levy law: k = 0 and a = 0
+                normal = rng.standard_normal()
+                s = 2.0 * b / (normal * normal)
+            u = 1.0 - s
+            log_ratio = -np.inf
+            if s < 1.0:
+                log_ratio = k * (math.log1p(-s) - math.log(u0)) + k * (s - s0) / u0
+        if not accepted and math.log(rng.random()) < log_ratio:
+            chosen = u
+            accepted = True
+            if budget <= 0:
+                break
+    return chosen, proposals, accepted
+
+
+@jit
+def mixture_cumulative(
+    center, references_t, spacing, values, slopes, log_weights, squared, cumulative
+):
+    """Component masses of the tilt-1 target around ``center``: ``log_weights[v] = ln Z_v``,
+    ``squared[v] = ||mu_v - c||^2``, ``cumulative`` their running sum relative to the largest
+    one. Returns ``ln sum_v Z_v``."""
+    component_log_weights(center, references_t, spacing, values, slopes, log_weights, squared)
+    top = -np.inf
+    for v in range(log_weights.shape[0]):
+        top = max(top, log_weights[v])
+    total = 0.0
+    for v in range(log_weights.shape[0]):
+        total += math.exp(log_weights[v] - top)
+        cumulative[v] = total
+    return top + math.log(total)
+
+
+@jit
+def draw_tilt_one(rng, center, references, cumulative, squared, bandwidth, b, k, budget, point):
+    """One draw of the tilt-1 target into ``point``: a component by inverse CDF, its mixing
+    weight ``u`` exactly (:func:`sample_mixing_weight`), then ``x ~ N(c + u (mu - c), u h^2 I)``.
+    Returns ``(proposals, accepted)`` of the mixing-weight sampler."""
+    n_points = references.shape[0]
+    target = rng.random() * cumulative[n_points - 1]
+    v = min(np.searchsorted(cumulative, target, side="right"), n_points - 1)
+    a = squared[v] / (2.0 * bandwidth * bandwidth)
+    u, proposals, accepted = sample_mixing_weight(rng, a, b, k, budget)
+    spread = bandwidth * math.sqrt(u)
+    normals = rng.standard_normal(center.shape[0])
+    for j in range(center.shape[0]):
+        point[j] = center[j] + u * (np.float64(references[v, j]) - center[j]) + spread * normals[j]
+    return proposals, accepted
+
+
+@jit
+def tilt_one_task(
+    rng,
+    center,
+    references,
+    references_t,
+    bandwidth,
+    epsilon,
+    spacing,
+    values,
+    slopes,
+    budget,
+    points,
+    proposals,
+    failures,
+):
+    """Exact draws of ``exp(-epsilon ||x - center||) p(x)`` for ``points.shape[0]`` tokens of one
+    word: one pass over the reference points for the component masses, then per token one
+    component and one mixing weight (no prior evaluation per token)."""
+    n_points = references.shape[0]
+    log_weights = np.empty(n_points)
+    squared = np.empty(n_points)
+    cumulative = np.empty(n_points)
+    mixture_cumulative(
+        center, references_t, spacing, values, slopes, log_weights, squared, cumulative
+    )
+    b = 0.5 * (epsilon * bandwidth) ** 2
+    k = 0.5 * (center.shape[0] - 1.0)
+    for i in range(points.shape[0]):
+        count, accepted = draw_tilt_one(
+            rng, center, references, cumulative, squared, bandwidth, b, k, budget, points[i]
+        )
+        proposals[i] = count
+        failures[i] = not accepted
+
+
+@jit
+def two_logsumexps(position, references_t, first_scale, second_scale):
+    """``(ln sum_v exp(-first_scale q_v), ln sum_v exp(-second_scale q_v))`` with
+    ``q_v = ||position - mu_v||^2`` (columns of ``references_t``), in one blocked pass."""
+    n_points = references_t.shape[1]
+    scratch = np.empty(KDE_BLOCK)
+    smallest = np.inf
+    for start in range(0, n_points, KDE_BLOCK):
+        stop = min(start + KDE_BLOCK, n_points)
+        block_squared_distances(position, references_t, start, stop, scratch)
+        for r in range(stop - start):
+            smallest = min(smallest, scratch[r])
+    first = 0.0
+    second = 0.0
+    for start in range(0, n_points, KDE_BLOCK):
+        stop = min(start + KDE_BLOCK, n_points)
+        block_squared_distances(position, references_t, start, stop, scratch)
+        for r in range(stop - start):
+            excess = scratch[r] - smallest
+            first += math.exp(-first_scale * excess)
+            second += math.exp(-second_scale * excess)
+    return (
+        math.log(first) - first_scale * smallest,
+        math.log(second) - second_scale * smallest,
+    )
+
+
+#: Envelopes of the rejection samplers for 0 < tilt < 1 (see ``tilted_rejection_task``).
+ENVELOPE_MIXTURE = 0
+ENVELOPE_BANDWIDTH = 1
+
+
+@jit
+def tilted_rejection_task(
+    rng,
+    center,
+    references,
+    references_t,
+    bandwidth,
+    epsilon,
+    tilt,
+    spacing,
+    values,
+    slopes,
+    wide_spacing,
+    wide_values,
+    wide_slopes,
+    log_laplace_mass,
+    points,
+    proposals,
+):
+    """Exact draws of ``exp(-epsilon ||x - c||) p(x)^tilt`` for ``0 < tilt < 1`` by rejection.
+
+    Two envelopes, the one with the smaller mass is used for the word (both dominate the target
+    everywhere, so the choice does not change the law):
+
+    * mixture (Young's inequality ``p^t k^(1-t) <= t p + (1 - t) k`` with
+      ``k = Z_1 / L``): propose from the exact tilt-1 law with probability ``tilt``, from the
+      Laplace noise otherwise; accept with ``(p / k)^t / (t p / k + 1 - t)``. Mass
+      ``Z_1^t L^(1-t)``.
+    * bandwidth (subadditivity ``(sum_v a_v)^t <= sum_v a_v^t``, and ``N(x; mu, h^2)^t`` is a
+      Gaussian of bandwidth ``h / sqrt(t)`` up to a constant): propose from the exact tilt-1 law
+      of the prior with bandwidth ``h / sqrt(t)``; accept with
+      ``(sum_v e^(-q_v / 2h^2))^t / sum_v e^(-t q_v / 2h^2)``.
+
+    Returns ``(envelope, log_mass)``; ``proposals[i]`` counts the proposals of token ``i``.
+    """
+    n_points = references.shape[0]
+    dim = center.shape[0]
+    log_n = math.log(n_points)
+    log_kernel = 0.5 * dim * math.log(2.0 * math.pi * bandwidth * bandwidth)
+    log_weights = np.empty(n_points)
+    squared = np.empty(n_points)
+    cumulative = np.empty(n_points)
+    wide_cumulative = np.empty(n_points)
+    log_z1 = (
+        mixture_cumulative(
+            center, references_t, spacing, values, slopes, log_weights, squared, cumulative
+        )
+        - log_n
+    )
+    log_wide = (
+        mixture_cumulative(
+            center,
+            references_t,
+            wide_spacing,
+            wide_values,
+            wide_slopes,
+            log_weights,
+            squared,
+            wide_cumulative,
+        )
+        - log_n
+    )
+    mass_mixture = tilt * log_z1 + (1.0 - tilt) * log_laplace_mass
+    log_constant = (1.0 - tilt) * log_n - tilt * log_kernel - 0.5 * dim * math.log(tilt)
+    log_constant += log_kernel
+    mass_bandwidth = log_constant + log_wide
+    envelope = ENVELOPE_MIXTURE if mass_mixture <= mass_bandwidth else ENVELOPE_BANDWIDTH
+    wide = bandwidth / math.sqrt(tilt)
+    b = 0.5 * (epsilon * bandwidth) ** 2
+    wide_b = 0.5 * (epsilon * wide) ** 2
+    k = 0.5 * (dim - 1.0)
+    log_kappa = log_z1 - log_laplace_mass
+    scale = 0.5 / (bandwidth * bandwidth)
+    log_tilt = math.log(tilt)
+    log_rest = math.log1p(-tilt)
+    for i in range(points.shape[0]):
+        point = points[i]
+        count = 0
+        while True:
+            count += 1
+            if envelope == ENVELOPE_MIXTURE:
+                if rng.random() < tilt:
+                    draw_tilt_one(
+                        rng, center, references, cumulative, squared, bandwidth, b, k, 0, point
+                    )
+                else:
+                    noise = laplace_noise(rng, dim, epsilon)
+                    for j in range(dim):
+                        point[j] = center[j] + noise[j]
+                close, _ = two_logsumexps(point, references_t, scale, scale)
+                excess = close - log_n - log_kernel - log_kappa
+                top = max(log_tilt + excess, log_rest)
+                log_accept = tilt * excess - (
+                    top + math.log(math.exp(log_tilt + excess - top) + math.exp(log_rest - top))
+                )
+            else:
+                draw_tilt_one(
+                    rng, center, references, wide_cumulative, squared, wide, wide_b, k, 0, point
+                )
+                close, far = two_logsumexps(point, references_t, scale, tilt * scale)
+                log_accept = tilt * close - far
+            if math.log(rng.random()) < log_accept:
+                break
+        proposals[i] = count
+    return envelope, mass_mixture if envelope == ENVELOPE_MIXTURE else mass_bandwidth
+
+
+@parallel_jit
+def interpolate_table(deltas, spacing, values, slopes, out):
+    """:func:`hermite` at every entry of ``deltas``."""
+    for i in prange(deltas.shape[0]):
+        out[i] = hermite(deltas[i], spacing, values, slopes)
+
+
+@parallel_jit
+def mixing_acceptance_many(a_values, b, k, out):
+    """Acceptance probability of one proposal of :func:`sample_mixing_weight` for each ``a``."""
+    for i in prange(a_values.shape[0]):
+        _, _, log_mass_ig, _, log_mass_gamma, _ = mixing_envelopes(a_values[i], b, k)
+        log_integral, _ = log_mixing_integral(a_values[i], b, k)
+        out[i] = math.exp(log_integral - min(log_mass_ig, log_mass_gamma))
+
+
+@jit
+def _draw_mixture_proposal(
+    rng, center, references, cumulative, squared, bandwidth, epsilon, alpha, point
+):
+    """A draw of ``alpha * (exact tilt-1 law) + (1 - alpha) * (Laplace noise around center)``."""
+    dim = center.shape[0]
+    if alpha >= 1.0 or rng.random() < alpha:
+        b = 0.5 * (epsilon * bandwidth) ** 2
+        draw_tilt_one(
+            rng, center, references, cumulative, squared, bandwidth, b, 0.5 * (dim - 1.0), 0, point
+        )
+    else:
+        noise = laplace_noise(rng, dim, epsilon)
+        for j in range(dim):
+            point[j] = center[j] + noise[j]
+
+
+@jit
+def _mixture_log_weight(point, references_t, bandwidth, tilt, alpha, log_z1, log_laplace_mass):
+    """``ln(pi / q)`` up to a constant: ``tilt ln p - ln(alpha p / Z_1 + (1 - alpha) / L)``."""
+    n_points = references_t.shape[1]
+    scale = 0.5 / (bandwidth * bandwidth)
+    close, _ = two_logsumexps(point, references_t, scale, scale)
+    log_p = (
+        close
+        - math.log(n_points)
+        - 0.5 * point.shape[0] * math.log(2.0 * math.pi * bandwidth * bandwidth)
+    )
+    first = math.log(alpha) + log_p - log_z1
+    if alpha >= 1.0:
+        return tilt * log_p - first
+    second = math.log1p(-alpha) - log_laplace_mass
+    top = max(first, second)
+    return tilt * log_p - (top + math.log(math.exp(first - top) + math.exp(second - top)))
+
+
+@jit
+def certified_chain_task(
+    rng,
+    center,
+    references,
+    references_t,
+    bandwidth,
+    epsilon,
+    tilt,
+    alpha,
+    spacing,
+    values,
+    slopes,
+    log_z1,
+    log_laplace_mass,
+    n_steps,
+    points,
+    accepted,
+):
+    """Independence Metropolis–Hastings for ``exp(-epsilon ||x - c||) p(x)^tilt`` with the
+    proposal ``q = alpha * (exact tilt-1 law) + (1 - alpha) * (Laplace noise)``, started at a
+    draw of ``q`` and run ``n_steps`` steps per token. The Laplace factor cancels in
+    ``pi / q``, so each step costs one prior evaluation."""
+    n_points = references.shape[0]
+    log_weights = np.empty(n_points)
+    squared = np.empty(n_points)
+    cumulative = np.empty(n_points)
+    mixture_cumulative(
+        center, references_t, spacing, values, slopes, log_weights, squared, cumulative
+    )
+    proposal = np.empty(center.shape[0])
+    for i in range(points.shape[0]):
+        point = points[i]
+        _draw_mixture_proposal(
+            rng, center, references, cumulative, squared, bandwidth, epsilon, alpha, point
+        )
+        current = _mixture_log_weight(
+            point, references_t, bandwidth, tilt, alpha, log_z1, log_laplace_mass
+        )
+        count = 0
+        for _ in range(n_steps):
+            _draw_mixture_proposal(
+                rng, center, references, cumulative, squared, bandwidth, epsilon, alpha, proposal
+            )
+            candidate = _mixture_log_weight(
+                proposal, references_t, bandwidth, tilt, alpha, log_z1, log_laplace_mass
+            )
+            if math.log(rng.random()) < candidate - current:
+                point[:] = proposal
+                current = candidate
+                count += 1
         accepted[i] = count

@@ -18,11 +18,18 @@ from typing import Any
 
 import numba
 import numpy as np
-from scipy.special import gammaincc, log_softmax
+from scipy.special import gammaincc, log_softmax, logsumexp
 from tqdm.auto import tqdm
 
 from .._rng import RNGLike, as_generator, spawn
-from .._validation import check_choice, check_epsilon, check_int, check_number
+from .._validation import (
+    check_choice,
+    check_epsilon,
+    check_int,
+    check_number,
+    check_open_unit,
+    check_word_ids,
+)
 from ..embeddings import EmbeddingSpace
 from ..kde import KDEPrior
 from ..mcmc import ChainResult, IndependenceProposal, run_chains
@@ -30,12 +37,24 @@ from . import _kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, PrivacyWarning, group_tokens
 from .exponential import ExponentialMechanism, _restart
 from .laplace import MultivariateLaplace
+from .tilted import LogNormalizerTable, log_laplace_mass
 
 __all__ = ["DensityAwareLaplace", "DistanceTruncatedLaplace", "PriorWeightedExponential"]
 
 #: Tokens per task of the density-aware sampler (each task draws from its own spawned generator,
 #: so results do not depend on the number of threads).
 TOKENS_PER_TASK = 64
+
+#: Tokens of one word per task of the exact samplers (each task makes one pass over the prior).
+WORD_CHUNK = 16_384
+
+#: The samplers of :class:`DensityAwareLaplace`.
+SAMPLERS = ("exact", "budget", "certified", "chain")
+
+#: Defaults of the budget and certified samplers.
+DEFAULT_MAX_PROPOSALS = 40
+DEFAULT_DELTA = 1e-9
+DEFAULT_MAX_STEPS = 100_000
 
 #: Multiply-adds of prior evaluations above which sampling shows a progress bar by default
 #: (about 10 seconds on one core).
@@ -64,14 +83,52 @@ def _check_tilt(tilt: Any) -> float:
     return check_number(tilt, "tilt", minimum=0.0, strict=False)
 
 
-class DensityAwareLaplace(MultivariateLaplace):
-    """Laplace noise tilted towards dense regions by a KDE prior, sampled by Metropolis–Hastings.
+def _max_distance(space: EmbeddingSpace, prior: KDEPrior) -> float:
+    """An upper bound on ``||mu_v - phi(w)||`` over the prior's points and the space's words
+    (through their common centroid), with a relative margin for rounding."""
+    centroid = space._vectors64.mean(axis=0)
+    words = float(np.sqrt(((space._vectors64 - centroid) ** 2).sum(axis=1)).max())
+    points = float(np.sqrt(((prior.references - centroid) ** 2).sum(axis=1)).max())
+    return (words + points) * (1.0 + 1e-9) + 1e-12
 
-    For each token of word ``w`` a point ``x`` is drawn (approximately) from
-    ``pi_w(x) ~ exp(-epsilon ||x - phi(w)||) p(x)^tilt`` and decoded to the exact nearest word.
-    The chain starts from an exact Laplace draw around ``phi(w)`` and runs ``n_steps``
-    Metropolis–Hastings steps, with independence proposals from the same Laplace noise
-    (acceptance ``min(1, (p(x') / p(x))^tilt)``) or a Gaussian random walk.
+
+def _steps_for(log_weight_bound: np.ndarray, delta: float) -> np.ndarray:
+    """``ceil(ln delta / ln(1 - 1 / W*))`` (at least 1) for each ``ln W*``."""
+    rate = -np.log1p(-np.exp(-np.asarray(log_weight_bound, dtype=np.float64)))
+    with np.errstate(divide="ignore"):
+        steps = np.ceil(np.where(rate > 0, math.log(1.0 / delta) / rate, np.inf))
+    return np.maximum(steps, 1).astype(np.float64)
+
+
+class DensityAwareLaplace(MultivariateLaplace):
+    """Laplace noise tilted towards dense regions by a KDE prior, decoded to the exact nearest word.
+
+    For each token of word ``w`` a point ``x`` is drawn from
+    ``pi_w(x) ~ exp(-epsilon ||x - phi(w)||) p(x)^tilt`` and decoded to the exact nearest word
+    (as in :class:`MultivariateLaplace`). How ``x`` is drawn is the ``sampler``:
+
+    * ``"exact"`` (default for ``0 <= tilt <= 1``): exact draws. ``tilt = 1``: the target is a
+      finite mixture over the prior's kernels, each a continuous mixture of Gaussians (see
+      :mod:`densitydp.mechanisms.tilted`); one pass over the prior per distinct word, then per
+      token a component, a mixing weight by rejection and ``dim`` normals, no prior evaluation.
+      ``0 < tilt < 1``: rejection from the cheaper of two envelopes that dominate
+      ``p^tilt`` everywhere (Young's inequality with the exact tilt-1 law and the Laplace noise;
+      or subadditivity with the exact tilt-1 law of the prior at bandwidth ``h / sqrt(tilt)``),
+      one prior evaluation per proposal. ``tilt = 0`` is :class:`MultivariateLaplace`.
+    * ``"budget"`` (``tilt = 1``): the exact sampler with exactly ``max_proposals`` proposals of
+      the mixing weight per token, all drawn and tested whatever happens (no data-dependent
+      number of rejections); when none is accepted the mode of the mixing law is used, which
+      happens with probability at most ``delta = (1 - a_min)^max_proposals`` (``a_min`` the
+      smallest acceptance of one proposal over every distance the prior can present).
+    * ``"certified"`` (default for ``tilt > 1``): an independence Metropolis–Hastings chain
+      whose proposal mixes the exact tilt-1 law and the Laplace noise, started at a proposal
+      draw, run for the number of steps that makes its total variation to ``pi_w`` at most
+      ``delta`` for this word: ``TV <= (1 - 1 / W*)^steps`` with ``W*`` a rigorous bound on the
+      importance weight ``pi_w / q`` (Mengersen and Tweedie 1996). Words needing more than
+      ``max_steps`` steps are refused with the number they would need.
+    * ``"chain"``: the plain ``n_steps``-step chain of earlier versions (independence or random
+      walk). **Uncertified**: its law is unknown; the bound says so (``delta = 1``) and a
+      :class:`PrivacyWarning` is issued.
 
     Parameters
     ----------
@@ -79,42 +136,57 @@ class DensityAwareLaplace(MultivariateLaplace):
     epsilon : float
         Metric privacy parameter of the Laplace factor, > 0.
     prior : KDEPrior
-        A density fitted on **public** embeddings only, over the space's dimension.
+        A density fitted on **public** embeddings only, over the space's dimension. The exact,
+        budget and certified samplers need one global bandwidth and no projection (the default
+        of :meth:`KDEPrior.fit`).
     tilt : float
-        Exponent ``lambda >= 0`` of the prior; 0 gives the multivariate Laplace mechanism
-        exactly (every independence proposal is accepted; a random-walk chain started at an
-        exact Laplace draw stays exactly Laplace-distributed).
-    n_steps : int
-        Metropolis–Hastings steps per token (default 50). Each step evaluates the prior:
-        ``n_points * dim`` multiply-adds.
+        Exponent ``lambda >= 0`` of the prior; 0 gives the multivariate Laplace mechanism.
+    sampler : {"exact", "budget", "certified", "chain"}, optional
+        See above; default ``"exact"`` for ``tilt <= 1``, ``"certified"`` for ``tilt > 1``, and
+        ``"chain"`` when ``n_steps`` is given.
+    max_proposals : int
+        Proposals per token of the ``"budget"`` sampler (default 40).
+    delta : float
+        Total variation allowed to the ``"certified"`` chain, in (0, 1) (default 1e-9).
+    max_steps : int
+        Most steps per token the ``"certified"`` chain may take (default 100,000).
+    n_steps : int, optional
+        Steps of the uncertified ``"chain"`` sampler (default 50).
     proposal : {"independence", "random_walk"}
+        Proposal of the uncertified ``"chain"`` sampler.
     step_size : float, optional
-        Random-walk step; default ``2.38 / epsilon`` (the Laplace noise has a per-coordinate
-        standard deviation of ``sqrt(dim + 1) / epsilon``; 2.38 / sqrt(dim) of it is the classic
-        optimal scale).
+        Random-walk step of the ``"chain"`` sampler; default ``2.38 / epsilon``.
     table_k : int
         Width of the neighbour rows used for exact decoding (as in :class:`MultivariateLaplace`).
     progress : bool, optional
-        Progress bar (tqdm) while sampling; None shows it when a call is long (more than
-        :data:`PROGRESS_WORK` multiply-adds of prior evaluations). A display option only.
+        Progress bar (tqdm) while sampling; None shows it for long calls. Display only.
 
     Notes
     -----
-    *Guarantee.* With a public prior and **exact** sampling from ``pi_w``,
-    ``2 epsilon * d``-metric DP: ``pi_w(x) / pi_w'(x) <= exp(epsilon d(w, w')) Z_w' / Z_w`` and
-    the normalisers cost the second ``epsilon d``. A chain of ``n_steps`` steps only
-    approximates ``pi_w``: if its law is within total variation ``eta`` of ``pi_w``, the
-    guarantee holds with an additional ``delta = (1 + exp(epsilon')) eta`` per pair, which this
-    mechanism **cannot certify** (R-hat and ESS show mixing, they do not bound ``eta``; audit the
-    chain as it runs with :mod:`densitydp.audit`). With ``tilt = 0`` the law is exactly the
-    Laplace mechanism's and the guarantee is ``epsilon * d``.
+    *Guarantee.* With a public prior and exact sampling of ``pi_w``, ``2 epsilon * d``-metric
+    DP for every tilt: ``pi_w(x) / pi_w'(x) <= exp(epsilon d(w, w')) Z_w' / Z_w`` and the
+    normalisers cost the second ``epsilon d``. ``"exact"``: delta 0, up to floating point and
+    the tabulated component masses (``ln Z`` interpolated with a measured error below 1e-10
+    nats, which moves a loss by at most twice that). ``"budget"`` and ``"certified"``: a law
+    within total variation ``eta`` of ``pi_w`` adds ``(1 + exp(epsilon')) eta`` per pair
+    (:meth:`privacy_delta_bound`), ``eta`` being the reported ``delta``. ``"chain"``: no
+    guarantee can be stated.
 
-    The formulation (tilted target, independence MH) is densitydp's reading of the paper's
-    proposal, which publishes no formulas.
+    *Timing.* The exact samplers' running time depends on the word (its component masses, the
+    number of rejections, the decoding); the ``"budget"`` sampler removes the data-dependent
+    number of proposals of the mixing weight, not the rest. Protect against timing side
+    channels outside the library if an adversary can time the perturbation.
+
+    The formulation (tilted target, decoding) is densitydp's reading of the paper's proposal,
+    which publishes no formulas.
 
     References
     ----------
     {flairs}
+
+    K. L. Mengersen, R. L. Tweedie. "Rates of convergence of the Hastings and Metropolis
+    algorithms". Annals of Statistics 24(1), 1996 (uniform ergodicity of the independence
+    sampler).
 
     Examples
     --------
@@ -122,9 +194,9 @@ class DensityAwareLaplace(MultivariateLaplace):
     >>> space = dd.synthetic_space(n_words=200, dim=3, n_clusters=3, rng=0)
     >>> prior = dd.KDEPrior.fit(space)
     >>> mechanism = dd.DensityAwareLaplace(space, epsilon=5.0, prior=prior, tilt=1.0)
-    >>> mechanism.sample([0, 0, 1], rng=0).tolist()
-    [95, 45, 93]
-    >>> mechanism.privacy_bound().epsilon  # 2 epsilon, assuming exact sampling
+    >>> mechanism.sample([0, 0, 1], rng=0).shape
+    (3,)
+    >>> mechanism.privacy_bound().epsilon  # 2 epsilon, exact sampling
     10.0
     """
 
@@ -137,7 +209,11 @@ class DensityAwareLaplace(MultivariateLaplace):
         prior: KDEPrior,
         tilt: float = 1.0,
         *,
-        n_steps: int = 50,
+        sampler: str | None = None,
+        max_proposals: int = DEFAULT_MAX_PROPOSALS,
+        delta: float = DEFAULT_DELTA,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        n_steps: int | None = None,
         proposal: str = "independence",
         step_size: float | None = None,
         table_k: int | None = None,
@@ -146,26 +222,100 @@ class DensityAwareLaplace(MultivariateLaplace):
         # own parameters first: the parent's __init__ validates the rest and freezes
         self.prior = _check_prior(prior, space)
         self.tilt = _check_tilt(tilt)
-        self.n_steps = check_int(n_steps, "n_steps", minimum=1)
+        epsilon = check_epsilon(epsilon)
+        if sampler is None:
+            sampler = "chain" if n_steps is not None else "certified" if self.tilt > 1 else "exact"
+        self.sampler = check_choice(sampler, "sampler", SAMPLERS)
+        if self.sampler == "exact" and self.tilt > 1.0:
+            raise ValueError(
+                f"`tilt` must be <= 1 for sampler='exact' (no exact sampler is known for "
+                f"p^tilt with tilt > 1); got tilt={tilt!r}: use sampler='certified'."
+            )
+        if self.sampler == "budget" and self.tilt not in (0.0, 1.0):
+            raise ValueError(
+                f"sampler='budget' needs `tilt` 0 or 1; got tilt={tilt!r}: use sampler='exact' "
+                "(exact, variable time) or sampler='certified'."
+            )
+        self.max_proposals = check_int(max_proposals, "max_proposals", minimum=1)
+        self.delta = check_open_unit(delta, "delta")
+        self.max_steps = check_int(max_steps, "max_steps", minimum=1)
+        self.n_steps = check_int(50 if n_steps is None else n_steps, "n_steps", minimum=1)
         self.proposal = check_choice(proposal, "proposal", ("independence", "random_walk"))
         self.step_size = check_number(
-            2.38 / check_epsilon(epsilon) if step_size is None else step_size,
-            "step_size",
-            minimum=0.0,
+            2.38 / epsilon if step_size is None else step_size, "step_size", minimum=0.0
         )
         self.progress = progress
+        self._tables: dict[float, LogNormalizerTable] = {}
+        if self.sampler != "chain" and self.tilt != 0.0:
+            if self.prior.adaptive or self.prior.projection is not None:
+                raise ValueError(
+                    f"sampler={self.sampler!r} needs a prior with one global bandwidth and no "
+                    "projection (KDEPrior.fit without adaptive= or n_components=); use "
+                    "sampler='chain' (uncertified) for this prior."
+                )
+            reach = _max_distance(space, self.prior)
+            bandwidths = [self.prior.bandwidth]
+            if 0.0 < self.tilt < 1.0 and self.sampler == "exact":
+                bandwidths.append(self.prior.bandwidth / math.sqrt(self.tilt))
+            for h in bandwidths:
+                self._tables[h] = LogNormalizerTable(epsilon, h, space.dim, reach)
+        if self.sampler == "chain" and self.tilt != 0.0:
+            warnings.warn(
+                f"DensityAwareLaplace(sampler='chain'): a {self.n_steps}-step chain does not "
+                "sample the tilted target and no guarantee can be stated for it (delta = 1); "
+                "use the default exact sampler.",
+                PrivacyWarning,
+                stacklevel=2,
+            )
         super().__init__(space, epsilon, table_k=table_k)
 
     def _parameters(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "epsilon": self.epsilon,
             "prior": self.prior,
             "tilt": self.tilt,
-            "n_steps": self.n_steps,
-            "proposal": self.proposal,
-            "step_size": self.step_size,
-            "table_k": self.table_k,
+            "sampler": self.sampler,
         }
+        if self.sampler == "budget":
+            shown["max_proposals"] = self.max_proposals
+        elif self.sampler == "certified":
+            shown.update(delta=self.delta, max_steps=self.max_steps)
+        elif self.sampler == "chain":
+            shown.update(n_steps=self.n_steps, proposal=self.proposal, step_size=self.step_size)
+        shown["table_k"] = self.table_k
+        return shown
+
+    # -- guarantees -----------------------------------------------------------------------------
+
+    @property
+    def table(self) -> LogNormalizerTable | None:
+        """The ``ln Z`` table of the prior's bandwidth (None for the ``"chain"`` sampler)."""
+        return self._tables.get(self.prior.bandwidth)
+
+    @property
+    def budget_failure(self) -> float:
+        """``(1 - a_min)^max_proposals``: the largest probability that the ``"budget"``
+        sampler accepts none of its proposals for a token (0 for the other samplers)."""
+        if self.sampler != "budget" or self.tilt == 0.0:
+            return 0.0
+        return math.exp(self.max_proposals * math.log1p(-self.min_acceptance()))
+
+    def min_acceptance(self) -> float:
+        """Smallest acceptance probability of one proposal of the mixing-weight sampler over
+        every kernel distance the table covers (computed on the table's grid)."""
+        table = self.table
+        if table is None:
+            raise ValueError("min_acceptance needs sampler 'exact' or 'budget' with tilt > 0.")
+        deltas = np.arange(len(table.values)) * table.spacing
+        return float(min(self._acceptance_curve(deltas)))
+
+    def _acceptance_curve(self, deltas: np.ndarray) -> np.ndarray:
+        h = self.prior.bandwidth
+        b = 0.5 * (self.epsilon * h) ** 2
+        k = 0.5 * (self.space.dim - 1)
+        out = np.empty(len(deltas))
+        _kernels.mixing_acceptance_many(0.5 * (deltas / h) ** 2, b, k, out)
+        return out
 
     def privacy_bound(self) -> PrivacyBound:
         if self.tilt == 0.0:
@@ -176,27 +326,254 @@ class DensityAwareLaplace(MultivariateLaplace):
                 "tilt = 0: exactly the multivariate Laplace law, exact nearest-word decoding; "
                 + IDEAL_ARITHMETIC,
             )
+        public = "public prior (fitted on public embeddings only); "
+        if self.sampler == "exact":
+            table = self.table
+            assert table is not None
+            return PrivacyBound(
+                "metric",
+                2.0 * self.epsilon,
+                0.0,
+                public + "exact sampling of the tilted target (component masses ln Z "
+                f"interpolated with measured error {table.max_error:.1g} nats); exact "
+                "nearest-word decoding; running time depends on the word; " + IDEAL_ARITHMETIC,
+            )
+        if self.sampler == "budget":
+            return PrivacyBound(
+                "metric",
+                2.0 * self.epsilon,
+                self.budget_failure,
+                public + f"{self.max_proposals} proposals per token; delta is the largest "
+                "probability that none is accepted (total variation to the exact law); per "
+                "pair the additive term is (1 + e^(epsilon')) delta; " + IDEAL_ARITHMETIC,
+            )
+        if self.sampler == "certified":
+            return PrivacyBound(
+                "metric",
+                2.0 * self.epsilon,
+                self.delta,
+                public + "independence Metropolis-Hastings run per word for the steps that "
+                "bound its total variation to the target by delta (rigorous importance-weight "
+                "bound W*: KDE supremum bound and a lower bound on the normaliser); per pair "
+                "the additive term is (1 + e^(epsilon')) delta; " + IDEAL_ARITHMETIC,
+            )
         return PrivacyBound(
             "metric",
             2.0 * self.epsilon,
-            0.0,
-            "public prior (fitted on public embeddings only) and EXACT sampling from the tilted "
-            f"target; this mechanism runs a {self.n_steps}-step {self.proposal} chain, which "
-            "only approximates it: a chain within total variation eta of the target adds "
-            "delta = (1 + e^(epsilon')) * eta per pair, and that delta is not certified "
-            "(audit the mechanism); " + IDEAL_ARITHMETIC,
+            1.0,
+            f"UNCERTIFIED: a {self.n_steps}-step {self.proposal} chain only approximates the "
+            "tilted target and its distance to it is unknown, so no guarantee holds (delta = "
+            "1); 2 epsilon holds only for exact sampling; " + IDEAL_ARITHMETIC,
         )
 
+    def privacy_delta_bound(self, word_id: Any, other_id: Any) -> Any:
+        """``(1 + exp(loss)) * eta``, ``eta`` the total variation to the exact law
+        (``privacy_bound().delta``; 0 for the exact sampler, 1 for the uncertified chain)."""
+        eta = self.privacy_bound().delta
+        if eta == 0.0 or eta == 1.0:
+            return super().privacy_delta_bound(word_id, other_id)
+        with np.errstate(over="ignore"):
+            return np.minimum(1.0, (1.0 + np.exp(self.privacy_loss_bound(word_id, other_id))) * eta)
+
+    # -- the certified chain --------------------------------------------------------------------
+
+    def certified_steps(self, word_ids: Any) -> np.ndarray:
+        """Steps the ``"certified"`` chain needs for each word so that its total variation to
+        ``pi_w`` is at most ``delta``: ``ceil(ln delta / ln(1 - 1 / W*_w))``.
+
+        ``W*_w`` bounds ``pi_w / q_w`` with ``q_w`` the proposal ``alpha pi^(1)_w + (1 - alpha)
+        L_w`` (``alpha = min(tilt, 1)``; ``pi^(1)`` the exact tilt-1 law, ``L`` the Laplace
+        noise): ``pi_w / q_w = p^tilt / (Z_tilt (alpha p / Z_1 + (1 - alpha) / L))`` is bounded
+        with the rigorous supremum bound ``P*`` of :meth:`KDEPrior.log_sup_bound` and a lower
+        bound on ``Z_tilt`` (the larger of: convexity of ``ln Z_tilt`` in ``tilt`` at 0 with a
+        lower bound on ``E_L[ln p]`` by Jensen over the ``m`` nearest kernels; Jensen's
+        ``Z_1^tilt L^(1-tilt)`` for ``tilt > 1``; ``Z_1 P*^(tilt - 1)`` for ``tilt < 1``).
+        """
+        ids = check_word_ids(word_ids, len(self.space)).reshape(-1)
+        log_w = np.array([self._log_weight_bound(int(w))[0] for w in ids])
+        return _steps_for(log_w, self.delta)
+
+    def _log_weight_bound(self, word: int) -> tuple[float, float, float]:
+        """``(ln W*, ln Z_1, alpha)`` for one word."""
+        table = self.table
+        assert table is not None
+        h = self.prior.bandwidth
+        dim = self.space.dim
+        center = self.space._vectors64[word]
+        references_t = self.prior._references_t
+        n_points = self.prior.n_points
+        log_weights = np.empty(n_points)
+        squared = np.empty(n_points)
+        _kernels.component_log_weights(
+            center, references_t, *table.numba_args(), log_weights, squared
+        )
+        log_z1 = float(logsumexp(log_weights)) - math.log(n_points)
+        log_l = log_laplace_mass(self.epsilon, dim)
+        log_sup = self.prior.log_sup_bound()
+        tilt = self.tilt
+        alpha = min(tilt, 1.0)
+        log_kernel = 0.5 * dim * math.log(2.0 * math.pi * h * h)
+        # E_L[ln p] >= ln(m/n) - ln kernel - (mean of the m smallest delta^2 + E||z||^2) / 2h^2
+        ordered = np.sort(squared)
+        m = np.arange(1, n_points + 1)
+        noise = dim * (dim + 1.0) / self.epsilon**2
+        elbo = np.log(m / n_points) - log_kernel - (np.cumsum(ordered) / m + noise) / (2 * h * h)
+        lower = log_l + tilt * float(elbo.max())
+        if tilt > 1.0:
+            lower = max(lower, tilt * log_z1 + (1.0 - tilt) * log_l)
+        elif tilt < 1.0:
+            lower = max(lower, log_z1 + (tilt - 1.0) * log_sup)
+        # sup over 0 < p <= P* of tilt ln p - ln(alpha p / Z_1 + (1 - alpha) / L)
+        log_p = log_sup
+        if alpha < 1.0 and tilt < 1.0:
+            optimum = math.log(tilt * (1 - alpha) / ((1 - tilt) * alpha)) + log_z1 - log_l
+            log_p = min(log_sup, optimum)
+        mix = np.logaddexp(math.log(alpha) + log_p - log_z1, math.log1p(-alpha) - log_l)
+        log_w = tilt * log_p - float(mix) - lower
+        return max(log_w, 0.0), log_z1, alpha
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def draw_points(
+        self, word_ids: Any, rng: RNGLike = None, *, return_proposals: bool = False
+    ) -> Any:
+        """The noisy vectors ``x`` (before decoding), shape ``(n, dim)``, one per token.
+
+        With ``return_proposals=True`` also the proposals each token used (mixing-weight
+        proposals at tilt 1, envelope proposals at 0 < tilt < 1, chain steps otherwise).
+        """
+        ids = check_word_ids(word_ids, len(self.space)).reshape(-1)
+        points, proposals = self._draw(ids, as_generator(rng))
+        return (points, proposals) if return_proposals else points
+
     def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        positions, _ = self._run(word_ids, generator)
+        points, _ = self._draw(word_ids, generator)
         centers = self.space._vectors64[word_ids]
-        radii = np.linalg.norm(positions - centers, axis=1)
-        return self.decode(word_ids, positions, radii)
+        radii = np.linalg.norm(points - centers, axis=1)
+        return self.decode(word_ids, points, radii)
+
+    def _draw(
+        self, word_ids: np.ndarray, generator: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.tilt == 0.0:
+            noise = self._noise(len(word_ids), generator)
+            return self.space._vectors64[word_ids] + noise, np.ones(len(word_ids), np.int64)
+        if self.sampler == "chain":
+            return self._run(word_ids, generator)
+        steps: dict[int, int] = {}
+        extra: dict[int, tuple[float, float, float]] = {}
+        words, _, token_order, starts = group_tokens(word_ids)
+        if self.sampler == "certified":
+            for w in words:
+                log_w, log_z1, alpha = self._log_weight_bound(int(w))
+                need = float(_steps_for(np.array([log_w]), self.delta)[0])
+                if need > self.max_steps:
+                    raise ValueError(
+                        f"the certified chain for word {self.space.words([int(w)])[0]!r} needs "
+                        f"{need:,.0f} steps for delta={self.delta:g} (importance-weight bound "
+                        f"W* = e^{log_w:.1f}), more than `max_steps`={self.max_steps:,}; raise "
+                        "max_steps or delta, or lower the tilt."
+                    )
+                steps[int(w)] = int(need)
+                extra[int(w)] = (log_z1, alpha, 0.0)
+        tasks = []
+        for t, w in enumerate(words):
+            for first in range(starts[t], starts[t + 1], WORD_CHUNK):
+                tasks.append((int(w), token_order[first : min(first + WORD_CHUNK, starts[t + 1])]))
+        children = spawn(generator, len(tasks))
+        points = np.empty((len(word_ids), self.space.dim))
+        proposals = np.empty(len(word_ids), dtype=np.int64)
+        h = self.prior.bandwidth
+        references = self.prior.references
+        references_t = self.prior._references_t
+        table = self.table
+        assert table is not None
+        log_l = log_laplace_mass(self.epsilon, self.space.dim)
+
+        def task(index: int) -> int:
+            word, tokens = tasks[index]
+            center = self.space._vectors64[word].copy()
+            chunk = np.empty((len(tokens), self.space.dim))
+            counts = np.empty(len(tokens), dtype=np.int64)
+            failed = np.empty(len(tokens), dtype=np.bool_)
+            rng = children[index]
+            if self.sampler == "certified":
+                log_z1, alpha, _ = extra[word]
+                _kernels.certified_chain_task(
+                    rng,
+                    center,
+                    references,
+                    references_t,
+                    h,
+                    self.epsilon,
+                    self.tilt,
+                    alpha,
+                    *table.numba_args(),
+                    log_z1,
+                    log_l,
+                    steps[word],
+                    chunk,
+                    counts,
+                )
+            elif self.tilt == 1.0:
+                budget = self.max_proposals if self.sampler == "budget" else 0
+                _kernels.tilt_one_task(
+                    rng,
+                    center,
+                    references,
+                    references_t,
+                    h,
+                    self.epsilon,
+                    *table.numba_args(),
+                    budget,
+                    chunk,
+                    counts,
+                    failed,
+                )
+            else:
+                wide = self._tables[h / math.sqrt(self.tilt)]
+                _kernels.tilted_rejection_task(
+                    rng,
+                    center,
+                    references,
+                    references_t,
+                    h,
+                    self.epsilon,
+                    self.tilt,
+                    *table.numba_args(),
+                    *wide.numba_args(),
+                    log_l,
+                    chunk,
+                    counts,
+                )
+            points[tokens] = chunk
+            proposals[tokens] = counts
+            return len(tokens)
+
+        per_token = self.prior.n_points * self.prior.dim
+        work = len(words) * per_token * len(self._tables)
+        if self.sampler == "certified":
+            work += sum(steps[int(w)] for w in word_ids) * per_token
+        elif self.tilt != 1.0:
+            work += len(word_ids) * per_token * 2
+        self._map(task, len(tasks), len(word_ids), work)
+        return points, proposals
+
+    def _map(self, task: Any, n_tasks: int, n_tokens: int, work: float) -> None:
+        show = self.progress if self.progress is not None else work > PROGRESS_WORK
+        with (
+            tqdm(
+                total=n_tokens, desc="density-aware Laplace", unit="token", disable=not show
+            ) as bar,
+            ThreadPoolExecutor(max_workers=numba.get_num_threads()) as pool,
+        ):
+            for done in pool.map(task, range(n_tasks)):
+                bar.update(done)
 
     def _run(
         self, word_ids: np.ndarray, generator: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Final chain positions and accepted-move counts, one chain per token."""
+        """Final positions and accepted-move counts of the uncertified chain, one per token."""
         n_tokens = len(word_ids)
         positions = np.empty((n_tokens, self.space.dim))
         accepted = np.empty(n_tokens, dtype=np.int64)
@@ -222,15 +599,7 @@ class DensityAwareLaplace(MultivariateLaplace):
             return chunk.stop - chunk.start
 
         work = n_tokens * self.n_steps * self.prior.n_points * self.prior.dim
-        show = self.progress if self.progress is not None else work > PROGRESS_WORK
-        with (
-            tqdm(
-                total=n_tokens, desc="density-aware Laplace", unit="token", disable=not show
-            ) as bar,
-            ThreadPoolExecutor(max_workers=numba.get_num_threads()) as pool,
-        ):
-            for done in pool.map(task, range(n_tasks)):
-                bar.update(done)
+        self._map(task, n_tasks, n_tokens, work)
         return positions, accepted
 
     def chains(

@@ -38,10 +38,32 @@ def _two_sample_pvalue(first: np.ndarray, second: np.ndarray) -> float:
     return float(stats.chi2_contingency(table).pvalue)
 
 
-@pytest.mark.parametrize("proposal", ["independence", "random_walk"])
-def test_density_laplace_passes_conformance(space, prior, proposal):
-    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, tilt=1.0, n_steps=10, proposal=proposal)
+def _chain(*args, **kwargs):
+    """The uncertified chain sampler (it warns that it states no guarantee)."""
+    with pytest.warns(dd.PrivacyWarning, match="no guarantee"):
+        return dd.DensityAwareLaplace(*args, sampler="chain", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tilt": 1.0},
+        {"tilt": 0.5},
+        {"tilt": 1.0, "sampler": "budget", "max_proposals": 5},
+        {"tilt": 2.0, "sampler": "certified", "delta": 1e-3},
+    ],
+)
+def test_density_laplace_passes_conformance(space, prior, options):
+    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, **options)
     assert dd.testing.check_mechanism(mechanism, n_samples=2_000).passed
+
+
+@pytest.mark.parametrize("proposal", ["independence", "random_walk"])
+def test_uncertified_chain_passes_conformance(space, prior, proposal):
+    mechanism = _chain(space, 4.0, prior, tilt=1.0, n_steps=10, proposal=proposal)
+    assert dd.testing.check_mechanism(mechanism, n_samples=2_000).passed
+    bound = mechanism.privacy_bound()
+    assert bound.delta == 1.0 and "UNCERTIFIED" in bound.assumptions
 
 
 def test_prior_weighted_exponential_passes_conformance(space, prior):
@@ -56,7 +78,7 @@ def test_distance_truncated_laplace_passes_conformance(space):
 
 
 def test_independence_chain_at_tilt_zero_accepts_every_move(space, prior):
-    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, tilt=0.0, n_steps=30)
+    mechanism = dd.DensityAwareLaplace(space, 4.0, prior, tilt=0.0, sampler="chain", n_steps=30)
     _, accepted = mechanism._run(np.arange(200), np.random.default_rng(0))
     assert (accepted == 30).all()
     chains = mechanism.chains(5, n_draws=200, rng=1)
@@ -69,7 +91,9 @@ def test_independence_chain_at_tilt_zero_accepts_every_move(space, prior):
 def test_tilt_zero_is_the_laplace_mechanism(space, prior, proposal):
     """At tilt 0 both chains start at an exact Laplace draw and leave that law invariant."""
     word = np.full(40_000, 17)
-    density = dd.DensityAwareLaplace(space, 3.0, prior, tilt=0.0, n_steps=5, proposal=proposal)
+    density = dd.DensityAwareLaplace(
+        space, 3.0, prior, tilt=0.0, sampler="chain", n_steps=5, proposal=proposal
+    )
     plain = dd.MultivariateLaplace(space, 3.0)
     first, second = density.sample(word, rng=1), plain.sample(word, rng=2)
     assert len(np.unique(first)) > 20  # the test has something to compare
@@ -91,35 +115,62 @@ def test_tilt_zero_reduces_the_other_mechanisms(space, prior):
     assert uncapped.tail_mass == 0.0 and uncapped.privacy_bound().delta == 0.0
 
 
-@pytest.mark.statistical
-def test_tilted_law_matches_importance_sampling_of_the_exact_target(space, prior):
-    """The decoded law of ``exp(-eps ||x - phi(w)||) p(x)^tilt`` estimated two ways: long
-    independence chains (200 steps, acceptance ~0.8) and self-normalised importance sampling
-    of exact Laplace draws weighted by ``p(x)^tilt``. Each output's frequency must agree
-    within a Bonferroni-corrected normal bound from both sample sizes (IS by its ESS)."""
-    epsilon, tilt, word = 3.0, 2.0, 17
-    mechanism = dd.DensityAwareLaplace(space, epsilon, prior, tilt=tilt, n_steps=200)
-    n_tokens = 30_000
-    sampled = mechanism.sample(np.full(n_tokens, word), rng=8)
-    generator = np.random.default_rng(9)
+def _importance_law(space, prior, epsilon, tilt, word, n_draws, rng):
+    """Self-normalised importance sampling of the decoded law of the tilted target: exact
+    Laplace draws weighted by ``p(x)^tilt``. Returns ``(decoded ids, weights, ESS)``."""
     laplace = dd.MultivariateLaplace(space, epsilon)
-    noise = laplace.noise(200_000, rng=generator)
+    noise = laplace.noise(n_draws, rng=rng)
     points = space.vectors[word].astype(np.float64) + noise
     log_weights = tilt * prior.log_density(points)
     weights = np.exp(log_weights - log_weights.max())
     decoded = laplace.decode(np.full(len(points), word), points, np.linalg.norm(noise, axis=1))
-    n_effective = weights.sum() ** 2 / (weights**2).sum()
+    return decoded, weights, weights.sum() ** 2 / (weights**2).sum()
+
+
+def _assert_matches_importance_law(sampled, decoded, weights, n_effective, alpha=1e-4):
+    """Each output's frequency agrees with the importance estimate within a Bonferroni-corrected
+    normal bound from both sample sizes (the importance side by its effective sample size)."""
+    n_tokens = len(sampled)
     ids = np.union1d(sampled, decoded)
     target = np.array([weights[decoded == i].sum() for i in ids]) / weights.sum()
     observed = np.array([np.mean(sampled == i) for i in ids])
     keep = target * n_tokens >= 20
-    z = stats.norm.isf(1e-4 / (2 * keep.sum()))
+    z = stats.norm.isf(alpha / (2 * keep.sum()))
     se = np.sqrt(target * (1 - target) * (1 / n_tokens + 1 / n_effective))
     assert keep.sum() >= 5
     assert np.all(np.abs(observed - target)[keep] <= z * se[keep])
-    # and the tilt moved mass: the plain Laplace law is rejected
-    plain = laplace.sample(np.full(n_tokens, word), rng=10)
-    assert _two_sample_pvalue(sampled, plain) < 1e-6
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize(
+    ("tilt", "options"),
+    [(1.0, {}), (0.5, {}), (0.2, {}), (2.0, {"sampler": "certified", "delta": 1e-4})],
+)
+def test_tilted_law_matches_importance_sampling_of_the_exact_target(space, prior, tilt, options):
+    """The decoded law of ``exp(-eps ||x - phi(w)||) p(x)^tilt`` estimated two ways: the
+    mechanism's sampler and self-normalised importance sampling of exact Laplace draws
+    weighted by ``p(x)^tilt``; at tilt >= 1 the plain Laplace law is rejected (the tilt moved mass)."""
+    epsilon, word, n_tokens = 3.0, 17, 30_000
+    mechanism = dd.DensityAwareLaplace(space, epsilon, prior, tilt=tilt, **options)
+    sampled = mechanism.sample(np.full(n_tokens, word), rng=8)
+    decoded, weights, n_effective = _importance_law(space, prior, epsilon, tilt, word, 200_000, 9)
+    _assert_matches_importance_law(sampled, decoded, weights, n_effective)
+    if tilt >= 1.0:
+        plain = dd.MultivariateLaplace(space, epsilon).sample(np.full(n_tokens, word), rng=10)
+        assert _two_sample_pvalue(sampled, plain) < 1e-6
+
+
+@pytest.mark.statistical
+def test_flat_prior_gives_the_laplace_law(space):
+    """A prior far wider than the space is flat where the noise lands: every tilt gives the
+    plain Laplace law (two-sample chi-square)."""
+    flat = dd.KDEPrior.fit(space, bandwidth=1e4)
+    word = np.full(40_000, 17)
+    plain = dd.MultivariateLaplace(space, 3.0).sample(word, rng=2)
+    for tilt in (1.0, 0.5):
+        density = dd.DensityAwareLaplace(space, 3.0, flat, tilt=tilt).sample(word, rng=1)
+        assert len(np.unique(density)) > 20
+        assert _two_sample_pvalue(density, plain) > 1e-4
 
 
 @pytest.mark.statistical
@@ -127,8 +178,8 @@ def test_tilt_moves_outputs_towards_dense_regions(space, prior):
     outliers = np.array([i for i, w in enumerate(space.vocabulary) if w.startswith("out")])
     tokens = np.repeat(outliers[:10], 500)
     means = []
-    for tilt in (0.0, 1.0, 3.0):
-        mechanism = dd.DensityAwareLaplace(space, 2.0, prior, tilt=tilt, n_steps=30)
+    for tilt in (0.0, 0.5, 1.0):
+        mechanism = dd.DensityAwareLaplace(space, 2.0, prior, tilt=tilt)
         means.append(prior.local_density(mechanism.sample(tokens, rng=0)).mean())
     assert means[0] < means[1] < means[2]
 
@@ -136,9 +187,7 @@ def test_tilt_moves_outputs_towards_dense_regions(space, prior):
 def test_tilted_chain_kernel_matches_twin(space, prior):
     ids = np.array([3, 3, 50, 120])
     for proposal in ("independence", "random_walk"):
-        mechanism = dd.DensityAwareLaplace(
-            space, 3.0, prior, tilt=1.5, n_steps=25, proposal=proposal
-        )
+        mechanism = _chain(space, 3.0, prior, tilt=1.5, n_steps=25, proposal=proposal)
         positions = np.empty((len(ids), space.dim))
         accepted = np.empty(len(ids), dtype=np.int64)
         _kernels.tilted_laplace_chains(
@@ -170,8 +219,17 @@ def test_prior_weighted_distribution_matches_the_formula(space, prior):
     np.testing.assert_allclose(other.log_prior, other_prior.log_density(space.vectors))
 
 
-def test_density_laplace_does_not_depend_on_thread_count(space, prior):
-    mechanism = dd.DensityAwareLaplace(space, 3.0, prior, tilt=1.0, n_steps=10)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tilt": 1.0},
+        {"tilt": 0.5},
+        {"tilt": 1.0, "sampler": "budget"},
+        {"tilt": 2.0, "sampler": "certified", "delta": 1e-2},
+    ],
+)
+def test_density_laplace_does_not_depend_on_thread_count(space, prior, options):
+    mechanism = dd.DensityAwareLaplace(space, 3.0, prior, **options)
     ids = np.arange(300) % 50
     before = numba.get_num_threads()
     try:
@@ -187,7 +245,21 @@ def test_density_laplace_does_not_depend_on_thread_count(space, prior):
 def test_bounds_state_their_assumptions(space, prior):
     tilted = dd.DensityAwareLaplace(space, 3.0, prior, tilt=1.0)
     bound = tilted.privacy_bound()
-    assert bound.epsilon == 6.0 and "not certified" in bound.assumptions
+    assert bound.epsilon == 6.0 and bound.delta == 0.0 and "exact sampling" in bound.assumptions
+    assert "nats" in bound.assumptions and tilted.table.max_error <= 1e-10
+    budget = dd.DensityAwareLaplace(space, 3.0, prior, sampler="budget", max_proposals=10)
+    failure = (1.0 - budget.min_acceptance()) ** 10
+    assert budget.privacy_bound().delta == pytest.approx(failure, rel=1e-9)
+    assert 0.0 < failure < 1.0
+    assert budget.privacy_delta_bound(0, 1) == pytest.approx(
+        min(1.0, (1 + math.exp(6.0 * space.distance(0, 1))) * failure)
+    )
+    close = int(space.neighbors(2).ids[0, 1])
+    assert budget.privacy_delta_bound(0, close) == pytest.approx(
+        (1 + math.exp(6.0 * space.distance(0, close))) * failure
+    )
+    certified = dd.DensityAwareLaplace(space, 3.0, prior, tilt=2.0, delta=1e-6)
+    assert certified.sampler == "certified" and certified.privacy_bound().delta == 1e-6
     assert tilted.privacy_loss_bound(0, 1) == pytest.approx(6.0 * space.distance(0, 1))
     with pytest.warns(dd.PrivacyWarning, match="cuts the Laplace noise with probability"):
         capped = dd.DistanceTruncatedLaplace(space, 3.0, radius=0.8)
@@ -215,6 +287,18 @@ def test_validation(space, prior):
         dd.DensityAwareLaplace(space, 3.0, prior, proposal="gibbs")
     with pytest.raises(ValueError, match="`radius` must be a finite number > 0"):
         dd.DistanceTruncatedLaplace(space, 3.0, radius=-2.0)
+    with pytest.raises(ValueError, match="`sampler` must be one of"):
+        dd.DensityAwareLaplace(space, 3.0, prior, sampler="gibbs")
+    with pytest.raises(ValueError, match="`tilt` must be <= 1 for sampler='exact'"):
+        dd.DensityAwareLaplace(space, 3.0, prior, tilt=2.0, sampler="exact")
+    with pytest.raises(ValueError, match="sampler='budget' needs `tilt` 0 or 1"):
+        dd.DensityAwareLaplace(space, 3.0, prior, tilt=0.5, sampler="budget")
+    with pytest.raises(ValueError, match="`delta` must be a finite number > 0"):
+        dd.DensityAwareLaplace(space, 3.0, prior, tilt=2.0, delta=0.0)
+    with pytest.raises(ValueError, match="one global bandwidth and no projection"):
+        dd.DensityAwareLaplace(space, 3.0, dd.KDEPrior.fit(space, adaptive=True))
+    with pytest.raises(ValueError, match="needs .* steps for delta"):
+        dd.DensityAwareLaplace(space, 30.0, prior, tilt=5.0, max_steps=2).sample([0], rng=0)
     mechanism = dd.DensityAwareLaplace(space, 3.0, prior)
     with pytest.raises(AttributeError, match="immutable"):
         mechanism.tilt = 2.0
@@ -222,8 +306,8 @@ def test_validation(space, prior):
 
 def test_progress_bar_can_be_shown_and_turned_off(space, prior, capsys):
     ids = np.arange(100)
-    shown = dd.DensityAwareLaplace(space, 3.0, prior, n_steps=2, progress=True).sample(ids, rng=0)
+    shown = dd.DensityAwareLaplace(space, 3.0, prior, progress=True).sample(ids, rng=0)
     assert "density-aware Laplace" in capsys.readouterr().err
-    hidden = dd.DensityAwareLaplace(space, 3.0, prior, n_steps=2, progress=False).sample(ids, rng=0)
+    hidden = dd.DensityAwareLaplace(space, 3.0, prior, progress=False).sample(ids, rng=0)
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(shown, hidden)

@@ -298,7 +298,7 @@ def tilted_laplace_chains(
 #     u has density proportional to  s^(-3/2) u^k exp(-a s - b / s),  s = 1 - u,
 # with a = ||mu_v - c||^2 / (2 h^2), b = epsilon^2 h^2 / 2, k = (dim - 1) / 2, and the
 # component's mass is  Z = E[exp(-epsilon ||mu_v - c + h G||)]
-#     = epsilon h / sqrt(2 pi) e^b  int_0^1 s^(-3/2) u^k exp(-a s - b / s) ds.
+#     = epsilon h / sqrt(2 pi)  int_0^1 s^(-3/2) u^k exp(-a s - b u / s) ds.
 # The "mixing law" of s (or u) is unimodal on (0, 1) (the derivative of its log density has the
 # sign of a cubic with exactly one root there) and is sampled exactly by rejection below.
 
@@ -351,13 +351,15 @@ def _log_integrand(y, a, b, k):
         t = math.log1p(math.exp(y))
         log_s, log_u = y - t, -t
     s = math.exp(log_s)
-    return -0.5 * log_s + (k + 1.0) * log_u - a * s - b / s, s
+    # -b / s + b = -b u / s = -b e^-y: the constant e^b is folded in without cancellation
+    return -0.5 * log_s + (k + 1.0) * log_u - a * s - b * math.exp(-y), s
 
 
 @jit
 def log_mixing_integral(a, b, k):
-    """``(ln I, E[s])`` for ``I = int_0^1 s^(-3/2) (1-s)^k exp(-a s - b / s) ds`` and the mean of
-    ``s`` under the normalised integrand.
+    """``(ln I, E[s])`` for ``I = e^b int_0^1 s^(-3/2) (1-s)^k exp(-a s - b / s) ds`` (the
+    factor ``e^b`` folded into the integrand as ``exp(-b (1-s) / s)``, so that large ``b`` does not
+    cancel) and the mean of ``s`` under the normalised integrand.
 
     Trapezoidal rule on the logit scale ``y`` (the integrand is smooth and decays at least
     exponentially at both ends, where the rule converges geometrically), centred on the mode,
@@ -394,7 +396,7 @@ def log_normalizer_nodes(deltas, epsilon, bandwidth, dim, values, slopes):
     ``Z(delta) = E[exp(-epsilon ||delta e_1 + h G||)]``, ``G ~ N(0, I_dim)``."""
     b = 0.5 * (epsilon * bandwidth) ** 2
     k = 0.5 * (dim - 1.0)
-    constant = math.log(epsilon * bandwidth / math.sqrt(2.0 * math.pi)) + b
+    constant = math.log(epsilon * bandwidth / math.sqrt(2.0 * math.pi))
     for j in prange(deltas.shape[0]):
         delta = deltas[j]
         log_integral, mean_s = log_mixing_integral(0.5 * (delta / bandwidth) ** 2, b, k)
@@ -453,7 +455,9 @@ def mixing_envelopes(a, b, k):
       an inverse Gaussian with mean ``sqrt(b / a')`` and shape ``2 b``; valid for every input.
     * gamma in ``u``: for ``b >= 3/4`` the part ``-3/2 ln(1-u) + a u - b / (1-u)`` is concave in
       ``u`` and is bounded by its tangent at ``u0``, leaving ``u^k e^(-rate u)``, a
-      Gamma(k + 1, 1 / rate) law; ``log_mass_gamma = inf`` where it does not apply.
+      Gamma(k + 1, 1 / rate) law (exponential for ``k = 0``, where the mode can sit at ``u = 0``
+      and the inverse Gaussian envelope puts most of its mass beyond ``s = 1``);
+      ``log_mass_gamma = inf`` where it does not apply (``b < 3/4`` or ``rate <= 0``).
     """
     s0, u0 = mixing_mode(a, b, k, 1.5)
     a_ig = a + k / u0
@@ -461,7 +465,7 @@ def mixing_envelopes(a, b, k):
     log_mass_ig -= 2.0 * math.sqrt(a_ig * b)
     log_mass_gamma = np.inf
     rate = 0.0
-    if b >= 0.75 and k > 0.0:
+    if b >= 0.75:
         rate = -(1.5 / s0 + a - b / (s0 * s0))
         if rate > 0.0:
             psi = -1.5 * math.log(s0) + a * u0 - b / s0
@@ -736,7 +740,7 @@ def mixing_acceptance_many(a_values, b, k, out):
     for i in prange(a_values.shape[0]):
         _, _, log_mass_ig, _, log_mass_gamma, _ = mixing_envelopes(a_values[i], b, k)
         log_integral, _ = log_mixing_integral(a_values[i], b, k)
-        out[i] = math.exp(log_integral - min(log_mass_ig, log_mass_gamma))
+        out[i] = math.exp(log_integral - b - min(log_mass_ig, log_mass_gamma))
 
 
 @jit

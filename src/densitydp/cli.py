@@ -12,7 +12,8 @@ import numpy as np
 
 from . import __version__
 from .embeddings import EmbeddingSpace, load_glove
-from .mechanisms import MECHANISMS, build_mechanism
+from .mechanisms import MECHANISMS, PrivacyWarning, build_mechanism
+from .mechanisms.density import SAMPLERS
 from .neighbors import DEFAULT_K, cache_dir
 
 #: Errors that come from bad user input: shown as one line, exit code 1.
@@ -77,6 +78,47 @@ def _mechanism_options(purpose: str) -> Callable[[Callable[..., Any]], Callable[
     return decorate
 
 
+def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the density-aware mechanisms (refused by the others)."""
+    options = [
+        click.option(
+            "--prior-points",
+            type=click.IntRange(min=2),
+            default=None,
+            help="Reference words of the KDE prior (Scott bandwidth; a seeded subsample; "
+            "default: every word for density-laplace, 10,000 for prior-exponential).",
+        ),
+        click.option(
+            "--max-proposals",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Proposals per token of --sampler budget (default 40).",
+        ),
+        click.option(
+            "--delta",
+            type=float,
+            default=None,
+            help="Total variation the certified chain may keep (default 1e-9).",
+        ),
+        click.option(
+            "--sampler",
+            type=click.Choice(SAMPLERS),
+            default=None,
+            help="density-laplace: exact (default, tilt <= 1), budget (fixed proposals per "
+            "token, tilt 1), certified (default for tilt > 1), chain (uncertified).",
+        ),
+        click.option(
+            "--tilt",
+            type=float,
+            default=None,
+            help="Prior exponent of the density-aware mechanisms (default 1).",
+        ),
+    ]
+    for option in options:
+        command = option(command)
+    return command
+
+
 def _load_space(embeddings: str | None, top: int | None) -> EmbeddingSpace:
     if embeddings is None:
         return load_glove(top=top)
@@ -129,6 +171,7 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
     show_default=True,
     help="Words outside the vocabulary: keep them or fail.",
 )
+@_density_options
 @_progress_option("on a terminal")
 @click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
 @click.option(
@@ -146,17 +189,36 @@ def perturb(
     top: int | None,
     seed: int | None,
     unknown: str,
+    tilt: float | None,
+    sampler: str | None,
+    delta: float | None,
+    max_proposals: int | None,
+    prior_points: int | None,
     progress: bool | None,
     input_path: str | None,
     output: str | None,
 ) -> None:
-    """Perturb the words of INPUT (a text file; standard input when absent)."""
+    """Perturb the words of INPUT (a text file; standard input when absent).
+
+    The density-aware Laplace (-m density-laplace) samples its tilted target exactly by default
+    (tilt <= 1; guarantee 2 epsilon, delta 0); --sampler certified (the default for tilt > 1)
+    runs the chain length that certifies --delta; --sampler chain is uncertified.
+    """
     from ._io import atomic_write
     from ._rng import as_generator, seed_entropy
     from .text import TextCodec
 
     space = _load_space(embeddings, top)
-    chosen = build_mechanism(mechanism, space, epsilon)
+    chosen = build_mechanism(
+        mechanism,
+        space,
+        epsilon,
+        tilt=tilt,
+        sampler=sampler,
+        delta=delta,
+        max_proposals=max_proposals,
+        prior_points=prior_points,
+    )
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
     click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
@@ -344,9 +406,8 @@ def stats(
 @click.option(
     "--prior-points",
     type=click.IntRange(min=2),
-    default=10_000,
-    show_default=True,
-    help="Reference words of the KDE prior (Scott bandwidth; a seeded subsample).",
+    default=None,
+    help="Reference words of the KDE prior (Scott bandwidth; a seeded subsample; default: all).",
 )
 @_space_options
 @_seed_option("the chains")
@@ -366,7 +427,7 @@ def diagnose(
     proposal: str,
     chains: int,
     draws: int,
-    prior_points: int,
+    prior_points: int | None,
     embeddings: str | None,
     top: int | None,
     seed: int | None,
@@ -374,11 +435,14 @@ def diagnose(
     strict: bool,
     progress: bool | None,
 ) -> None:
-    """Diagnose the Metropolis–Hastings chains the density-aware Laplace mechanism runs for WORD.
+    """Diagnose the Metropolis–Hastings chains of the density-aware Laplace mechanism's
+    uncertified chain sampler (sampler="chain") for WORD.
 
     Prints the summary (mean, sd, bulk and tail ESS, R-hat, MCSE) of the noise radius and the
-    prior's log density along the chains, the worst coordinate, and the verdict. Good mixing
-    does not certify privacy: it only shows that the chains agree.
+    prior's log density along the chains, the worst coordinate, the verdict, and next to them
+    the rigorous bound on such a chain's total variation to the target and the steps the
+    certified chain would need. Good mixing does not certify privacy: it only shows that the
+    chains agree.
     """
     import warnings
     from pathlib import Path
@@ -394,7 +458,11 @@ def diagnose(
     if word_id < 0:
         space.vocabulary.id(word)  # raises UnknownWordError with the message
     prior = KDEPrior.fit(space, bandwidth="scott", max_points=prior_points, rng=0)
-    mechanism = DensityAwareLaplace(space, epsilon, prior, tilt=tilt, proposal=proposal)
+    with warnings.catch_warnings():  # the chain's PrivacyWarning: diagnosing it is the point
+        warnings.simplefilter("ignore", PrivacyWarning)
+        mechanism = DensityAwareLaplace(
+            space, epsilon, prior, tilt=tilt, sampler="chain", proposal=proposal
+        )
     generator = as_generator(seed)
     click.echo(f"{mechanism!r}")
     click.echo(f"seed entropy {seed_entropy(generator)['entropy']}")
@@ -417,6 +485,22 @@ def diagnose(
         f"min tail ESS {coordinates['ess_tail'].min():.0f}"
     )
     click.echo(str(verdict))
+    if tilt > 0.0 and proposal == "independence":
+        bound = mechanism.certified_distance(word_id, draws, proposal="laplace")
+        click.echo(
+            f"certified total variation of one such chain after {draws} steps: <= {bound:.3g} "
+            "(rigorous bound; R-hat and ESS above do not bound it)"
+        )
+    elif tilt > 0.0:
+        click.echo("certified total variation: none (no bound for the random walk)")
+    if tilt > 0.0:
+        steps = float(
+            DensityAwareLaplace(
+                space, epsilon, prior, tilt=tilt, sampler="certified", max_steps=2**62
+            ).certified_steps([word_id])[0]
+        )
+        exact = "the exact sampler (default) needs no chain" if tilt <= 1 else "no exact sampler"
+        click.echo(f"{exact}; the certified mixture chain needs {steps:,.0f} steps for delta 1e-9")
     if plot is not None:
         trace_path = Path(plot)
         rank_path = trace_path.with_name(f"{trace_path.stem}-rank{trace_path.suffix or '.png'}")

@@ -1,6 +1,7 @@
 """Word-perturbation mechanisms."""
 
 from collections.abc import Callable
+from typing import Any
 
 from ..embeddings import EmbeddingSpace
 from ..kde import KDEPrior
@@ -27,23 +28,31 @@ __all__ = [
     "default_prior",
 ]
 
-#: Reference points of the default prior of the density-aware mechanisms built by name.
+#: Reference points of the default prior of :class:`PriorWeightedExponential` built by name
+#: (its construction evaluates the prior at every word: ``V * n_points * dim`` multiply-adds).
 DEFAULT_PRIOR_POINTS = 10_000
 
 
-def default_prior(space: EmbeddingSpace) -> KDEPrior:
-    """The prior the density-aware mechanisms get when built by name: Scott's bandwidth on at
-    most :data:`DEFAULT_PRIOR_POINTS` words of ``space`` drawn with the fixed seed 0 (so the
-    prior is a deterministic, public function of the space)."""
-    return KDEPrior.fit(space, bandwidth="scott", max_points=DEFAULT_PRIOR_POINTS, rng=0)
+def default_prior(space: EmbeddingSpace, max_points: int | None = None) -> KDEPrior:
+    """The prior the density-aware mechanisms get when built by name: Scott's bandwidth on every
+    word of ``space`` (``max_points=None``) or on ``max_points`` words drawn with the fixed seed
+    0, so the prior is a deterministic, public function of the space.
+
+    On the whole space every word carries its own kernel; on a subsample the words inside it
+    are perturbed much less than the others (measured N_w 0.79-0.96 against 0.05-0.42 on GloVe
+    at epsilon 5-10), so privacy would depend on an accident of sampling.
+    """
+    return KDEPrior.fit(space, bandwidth="scott", max_points=max_points, rng=0)
 
 
-def _density_laplace(space: EmbeddingSpace, epsilon: float) -> Mechanism:
-    return DensityAwareLaplace(space, epsilon, default_prior(space))
+def _density_laplace(space: EmbeddingSpace, epsilon: float, **options: Any) -> Mechanism:
+    prior = default_prior(space, options.pop("prior_points", None))
+    return DensityAwareLaplace(space, epsilon, prior, **options)
 
 
-def _prior_exponential(space: EmbeddingSpace, epsilon: float) -> Mechanism:
-    return PriorWeightedExponential(space, epsilon, default_prior(space))
+def _prior_exponential(space: EmbeddingSpace, epsilon: float, **options: Any) -> Mechanism:
+    prior = default_prior(space, options.pop("prior_points", DEFAULT_PRIOR_POINTS))
+    return PriorWeightedExponential(space, epsilon, prior, **options)
 
 
 _CLASSES: dict[str, Callable[..., Mechanism]] = {
@@ -54,13 +63,31 @@ _CLASSES: dict[str, Callable[..., Mechanism]] = {
     "density-laplace": _density_laplace,
     "prior-exponential": _prior_exponential,
 }
+#: Options each named mechanism accepts in :func:`build_mechanism`.
+_OPTIONS = {
+    "density-laplace": ("prior_points", "tilt", "sampler", "delta", "max_proposals"),
+    "prior-exponential": ("prior_points", "tilt"),
+}
 #: The short names of the command line and the benchmarks.
 MECHANISMS = tuple(_CLASSES)
 
 
-def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float) -> Mechanism:
-    """The mechanism called ``name`` (one of :data:`MECHANISMS`) on ``space`` at ``epsilon``
-    (density-aware ones with :func:`default_prior` and tilt 1)."""
+def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float, **options: Any) -> Mechanism:
+    """The mechanism called ``name`` (one of :data:`MECHANISMS`) on ``space`` at ``epsilon``.
+
+    ``options`` go to the mechanism's constructor (``None`` values are dropped). The
+    density-aware ones take ``prior_points`` (their :func:`default_prior`: every word for
+    ``density-laplace``, :data:`DEFAULT_PRIOR_POINTS` for ``prior-exponential``), ``tilt``
+    (default 1) and, for ``density-laplace``, ``sampler``, ``delta``, ``max_proposals``.
+    """
     if name not in _CLASSES:
         raise ValueError(f"`name` must be one of {', '.join(MECHANISMS)}; got {name!r}.")
-    return _CLASSES[name](space, epsilon)
+    given = {key: value for key, value in options.items() if value is not None}
+    allowed = _OPTIONS.get(name, ())
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        accepted = ", ".join(allowed) if allowed else "none"
+        raise ValueError(
+            f"mechanism {name!r} takes no option {', '.join(unknown)} (accepted: {accepted})."
+        )
+    return _CLASSES[name](space, epsilon, **given)

@@ -379,7 +379,8 @@ class DensityAwareLaplace(MultivariateLaplace):
 
     def certified_steps(self, word_ids: Any) -> np.ndarray:
         """Steps the ``"certified"`` chain needs for each word so that its total variation to
-        ``pi_w`` is at most ``delta``: ``ceil(ln delta / ln(1 - 1 / W*_w))``.
+        ``pi_w`` is at most ``delta``: ``ceil(ln delta / ln(1 - 1 / W*_w))`` (float; ``inf``
+        where no finite bound exists).
 
         ``W*_w`` bounds ``pi_w / q_w`` with ``q_w`` the proposal ``alpha pi^(1)_w + (1 - alpha)
         L_w`` (``alpha = min(tilt, 1)``; ``pi^(1)`` the exact tilt-1 law, ``L`` the Laplace
@@ -393,25 +394,56 @@ class DensityAwareLaplace(MultivariateLaplace):
         log_w = np.array([self._log_weight_bound(int(w))[0] for w in ids])
         return _steps_for(log_w, self.delta)
 
-    def _log_weight_bound(self, word: int) -> tuple[float, float, float]:
-        """``(ln W*, ln Z_1, alpha)`` for one word."""
-        table = self.table
-        assert table is not None
+    def certified_distance(self, word_id: Any, n_steps: int, proposal: str = "mixture") -> float:
+        """Rigorous bound on the total variation between ``pi_w`` and an independence chain
+        after ``n_steps`` steps: ``(1 - 1 / W*)^n_steps`` (Mengersen and Tweedie 1996).
+
+        ``proposal="mixture"``: the certified sampler's proposal (see :meth:`certified_steps`);
+        ``"laplace"``: the plain Laplace noise, the independence proposal of the uncertified
+        ``"chain"`` sampler and of :meth:`chains`.
+        """
+        word = self._check_word(word_id)
+        n_steps = check_int(n_steps, "n_steps", minimum=0)
+        alpha = (
+            None if check_choice(proposal, "proposal", ("mixture", "laplace")) == "mixture" else 0.0
+        )
+        log_w = self._log_weight_bound(word, alpha)[0]
+        return float(math.exp(n_steps * math.log1p(-math.exp(-log_w)))) if log_w > 0 else 0.0
+
+    def _log_weight_bound(
+        self, word: int, alpha: float | None = None
+    ) -> tuple[float, float, float]:
+        """``(ln W*, ln Z_1, alpha)`` for one word and the proposal
+        ``alpha pi^(1) + (1 - alpha) L`` (default ``alpha = min(tilt, 1)``)."""
+        if self.prior.adaptive or self.prior.projection is not None:
+            raise ValueError(
+                "a certified bound needs a prior with one global bandwidth and no projection "
+                "(KDEPrior.fit without adaptive= or n_components=)."
+            )
+        table = self._tables.get(self.prior.bandwidth)
+        if table is None:
+            table = LogNormalizerTable(
+                self.epsilon,
+                self.prior.bandwidth,
+                self.space.dim,
+                _max_distance(self.space, self.prior),
+            )
+            self._tables[self.prior.bandwidth] = table
         h = self.prior.bandwidth
         dim = self.space.dim
         center = self.space._vectors64[word]
-        references_t = self.prior._references_t
         n_points = self.prior.n_points
         log_weights = np.empty(n_points)
         squared = np.empty(n_points)
         _kernels.component_log_weights(
-            center, references_t, *table.numba_args(), log_weights, squared
+            center, self.prior._references_t, *table.numba_args(), log_weights, squared
         )
         log_z1 = float(logsumexp(log_weights)) - math.log(n_points)
         log_l = log_laplace_mass(self.epsilon, dim)
         log_sup = self.prior.log_sup_bound()
         tilt = self.tilt
-        alpha = min(tilt, 1.0)
+        if alpha is None:
+            alpha = min(tilt, 1.0)
         log_kernel = 0.5 * dim * math.log(2.0 * math.pi * h * h)
         # E_L[ln p] >= ln(m/n) - ln kernel - (mean of the m smallest delta^2 + E||z||^2) / 2h^2
         ordered = np.sort(squared)
@@ -423,13 +455,15 @@ class DensityAwareLaplace(MultivariateLaplace):
             lower = max(lower, tilt * log_z1 + (1.0 - tilt) * log_l)
         elif tilt < 1.0:
             lower = max(lower, log_z1 + (tilt - 1.0) * log_sup)
-        # sup over 0 < p <= P* of tilt ln p - ln(alpha p / Z_1 + (1 - alpha) / L)
+        # sup over 0 < p <= P* of tilt ln p - ln(alpha p / Z_1 + (1 - alpha) / L): increasing
+        # in p unless 0 < alpha < 1 and tilt < 1, where it peaks at the optimum below
         log_p = log_sup
-        if alpha < 1.0 and tilt < 1.0:
+        if 0.0 < alpha < 1.0 and tilt < 1.0:
             optimum = math.log(tilt * (1 - alpha) / ((1 - tilt) * alpha)) + log_z1 - log_l
             log_p = min(log_sup, optimum)
-        mix = np.logaddexp(math.log(alpha) + log_p - log_z1, math.log1p(-alpha) - log_l)
-        log_w = tilt * log_p - float(mix) - lower
+        first = math.log(alpha) + log_p - log_z1 if alpha > 0.0 else -math.inf
+        second = math.log1p(-alpha) - log_l if alpha < 1.0 else -math.inf
+        log_w = tilt * log_p - float(np.logaddexp(first, second)) - lower
         return max(log_w, 0.0), log_z1, alpha
 
     # -- sampling -------------------------------------------------------------------------------

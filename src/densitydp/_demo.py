@@ -22,7 +22,7 @@ TOUR = (
     ("exponential", (5.0, 10.0, 20.0)),
     ("tem", (5.0, 10.0, 20.0)),
     ("gumbel", (100.0, 200.0, 400.0)),
-    # density-aware (tilt 1, KDE prior on 10,000 of the words; see docs/density.md)
+    # density-aware (tilt 1, exact sampler, KDE prior on every word; see docs/density.md)
     ("density-laplace", (5.0, 10.0, 20.0)),
     ("prior-exponential", (5.0, 10.0, 20.0)),
 )
@@ -143,13 +143,13 @@ def _audit_tour(space: EmbeddingSpace, seed: int, echo: Callable[[str], object])
     words = as_generator(seed).choice(2_000, size=50, replace=False)
     tables = {}
     for name, epsilon in (("laplace", 10.0), ("tem", 10.0), ("exponential", 10.0),
-                          ("gumbel", 100.0)):  # fmt: skip
+                          ("gumbel", 100.0), ("density-laplace", 10.0)):  # fmt: skip
         table = plausible_deniability(
             build_mechanism(name, space, epsilon), words, n_samples=200, rng=seed
         )
         tables[f"{name} {epsilon:g}"] = table
         echo(
-            f"  {name:<12} epsilon {epsilon:>5g}: N_w {table['N_w'].median():.3f}, "
+            f"  {name:<15} epsilon {epsilon:>5g}: N_w {table['N_w'].median():.3f}, "
             f"S_w {table['S_w'].median():g}"
         )
     FIGURES.mkdir(exist_ok=True)

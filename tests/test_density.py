@@ -149,7 +149,8 @@ def _assert_matches_importance_law(sampled, decoded, weights, n_effective, alpha
 def test_tilted_law_matches_importance_sampling_of_the_exact_target(space, prior, tilt, options):
     """The decoded law of ``exp(-eps ||x - phi(w)||) p(x)^tilt`` estimated two ways: the
     mechanism's sampler and self-normalised importance sampling of exact Laplace draws
-    weighted by ``p(x)^tilt``; at tilt >= 1 the plain Laplace law is rejected (the tilt moved mass)."""
+    weighted by ``p(x)^tilt``; at tilt >= 1 the plain Laplace law is rejected (the tilt moved
+    mass)."""
     epsilon, word, n_tokens = 3.0, 17, 30_000
     mechanism = dd.DensityAwareLaplace(space, epsilon, prior, tilt=tilt, **options)
     sampled = mechanism.sample(np.full(n_tokens, word), rng=8)
@@ -311,3 +312,55 @@ def test_progress_bar_can_be_shown_and_turned_off(space, prior, capsys):
     hidden = dd.DensityAwareLaplace(space, 3.0, prior, progress=False).sample(ids, rng=0)
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(shown, hidden)
+
+
+def _independence_chain_laws(target, proposal, n_steps):
+    """Exact laws of an independence Metropolis–Hastings chain on a grid: ``target`` and
+    ``proposal`` are probability vectors; the chain starts at a proposal draw. Returns the law
+    after 0, 1, ..., n_steps steps."""
+    weight = target / proposal
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # zero weight: accept
+        accept = np.nan_to_num(np.minimum(1.0, weight[None, :] / weight[:, None]), nan=1.0)
+    moves = proposal[None, :] * accept
+    transition = moves + np.diag(1.0 - moves.sum(axis=1))
+    laws = [proposal]
+    for _ in range(n_steps):
+        laws.append(laws[-1] @ transition)
+    return laws
+
+
+@pytest.mark.parametrize(
+    ("tilt", "proposal"), [(2.0, "mixture"), (0.5, "mixture"), (1.0, "laplace"), (3.0, "laplace")]
+)
+def test_certified_bound_holds_against_the_exact_chain_law(tilt, proposal):
+    """On a one-dimensional space the independence chain's law after t steps is computed on a
+    fine grid; its total variation to the target never exceeds the certified
+    ``(1 - 1/W*)^t``, and ``W*`` is at least the largest ``pi / q`` on the grid."""
+    space = dd.synthetic_space(n_words=30, dim=1, n_clusters=3, rng=4)
+    prior = dd.KDEPrior.fit(space, bandwidth=0.4)
+    epsilon, word = 2.0, 7
+    mechanism = dd.DensityAwareLaplace(
+        space, epsilon, prior, tilt=tilt, sampler="certified", max_steps=10**9
+    )
+    center = float(space.vectors[word, 0])
+    vectors = space.vectors.astype(np.float64)
+    grid = np.linspace(vectors.min() - 25 / epsilon, vectors.max() + 25 / epsilon, 4_001)
+    log_laplace = -epsilon * np.abs(grid - center)
+    log_density = prior.log_density(grid[:, None])
+
+    def normalised(log_values):
+        values = np.exp(log_values - log_values.max())
+        return values / values.sum()
+
+    target = normalised(log_laplace + tilt * log_density)
+    alpha = 0.0 if proposal == "laplace" else min(tilt, 1.0)
+    q = alpha * normalised(log_laplace + log_density) + (1 - alpha) * normalised(log_laplace)
+    laws = _independence_chain_laws(target, q, 12)
+    worst = float((target / q).max())
+    bound_one = mechanism.certified_distance(word, 1, proposal=proposal)
+    w_star = 1.0 / (1.0 - bound_one)
+    assert w_star >= worst * (1 - 1e-6)
+    for steps, law in enumerate(laws):
+        distance = 0.5 * np.abs(law - target).sum()
+        certified = mechanism.certified_distance(word, steps, proposal=proposal)
+        assert distance <= certified + 1e-9, (steps, distance, certified)

@@ -120,6 +120,10 @@ def test_diagnose_prints_summary_verdict_and_saves_plots(runner, space_file, sma
     assert "ess_tail" in result.output and "r_hat" in result.output
     assert "converged" in result.output
     assert "position (8 coordinates): max R-hat" in result.output
+    assert "certified total variation of one such chain after 300 steps: <=" in result.output
+    assert "steps for delta 1e-9" in result.output
+    walk = runner.invoke(main, [*arguments[:-2], "--proposal", "random_walk"])
+    assert "certified total variation: none" in walk.output
     assert (tmp_path / "chains.png").exists() and (tmp_path / "chains-rank.png").exists()
     again = runner.invoke(main, arguments)
     assert again.output == result.output  # seeded
@@ -136,7 +140,23 @@ def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space)
                  "--seed", "1"]  # fmt: skip
     result = runner.invoke(main, arguments, input=text)
     assert result.exit_code == 0, result.output
-    assert "10 * d(w, w')-metric DP" in result.stderr
+    assert "10 * d(w, w')-metric DP" in result.stderr and "sampler='exact'" in result.stderr
+    assert "exact sampling of the tilted target" in result.stderr
+    half = runner.invoke(main, [*arguments, "--tilt", "0.5", "--prior-points", "30"], input=text)
+    assert half.exit_code == 0, half.output
+    assert "tilt=0.5" in half.stderr and "n_points=30" in half.stderr
+    certified = runner.invoke(main, [*arguments, "--tilt", "2", "--delta", "1e-3"], input=text)
+    assert certified.exit_code == 0, certified.output
+    assert "sampler='certified'" in certified.stderr and "+ delta 0.001" in certified.stderr
+    budget = runner.invoke(
+        main, [*arguments, "--sampler", "budget", "--max-proposals", "3"], input=text
+    )
+    assert budget.exit_code == 0 and "max_proposals=3" in budget.stderr
+    wrong = runner.invoke(main, ["perturb", "-m", "laplace", "-e", "5", "--embeddings",
+                                 str(space_file), "--tilt", "0.5"], input=text)  # fmt: skip
+    assert wrong.exit_code != 0 and "takes no option tilt" in wrong.output
+    refused = runner.invoke(main, [*arguments, "--tilt", "2", "--sampler", "exact"], input=text)
+    assert refused.exit_code != 0 and "`tilt` must be <= 1" in refused.output
 
 
 def test_audit_prints_table_and_verdict_and_guards_ci(runner, space_file, tmp_path):

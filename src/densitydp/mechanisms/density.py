@@ -246,6 +246,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         )
         self.progress = progress
         self._tables: dict[float, LogNormalizerTable] = {}
+        self._memo: dict[str, float] = {}
         if self.sampler != "chain" and self.tilt != 0.0:
             if self.prior.adaptive or self.prior.projection is not None:
                 raise ValueError(
@@ -306,8 +307,10 @@ class DensityAwareLaplace(MultivariateLaplace):
         table = self.table
         if table is None:
             raise ValueError("min_acceptance needs sampler 'exact' or 'budget' with tilt > 0.")
-        deltas = np.arange(len(table.values)) * table.spacing
-        return float(min(self._acceptance_curve(deltas)))
+        if "min_acceptance" not in self._memo:
+            deltas = np.arange(len(table.values)) * table.spacing
+            self._memo["min_acceptance"] = float(min(self._acceptance_curve(deltas)))
+        return self._memo["min_acceptance"]
 
     def _acceptance_curve(self, deltas: np.ndarray) -> np.ndarray:
         h = self.prior.bandwidth
@@ -645,9 +648,11 @@ class DensityAwareLaplace(MultivariateLaplace):
         rng: RNGLike = None,
         progress: bool | None = None,
     ) -> ChainResult:
-        """The Markov chains behind one word, exactly as the mechanism runs them (start at an
-        exact Laplace draw, same proposal and step size, no adaptation), recorded for
-        ``n_draws`` steps each.
+        """The Markov chains behind one word, exactly as the uncertified ``"chain"`` sampler
+        runs them (start at an exact Laplace draw, the mechanism's ``proposal`` and
+        ``step_size``, no adaptation), recorded for ``n_draws`` steps each: an audit and
+        research tool (compare them with :meth:`draw_points`, the exact law, and with
+        :meth:`certified_distance` for a rigorous bound on their total variation).
 
         The result's ``extras`` hold the noise ``radius`` ``||x - phi(w)||`` and the prior's
         ``log_prior`` ``ln p(x)`` per draw: scalar summaries to diagnose

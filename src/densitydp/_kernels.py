@@ -271,3 +271,271 @@ def kde_logdensity(position, prior_args):
         return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1)
     projected = components @ (position - mean)
     return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1)
+
+
+# -- rigorous bound on the supremum of the Gaussian kernel density -----------------------------
+#
+# The bound (derivation in :meth:`densitydp.KDEPrior.log_sup_bound`): every x lies in the Voronoi
+# cell of its nearest reference point v*; with rho = ||x - r_v*|| and D_v = ||r_v - r_v*||,
+# ||x - r_v|| >= max(rho, D_v - rho) for every v. The rho axis is cut into ``cells`` cells of width
+# ``sub_bins * bin_width`` and the distances D_v are floored to multiples of ``bin_width``
+# (``bin j`` holds the v with ``j bin_width <= D_v``), so that on cell i every kernel of bin j is
+# at most ``exp(-(bin_width * max(i s, j - (i + 1) s))^2 * kappa)`` (s = sub_bins, kappa =
+# 1 / (2 h^2)). Values are kept relative to the largest kernel weight (``relative_weights`` <= 1,
+# kernel peaks); every factor is clamped below at the smallest normal double, so an underflow can
+# only round a bound up.
+
+#: Rows (Voronoi centres) per task of the all-pairs bound: their distances to one block of
+#: reference points share the loads of that block.
+SUP_TILE = 8
+
+_TINY = 2.2250738585072014e-308
+
+
+@jit
+def voronoi_cell_bound(
+    weights, kappas, own_weight, own_kappa, shared, table, bin_width, cells, sub_bins
+):
+    """Largest cell bound of one Voronoi cell (relative to the largest kernel weight).
+
+    ``weights[j]`` is the total relative weight of the kernels in distance bin ``j`` (the centre's
+    own kernel excluded; the last bin also holds every farther kernel) and ``kappas[j]`` the
+    smallest ``1 / (2 h^2)`` among them. With ``shared`` (one bandwidth for all kernels) the
+    factors come from ``table[q] = exp(-(q bin_width)^2 kappa)``; otherwise they are computed per
+    bin. Returns ``max_i`` of the cell-``i`` bound for ``i < cells`` (the cell ``rho >=
+    cells * sub_bins * bin_width`` is bounded by the caller).
+    """
+    n_bins = weights.shape[0]
+    nonzero = np.empty(n_bins, np.int64)
+    count = 0
+    for j in range(n_bins):
+        if weights[j] > 0.0:
+            nonzero[count] = j
+            count += 1
+    best = 0.0
+    inner = 0  # bins nonzero[:inner] satisfy j <= (2 i + 1) s: their bound uses rho_i
+    inner_weight = 0.0
+    for i in range(cells):
+        own_q = i * sub_bins
+        limit = (2 * i + 1) * sub_bins
+        shift = (i + 1) * sub_bins
+        while inner < count and nonzero[inner] <= limit:
+            inner_weight += weights[nonzero[inner]]
+            inner += 1
+        if shared:
+            total = table[own_q] * (own_weight + inner_weight)
+            for c in range(inner, count):
+                j = nonzero[c]
+                total += weights[j] * table[j - shift]
+        else:
+            rho = own_q * bin_width
+            rho2 = rho * rho
+            total = own_weight * max(math.exp(-rho2 * own_kappa), _TINY)
+            for c in range(inner):
+                j = nonzero[c]
+                total += weights[j] * max(math.exp(-rho2 * kappas[j]), _TINY)
+            for c in range(inner, count):
+                j = nonzero[c]
+                distance = (j - shift) * bin_width
+                total += weights[j] * max(math.exp(-distance * distance * kappas[j]), _TINY)
+        if total > best:
+            best = total
+    return best
+
+
+@jit
+def _distance_bin(squared, shrink, inverse_width, last_bin):
+    """Bin of a distance whose computed square is ``squared``: ``j <= D / bin_width`` for the
+    true distance ``D`` (``shrink`` < 1 absorbs the rounding of the square, root and product)."""
+    scaled = math.sqrt(squared * shrink) * inverse_width
+    if scaled >= last_bin:
+        return last_bin
+    return int(scaled)
+
+
+@parallel_jit
+def kde_sup_pairs(
+    rows,
+    references_t,
+    relative_weights,
+    inv_two_h2,
+    shared,
+    bin_width,
+    shrink,
+    cells,
+    sub_bins,
+    table,
+    out,
+):
+    """:func:`voronoi_cell_bound` of the Voronoi cell of each reference point in ``rows``, with
+    the distances to all reference points (columns of ``references_t``, ``(dim, n)``) computed
+    exactly in float64, ``SUP_TILE`` rows per task, blocked like :func:`kde_logsumexp`."""
+    dim, n_points = references_t.shape
+    n_bins = (2 * cells + 1) * sub_bins + 1
+    last_bin = n_bins - 1
+    inverse_width = 1.0 / bin_width
+    n_rows = rows.shape[0]
+    n_tiles = (n_rows + SUP_TILE - 1) // SUP_TILE
+    for tile in prange(n_tiles):
+        first = tile * SUP_TILE
+        count = min(SUP_TILE, n_rows - first)
+        centres = np.empty((SUP_TILE, dim))
+        for t in range(count):
+            for j in range(dim):
+                centres[t, j] = np.float64(references_t[j, rows[first + t]])
+        weights = np.zeros((SUP_TILE, n_bins))
+        kappas = np.full((SUP_TILE, n_bins), np.inf)
+        scratch = np.empty((SUP_TILE, KDE_BLOCK))
+        for start in range(0, n_points, KDE_BLOCK):
+            stop = min(start + KDE_BLOCK, n_points)
+            width = stop - start
+            scratch[:, :width] = 0.0
+            for j in range(dim):
+                column = references_t[j, start:stop]
+                for t in range(count):
+                    coordinate = centres[t, j]
+                    for r in range(width):
+                        difference = coordinate - np.float64(column[r])
+                        scratch[t, r] += difference * difference
+            for t in range(count):
+                own = rows[first + t]
+                for r in range(width):
+                    v = start + r
+                    if v == own:
+                        continue
+                    b = _distance_bin(scratch[t, r], shrink, inverse_width, last_bin)
+                    weights[t, b] += relative_weights[v]
+                    if inv_two_h2[v] < kappas[t, b]:
+                        kappas[t, b] = inv_two_h2[v]
+        for t in range(count):
+            own = rows[first + t]
+            out[first + t] = voronoi_cell_bound(
+                weights[t],
+                kappas[t],
+                relative_weights[own],
+                inv_two_h2[own],
+                shared,
+                table,
+                bin_width,
+                cells,
+                sub_bins,
+            )
+
+
+@parallel_jit
+def kde_sup_neighbors(
+    rows,
+    neighbor_ids,
+    far_distances,
+    references_t,
+    relative_weights,
+    inv_two_h2,
+    total_weight,
+    far_kappa,
+    shared,
+    bin_width,
+    shrink,
+    cells,
+    sub_bins,
+    table,
+    out,
+):
+    """Like :func:`kde_sup_pairs` from exact neighbour lists: the kernels of ``neighbor_ids[i]``
+    (column 0, the centre itself, skipped) enter with their exact float64 distances; all the
+    others, ``total_weight`` minus the listed ones in relative weight, are put at
+    ``far_distances[i]`` (a lower bound on their distances) with the bandwidth ``far_kappa``
+    (the smallest ``1 / (2 h^2)`` of the prior)."""
+    dim = references_t.shape[0]
+    n_bins = (2 * cells + 1) * sub_bins + 1
+    last_bin = n_bins - 1
+    inverse_width = 1.0 / bin_width
+    k = neighbor_ids.shape[1]
+    for i in prange(rows.shape[0]):
+        own = rows[i]
+        weights = np.zeros(n_bins)
+        kappas = np.full(n_bins, np.inf)
+        listed = relative_weights[own]
+        for c in range(1, k):
+            v = neighbor_ids[i, c]
+            squared = 0.0
+            for j in range(dim):
+                difference = np.float64(references_t[j, own]) - np.float64(references_t[j, v])
+                squared += difference * difference
+            b = _distance_bin(squared, shrink, inverse_width, last_bin)
+            weights[b] += relative_weights[v]
+            listed += relative_weights[v]
+            if inv_two_h2[v] < kappas[b]:
+                kappas[b] = inv_two_h2[v]
+        # total_weight carries a margin larger than the rounding of this difference
+        far_weight = total_weight - listed
+        if far_weight > 0.0:
+            distance = max(far_distances[i], 0.0)
+            b = _distance_bin(distance * distance, 1.0, inverse_width, last_bin)
+            weights[b] += far_weight
+            if far_kappa < kappas[b]:
+                kappas[b] = far_kappa
+        out[i] = voronoi_cell_bound(
+            weights,
+            kappas,
+            relative_weights[own],
+            inv_two_h2[own],
+            shared,
+            table,
+            bin_width,
+            cells,
+            sub_bins,
+        )
+
+
+@parallel_jit
+def kde_mean_shift(
+    positions, references_t, log_coefficients, inv_two_h2, max_iterations, tolerance, out
+):
+    """Mean-shift (fixed-point) iterations ``x <- sum_v a_v(x) r_v / sum_v a_v(x)`` from each row
+    of ``positions``, with ``ln a_v(x) = log_coefficients[v] - ||x - r_v||^2 inv_two_h2[v]``
+    (``log_coefficients = ln w_v - 2 ln h_v``: a zero of the gradient of the density is a fixed
+    point). Stops after ``max_iterations`` or when a step is shorter than ``tolerance``; the
+    final positions go to ``out``."""
+    dim, n_points = references_t.shape
+    for i in prange(positions.shape[0]):
+        position = positions[i].copy()
+        scratch = np.empty(KDE_BLOCK)
+        moved = np.empty(dim)
+        for _ in range(max_iterations):
+            running_max = -np.inf
+            total = 0.0
+            moved[:] = 0.0
+            for start in range(0, n_points, KDE_BLOCK):
+                stop = min(start + KDE_BLOCK, n_points)
+                width = stop - start
+                block_squared_distances(position, references_t, start, stop, scratch)
+                block_max = -np.inf
+                for r in range(width):
+                    value = log_coefficients[start + r] - scratch[r] * inv_two_h2[start + r]
+                    scratch[r] = value
+                    if value > block_max:
+                        block_max = value
+                if block_max > running_max:
+                    rescale = math.exp(running_max - block_max)
+                    total *= rescale
+                    for j in range(dim):
+                        moved[j] *= rescale
+                    running_max = block_max
+                for r in range(width):
+                    value = scratch[r] - running_max
+                    scratch[r] = math.exp(value) if value > _NEGLIGIBLE else 0.0
+                    total += scratch[r]
+                for j in range(dim):
+                    column = references_t[j, start:stop]
+                    accumulated = 0.0
+                    for r in range(width):
+                        accumulated += scratch[r] * np.float64(column[r])
+                    moved[j] += accumulated
+            step = 0.0
+            for j in range(dim):
+                updated = moved[j] / total
+                step += (updated - position[j]) ** 2
+                position[j] = updated
+            if math.sqrt(step) <= tolerance:
+                break
+        out[i] = position

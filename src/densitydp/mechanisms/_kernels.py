@@ -615,6 +615,13 @@ def two_logsumexps(position, references_t, first_scale, second_scale):
     )
 
 
+@jit
+def _logaddexp(first, second):
+    """``ln(e^first + e^second)`` for finite arguments."""
+    top = max(first, second)
+    return top + math.log(math.exp(first - top) + math.exp(second - top))
+
+
 #: Envelopes of the rejection samplers for 0 < tilt < 1 (see ``tilted_rejection_task``).
 ENVELOPE_MIXTURE = 0
 ENVELOPE_BANDWIDTH = 1
@@ -711,10 +718,7 @@ def tilted_rejection_task(
                         point[j] = center[j] + noise[j]
                 close, _ = two_logsumexps(point, references_t, scale, scale)
                 excess = close - log_n - log_kernel - log_kappa
-                top = max(log_tilt + excess, log_rest)
-                log_accept = tilt * excess - (
-                    top + math.log(math.exp(log_tilt + excess - top) + math.exp(log_rest - top))
-                )
+                log_accept = tilt * excess - _logaddexp(log_tilt + excess, log_rest)
             else:
                 draw_tilt_one(
                     rng, center, references, wide_cumulative, squared, wide, wide_b, k, 0, point
@@ -774,9 +778,7 @@ def _mixture_log_weight(point, references_t, bandwidth, tilt, alpha, log_z1, log
     first = math.log(alpha) + log_p - log_z1
     if alpha >= 1.0:
         return tilt * log_p - first
-    second = math.log1p(-alpha) - log_laplace_mass
-    top = max(first, second)
-    return tilt * log_p - (top + math.log(math.exp(first - top) + math.exp(second - top)))
+    return tilt * log_p - _logaddexp(first, math.log1p(-alpha) - log_laplace_mass)
 
 
 @jit

@@ -374,34 +374,47 @@ def test_two_logsumexps_matches_twin():
 
 REFERENCES_2D = np.array([[0.0, 0.0], [0.6, 0.2], [-0.3, 0.7]])
 
-#: ``(center, epsilon, bandwidth, tilt, envelope)`` of ``tilted_rejection_task`` in 2-D with
-#: :data:`REFERENCES_2D`; the envelope is the one of smaller mass at these settings.
+#: ``(center, epsilon, bandwidth, tilt, rhos, chosen)`` of ``tilted_rejection_task`` in 2-D with
+#: :data:`REFERENCES_2D`: the pure mixture envelope (rho = 1), the pure bandwidth envelope
+#: (rho = tilt), and the family the mechanism uses (the smallest mass wins; ``chosen`` is its
+#: index at these settings).
 REJECTION_CASES = {
-    "mixture": ((0.2, 0.1), 3.0, 0.3, 0.5, twin.ENVELOPE_MIXTURE),
-    "bandwidth": ((1.5, -1.0), 3.0, 0.3, 0.5, twin.ENVELOPE_BANDWIDTH),
+    "mixture": ((0.2, 0.1), 3.0, 0.3, 0.5, (1.0,), 0),
+    "bandwidth": ((1.5, -1.0), 3.0, 0.3, 0.5, (0.5,), 0),
+    "family": ((1.5, -1.0), 3.0, 0.3, 0.2, (0.2, 0.4, 0.7, 1.0), None),
 }
 
 
-def _rejection_tables(epsilon, bandwidth, tilt):
-    return _table(epsilon, bandwidth, 2, 4.0), _table(epsilon, bandwidth / math.sqrt(tilt), 2, 4.0)
+def _rejection_tables(epsilon, bandwidth, rhos):
+    tables = [_table(epsilon, bandwidth / math.sqrt(rho), 2, 4.0) for rho in rhos]
+    width = max(len(t.values) for t in tables)
+    values = np.zeros((len(tables), width))
+    slopes = np.zeros((len(tables), width))
+    for r, t in enumerate(tables):
+        values[r, : len(t.values)] = t.values
+        slopes[r, : len(t.slopes)] = t.slopes
+    packed = (np.array(rhos, dtype=float), np.array([t.spacing for t in tables]), values, slopes)
+    return tables, packed
 
 
 @pytest.mark.parametrize("case", list(REJECTION_CASES))
 def test_tilted_rejection_task_matches_twin(case):
-    center, epsilon, bandwidth, tilt, envelope = REJECTION_CASES[case]
+    center, epsilon, bandwidth, tilt, rhos, chosen = REJECTION_CASES[case]
     center = np.array(center)
-    table, wide = _rejection_tables(epsilon, bandwidth, tilt)
+    tables, packed = _rejection_tables(epsilon, bandwidth, rhos)
     log_l = log_laplace_mass(epsilon, 2)
     points, proposals = np.empty((100, 2)), np.empty(100, np.int64)
     got = _kernels.tilted_rejection_task(
         np.random.default_rng(8), center, REFERENCES_2D, _transpose(REFERENCES_2D), bandwidth,
-        epsilon, tilt, *table.numba_args(), *wide.numba_args(), log_l, points, proposals,
+        epsilon, tilt, *packed, log_l, points, proposals,
     )  # fmt: skip
     twin_points, twin_proposals, *expected = twin.tilted_rejection_task(
-        np.random.default_rng(8), center, REFERENCES_2D, bandwidth, epsilon, tilt,
-        table.numba_args(), wide.numba_args(), log_l, 100,
+        np.random.default_rng(8), center, REFERENCES_2D, bandwidth, epsilon, tilt, rhos,
+        [t.numba_args() for t in tables], log_l, 100,
     )  # fmt: skip
-    assert got[0] == expected[0] == envelope
+    assert got[0] == expected[0]
+    if chosen is not None:
+        assert got[0] == chosen
     assert got[1] == pytest.approx(expected[1], rel=TWIN_RTOL)
     np.testing.assert_array_equal(proposals, twin_proposals)
     np.testing.assert_allclose(points, twin_points, rtol=TWIN_RTOL, atol=1e-13)
@@ -615,11 +628,11 @@ def test_tilted_targets_in_2d_follow_a_grid_integration(case):
     grid; for the rejection sampler also the mean number of proposals against
     ``exp(log envelope mass - log target mass)`` (geometric law, ``Z_BOUND`` standard errors)."""
     if case == "tilt-one":
-        center, epsilon, bandwidth, tilt = np.array([0.2, 0.1]), 3.0, 0.3, 1.0
+        center, epsilon, bandwidth, tilt, rhos = np.array([0.2, 0.1]), 3.0, 0.3, 1.0, (1.0,)
     else:
-        center, epsilon, bandwidth, tilt, _ = REJECTION_CASES[case]
+        center, epsilon, bandwidth, tilt, rhos, _ = REJECTION_CASES[case]
         center = np.array(center)
-    table, wide = _rejection_tables(epsilon, bandwidth, 0.5)
+    (table, *_), packed = _rejection_tables(epsilon, bandwidth, rhos)
     n_draws = 20_000
     points, proposals = np.empty((n_draws, 2)), np.empty(n_draws, np.int64)
     if tilt == 1.0:
@@ -631,8 +644,7 @@ def test_tilted_targets_in_2d_follow_a_grid_integration(case):
     else:
         _, log_envelope = _kernels.tilted_rejection_task(
             np.random.default_rng(71), center, REFERENCES_2D, _transpose(REFERENCES_2D),
-            bandwidth, epsilon, tilt, *table.numba_args(), *wide.numba_args(),
-            log_laplace_mass(epsilon, 2), points, proposals,
+            bandwidth, epsilon, tilt, *packed, log_laplace_mass(epsilon, 2), points, proposals,
         )  # fmt: skip
     log_mass, first, second = grid_law_2d(center, REFERENCES_2D, bandwidth, epsilon, tilt, 8.0)
     assert stats.kstest(points[:, 0], first).pvalue > P_MIN

@@ -26,8 +26,6 @@ LOGIT_LIMIT = 700.0
 QUADRATURE_DEPTH = 60.0
 
 #: Envelope codes of ``tilted_rejection_task``.
-ENVELOPE_MIXTURE = 0
-ENVELOPE_BANDWIDTH = 1
 
 
 def logit_pair(y):
@@ -246,23 +244,34 @@ def log_kde(point, references, bandwidth):
 
 
 def tilted_rejection_task(
-    rng, center, references, bandwidth, epsilon, tilt, table, wide_table, log_laplace_mass, n_tokens
+    rng, center, references, bandwidth, epsilon, tilt, rhos, tables, log_laplace_mass, n_tokens
 ):
-    """``(points, proposals, envelope, log_mass)`` of ``n_tokens`` exact draws of
+    """``(points, proposals, r, log_mass)`` of ``n_tokens`` exact draws of
     ``exp(-epsilon ||x - c||) p(x)^tilt`` (``0 < tilt < 1``) by rejection from the envelope of
-    smaller mass: the mixture ``tilt * (tilt-1 law) + (1 - tilt) * Laplace`` (Young) or the
-    tilt-1 law of the prior with bandwidth ``h / sqrt(tilt)`` (subadditivity)."""
+    smallest mass among ``rho in rhos``: ``mu (tilt-1 law of the prior at bandwidth
+    h / sqrt(rho)) + (1 - mu) Laplace``, ``mu = tilt / rho`` (subadditivity, then Young);
+    ``tables[r]`` is the ``(spacing, values, slopes)`` of bandwidth ``h / sqrt(rhos[r])``."""
     n_points, dim = references.shape
     log_n = math.log(n_points)
     log_kernel = 0.5 * dim * math.log(2.0 * math.pi * bandwidth**2)
-    log_total, cumulative, squared = mixture_cumulative(center, references, *table)
-    log_wide_total, wide_cumulative, _ = mixture_cumulative(center, references, *wide_table)
-    log_z1, log_wide = log_total - log_n, log_wide_total - log_n
-    mass_mixture = tilt * log_z1 + (1.0 - tilt) * log_laplace_mass
-    mass_bandwidth = (1.0 - tilt) * (log_n + log_kernel) - 0.5 * dim * math.log(tilt) + log_wide
-    envelope = ENVELOPE_MIXTURE if mass_mixture <= mass_bandwidth else ENVELOPE_BANDWIDTH
-    wide = bandwidth / math.sqrt(tilt)
+
+    def log_constant(rho):
+        return (1.0 - rho) * (log_n + log_kernel) - 0.5 * dim * math.log(rho)
+
+    masses, log_zs = [], []
+    for rho, table in zip(rhos, tables, strict=True):
+        log_z = mixture_cumulative(center, references, *table)[0] - log_n
+        mu = tilt / rho
+        masses.append(mu * (log_constant(rho) + log_z) + (1.0 - mu) * log_laplace_mass)
+        log_zs.append(log_z)
+    best = int(np.argmin(masses))
+    rho = rhos[best]
+    mu = tilt / rho
+    _, cumulative, squared = mixture_cumulative(center, references, *tables[best])
+    wide = bandwidth / math.sqrt(rho)
     k = 0.5 * (dim - 1.0)
+    log_kappa = log_zs[best] - log_laplace_mass
+    log_wide_kernel = 0.5 * dim * math.log(2.0 * math.pi * wide**2)
     scale = 0.5 / bandwidth**2
     points = np.empty((n_tokens, dim))
     proposals = np.empty(n_tokens, dtype=np.int64)
@@ -270,35 +279,28 @@ def tilted_rejection_task(
         count = 0
         while True:
             count += 1
-            if envelope == ENVELOPE_MIXTURE:
-                if rng.random() < tilt:
-                    point, _, _ = draw_tilt_one(
-                        rng, center, references, cumulative, squared, bandwidth,
-                        0.5 * (epsilon * bandwidth) ** 2, k, 0,
-                    )  # fmt: skip
-                else:
-                    point = center + laplace_noise(rng, dim, epsilon)
-                # ln(p / kappa), kappa = Z_1 / L
-                excess = log_kde(point, references, bandwidth) - (log_z1 - log_laplace_mass)
-                log_accept = tilt * excess - float(
-                    np.logaddexp(math.log(tilt) + excess, math.log1p(-tilt))
-                )
-            else:
+            if mu >= 1.0 or rng.random() < mu:
                 point, _, _ = draw_tilt_one(
-                    rng, center, references, wide_cumulative, squared, wide,
+                    rng, center, references, cumulative, squared, wide,
                     0.5 * (epsilon * wide) ** 2, k, 0,
                 )  # fmt: skip
-                close, far = two_logsumexps(point, references, scale, tilt * scale)
-                log_accept = tilt * close - far
+            else:
+                point = center + laplace_noise(rng, dim, epsilon)
+            close, far = two_logsumexps(point, references, scale, rho * scale)
+            log_p = close - log_n - log_kernel
+            log_q = far - log_n - log_wide_kernel
+            if mu >= 1.0:
+                log_accept = tilt * log_p - log_constant(rho) - log_q
+            else:
+                log_accept = (
+                    tilt * log_p
+                    - mu * (log_constant(rho) + log_kappa)
+                    - float(np.logaddexp(math.log(mu) + log_q - log_kappa, math.log1p(-mu)))
+                )
             if math.log(rng.random()) < log_accept:
                 break
         points[i], proposals[i] = point, count
-    return (
-        points,
-        proposals,
-        envelope,
-        (mass_mixture if envelope == ENVELOPE_MIXTURE else mass_bandwidth),
-    )
+    return points, proposals, best, masses[best]
 
 
 def _mixture_proposal(rng, center, references, cumulative, squared, bandwidth, epsilon, alpha):

@@ -622,11 +622,6 @@ def _logaddexp(first, second):
     return top + math.log(math.exp(first - top) + math.exp(second - top))
 
 
-#: Envelopes of the rejection samplers for 0 < tilt < 1 (see ``tilted_rejection_task``).
-ENVELOPE_MIXTURE = 0
-ENVELOPE_BANDWIDTH = 1
-
-
 @jit
 def tilted_rejection_task(
     rng,
@@ -636,31 +631,33 @@ def tilted_rejection_task(
     bandwidth,
     epsilon,
     tilt,
-    spacing,
+    rhos,
+    spacings,
     values,
     slopes,
-    wide_spacing,
-    wide_values,
-    wide_slopes,
     log_laplace_mass,
     points,
     proposals,
 ):
     """Exact draws of ``exp(-epsilon ||x - c||) p(x)^tilt`` for ``0 < tilt < 1`` by rejection.
 
-    Two envelopes, the one with the smaller mass is used for the word (both dominate the target
-    everywhere, so the choice does not change the law):
+    A family of envelopes, one per ``rho`` in ``rhos`` (``tilt <= rho <= 1``), each dominating
+    the target everywhere; the one of smallest mass is used for the word (the choice does not
+    change the law). With ``mu = tilt / rho``:
 
-    * mixture (Young's inequality ``p^t k^(1-t) <= t p + (1 - t) k`` with
-      ``k = Z_1 / L``): propose from the exact tilt-1 law with probability ``tilt``, from the
-      Laplace noise otherwise; accept with ``(p / k)^t / (t p / k + 1 - t)``. Mass
-      ``Z_1^t L^(1-t)``.
-    * bandwidth (subadditivity ``(sum_v a_v)^t <= sum_v a_v^t``, and ``N(x; mu, h^2)^t`` is a
-      Gaussian of bandwidth ``h / sqrt(t)`` up to a constant): propose from the exact tilt-1 law
-      of the prior with bandwidth ``h / sqrt(t)``; accept with
-      ``(sum_v e^(-q_v / 2h^2))^t / sum_v e^(-t q_v / 2h^2)``.
+    * subadditivity, ``(sum_v a_v)^rho <= sum_v a_v^rho``, and ``N(x; mu_v, h^2)^rho`` being a
+      Gaussian of bandwidth ``h / sqrt(rho)`` up to a constant: ``p^rho <= C_rho q_rho`` with
+      ``q_rho`` the prior at bandwidth ``h / sqrt(rho)`` and
+      ``C_rho = n^(1-rho) (2 pi h^2)^(-d rho / 2) (2 pi h^2 / rho)^(d / 2)``;
+    * Young's inequality, ``y^mu k^(1-mu) <= mu y + (1 - mu) k``, with ``y = q_rho`` and
+      ``k = Z_1(q_rho) / L``: ``p^tilt = (p^rho)^mu <= C_rho^mu k^mu (mu q_rho / k + 1 - mu)``.
 
-    Returns ``(envelope, log_mass)``; ``proposals[i]`` counts the proposals of token ``i``.
+    Times ``exp(-epsilon ||x - c||)`` this is the mixture ``mu * (exact tilt-1 law of q_rho) +
+    (1 - mu) * (Laplace noise)`` with mass ``C_rho^mu Z_1(q_rho)^mu L^(1-mu)``. ``rho = tilt``
+    is the pure bandwidth envelope, ``rho = 1`` the pure mixture with the prior itself.
+    ``spacings[r], values[r], slopes[r]`` is the ``ln Z`` table of bandwidth
+    ``h / sqrt(rhos[r])``. Returns ``(r, log_mass)``; ``proposals[i]`` counts the proposals
+    of token ``i``.
     """
     n_points = references.shape[0]
     dim = center.shape[0]
@@ -669,66 +666,66 @@ def tilted_rejection_task(
     log_weights = np.empty(n_points)
     squared = np.empty(n_points)
     cumulative = np.empty(n_points)
-    wide_cumulative = np.empty(n_points)
-    log_z1 = (
-        mixture_cumulative(
-            center, references_t, spacing, values, slopes, log_weights, squared, cumulative
-        )
-        - log_n
-    )
-    log_wide = (
-        mixture_cumulative(
-            center,
-            references_t,
-            wide_spacing,
-            wide_values,
-            wide_slopes,
-            log_weights,
-            squared,
-            wide_cumulative,
-        )
-        - log_n
-    )
-    mass_mixture = tilt * log_z1 + (1.0 - tilt) * log_laplace_mass
-    log_constant = (1.0 - tilt) * log_n - tilt * log_kernel - 0.5 * dim * math.log(tilt)
-    log_constant += log_kernel
-    mass_bandwidth = log_constant + log_wide
-    envelope = ENVELOPE_MIXTURE if mass_mixture <= mass_bandwidth else ENVELOPE_BANDWIDTH
-    wide = bandwidth / math.sqrt(tilt)
-    b = 0.5 * (epsilon * bandwidth) ** 2
+    best = -1
+    best_mass = np.inf
+    best_log_z = 0.0
+    for r in range(rhos.shape[0]):
+        rho = rhos[r]
+        log_z = (
+            mixture_cumulative(
+                center, references_t, spacings[r], values[r], slopes[r], log_weights,
+                squared, cumulative,
+            )
+            - log_n
+        )  # fmt: skip
+        log_c = (1.0 - rho) * log_n + (1.0 - rho) * log_kernel - 0.5 * dim * math.log(rho)
+        mu = tilt / rho
+        mass = mu * (log_c + log_z) + (1.0 - mu) * log_laplace_mass
+        if mass < best_mass:
+            best, best_mass, best_log_z = r, mass, log_z
+    rho = rhos[best]
+    mu = tilt / rho
+    mixture_cumulative(
+        center, references_t, spacings[best], values[best], slopes[best], log_weights, squared,
+        cumulative,
+    )  # fmt: skip
+    wide = bandwidth / math.sqrt(rho)
     wide_b = 0.5 * (epsilon * wide) ** 2
     k = 0.5 * (dim - 1.0)
-    log_kappa = log_z1 - log_laplace_mass
+    log_c = (1.0 - rho) * log_n + (1.0 - rho) * log_kernel - 0.5 * dim * math.log(rho)
+    log_kappa = best_log_z - log_laplace_mass
+    log_wide_kernel = 0.5 * dim * math.log(2.0 * math.pi * wide * wide)
     scale = 0.5 / (bandwidth * bandwidth)
-    log_tilt = math.log(tilt)
-    log_rest = math.log1p(-tilt)
+    log_mu = math.log(mu)
+    log_rest = math.log1p(-mu) if mu < 1.0 else -np.inf
     for i in range(points.shape[0]):
         point = points[i]
         count = 0
         while True:
             count += 1
-            if envelope == ENVELOPE_MIXTURE:
-                if rng.random() < tilt:
-                    draw_tilt_one(
-                        rng, center, references, cumulative, squared, bandwidth, b, k, 0, point
-                    )
-                else:
-                    noise = laplace_noise(rng, dim, epsilon)
-                    for j in range(dim):
-                        point[j] = center[j] + noise[j]
-                close, _ = two_logsumexps(point, references_t, scale, scale)
-                excess = close - log_n - log_kernel - log_kappa
-                log_accept = tilt * excess - _logaddexp(log_tilt + excess, log_rest)
-            else:
+            if mu >= 1.0 or rng.random() < mu:
                 draw_tilt_one(
-                    rng, center, references, wide_cumulative, squared, wide, wide_b, k, 0, point
+                    rng, center, references, cumulative, squared, wide, wide_b, k, 0, point
                 )
-                close, far = two_logsumexps(point, references_t, scale, tilt * scale)
-                log_accept = tilt * close - far
+            else:
+                noise = laplace_noise(rng, dim, epsilon)
+                for j in range(dim):
+                    point[j] = center[j] + noise[j]
+            close, far = two_logsumexps(point, references_t, scale, rho * scale)
+            log_p = close - log_n - log_kernel
+            log_q = far - log_n - log_wide_kernel
+            if mu >= 1.0:
+                log_accept = tilt * log_p - log_c - log_q
+            else:
+                log_accept = (
+                    tilt * log_p
+                    - mu * (log_c + log_kappa)
+                    - _logaddexp(log_mu + log_q - log_kappa, log_rest)
+                )
             if math.log(rng.random()) < log_accept:
                 break
         proposals[i] = count
-    return envelope, mass_mixture if envelope == ENVELOPE_MIXTURE else mass_bandwidth
+    return best, best_mass
 
 
 @parallel_jit

@@ -48,6 +48,10 @@ TOKENS_PER_TASK = 64
 #: Tokens of one word per task of the exact samplers (each task makes one pass over the prior).
 WORD_CHUNK = 16_384
 
+#: Envelopes the exact rejection sampler chooses from for 0 < tilt < 1 (``rho`` on a geometric
+#: grid from ``tilt`` to 1; see ``_kernels.tilted_rejection_task``).
+ENVELOPES = 6
+
 #: The samplers of :class:`DensityAwareLaplace`.
 SAMPLERS = ("exact", "budget", "certified", "chain")
 
@@ -92,6 +96,22 @@ def _max_distance(space: EmbeddingSpace, prior: KDEPrior) -> float:
     return (words + points) * (1.0 + 1e-9) + 1e-12
 
 
+def _stack_tables(
+    rhos: np.ndarray, tables: list[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rhos, spacings, values, slopes)`` of the envelopes of the rejection sampler: one
+    ``ln Z`` table per ``rho`` (bandwidth ``h / sqrt(rho)``), values and slopes padded to one
+    width (a table is never read beyond its own grid)."""
+    width = max(len(table.values) for table in tables)
+    values = np.zeros((len(tables), width))
+    slopes = np.zeros((len(tables), width))
+    for r, table in enumerate(tables):
+        values[r, : len(table.values)] = table.values
+        slopes[r, : len(table.slopes)] = table.slopes
+    spacings = np.array([table.spacing for table in tables])
+    return np.ascontiguousarray(rhos, dtype=np.float64), spacings, values, slopes
+
+
 def _steps_for(log_weight_bound: np.ndarray, delta: float) -> np.ndarray:
     """``ceil(ln delta / ln(1 - 1 / W*))`` (at least 1) for each ``ln W*``."""
     rate = -np.log1p(-np.exp(-np.asarray(log_weight_bound, dtype=np.float64)))
@@ -111,10 +131,10 @@ class DensityAwareLaplace(MultivariateLaplace):
       finite mixture over the prior's kernels, each a continuous mixture of Gaussians (see
       :mod:`densitydp.mechanisms.tilted`); one pass over the prior per distinct word, then per
       token a component, a mixing weight by rejection and ``dim`` normals, no prior evaluation.
-      ``0 < tilt < 1``: rejection from the cheaper of two envelopes that dominate
-      ``p^tilt`` everywhere (Young's inequality with the exact tilt-1 law and the Laplace noise;
-      or subadditivity with the exact tilt-1 law of the prior at bandwidth ``h / sqrt(tilt)``),
-      one prior evaluation per proposal. ``tilt = 0`` is :class:`MultivariateLaplace`.
+      ``0 < tilt < 1``: rejection from the cheapest of a family of envelopes that dominate
+      ``p^tilt`` everywhere (subadditivity of ``y^rho`` turns ``p^rho`` into a prior of
+      bandwidth ``h / sqrt(rho)``, Young's inequality mixes its exact tilt-1 law with the
+      Laplace noise; ``rho`` on a grid from ``tilt`` to 1), one prior evaluation per proposal. ``tilt = 0`` is :class:`MultivariateLaplace`.
     * ``"budget"`` (``tilt = 1``): the exact sampler with exactly ``max_proposals`` proposals of
       the mixing weight per token, all drawn and tested whatever happens (no data-dependent
       number of rejections); when none is accepted the mode of the mixing law is used, which
@@ -247,6 +267,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         self.progress = progress
         self._tables: dict[float, LogNormalizerTable] = {}
         self._memo: dict[str, float] = {}
+        self._envelopes: tuple[np.ndarray, ...] = ()
         if self.sampler != "chain" and self.tilt != 0.0:
             if self.prior.adaptive or self.prior.projection is not None:
                 raise ValueError(
@@ -255,11 +276,21 @@ class DensityAwareLaplace(MultivariateLaplace):
                     "sampler='chain' (uncertified) for this prior."
                 )
             reach = _max_distance(space, self.prior)
-            bandwidths = [self.prior.bandwidth]
+            self._tables[self.prior.bandwidth] = LogNormalizerTable(
+                epsilon, self.prior.bandwidth, space.dim, reach
+            )
             if 0.0 < self.tilt < 1.0 and self.sampler == "exact":
-                bandwidths.append(self.prior.bandwidth / math.sqrt(self.tilt))
-            for h in bandwidths:
-                self._tables[h] = LogNormalizerTable(epsilon, h, space.dim, reach)
+                rhos = self.tilt ** np.linspace(1.0, 0.0, ENVELOPES)
+                rhos[-1] = 1.0
+                tables = [
+                    self._tables.get(self.prior.bandwidth)
+                    if rho == 1.0
+                    else LogNormalizerTable(
+                        epsilon, self.prior.bandwidth / math.sqrt(rho), space.dim, reach
+                    )
+                    for rho in rhos
+                ]
+                self._envelopes = _stack_tables(rhos, tables)
         if self.sampler == "chain" and self.tilt != 0.0:
             warnings.warn(
                 f"DensityAwareLaplace(sampler='chain'): a {self.n_steps}-step chain does not "
@@ -568,7 +599,6 @@ class DensityAwareLaplace(MultivariateLaplace):
                     failed,
                 )
             else:
-                wide = self._tables[h / math.sqrt(self.tilt)]
                 _kernels.tilted_rejection_task(
                     rng,
                     center,
@@ -577,8 +607,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                     h,
                     self.epsilon,
                     self.tilt,
-                    *table.numba_args(),
-                    *wide.numba_args(),
+                    *self._envelopes,
                     log_l,
                     chunk,
                     counts,
@@ -592,7 +621,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         if self.sampler == "certified":
             work += sum(steps[int(w)] for w in word_ids) * per_token
         elif self.tilt != 1.0:
-            work += len(word_ids) * per_token * 2
+            work += len(word_ids) * per_token * 2 + len(words) * per_token * ENVELOPES
         self._map(task, len(tasks), len(word_ids), work)
         return points, proposals
 

@@ -364,3 +364,34 @@ def test_certified_bound_holds_against_the_exact_chain_law(tilt, proposal):
         distance = 0.5 * np.abs(law - target).sum()
         certified = mechanism.certified_distance(word, steps, proposal=proposal)
         assert distance <= certified + 1e-9, (steps, distance, certified)
+
+
+def test_certified_sampler_at_tilt_one_needs_one_step(space, prior):
+    """At tilt 1 the certified chain's proposal is the exact law: W* is 1 (found by a review:
+    the bound once ignored that Z_1 is known exactly there and asked for 1e12 steps)."""
+    mechanism = dd.DensityAwareLaplace(space, 3.0, prior, tilt=1.0, sampler="certified")
+    np.testing.assert_array_equal(mechanism.certified_steps([0, 17, 399]), 1.0)
+    assert mechanism.certified_distance(17, 1) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_options_of_other_samplers_are_refused(space, prior):
+    with pytest.raises(ValueError, match="`delta` applies to sampler='certified' only"):
+        dd.DensityAwareLaplace(space, 3.0, prior, delta=1e-6)
+    with pytest.raises(ValueError, match="`max_proposals` applies to sampler='budget' only"):
+        dd.DensityAwareLaplace(space, 3.0, prior, max_proposals=5)
+    with pytest.raises(ValueError, match="`n_steps` applies to sampler='chain' only"):
+        dd.DensityAwareLaplace(space, 3.0, prior, sampler="exact", n_steps=5)
+    with pytest.raises(ValueError, match="`max_steps` applies to sampler='certified' only"):
+        dd.DensityAwareLaplace(space, 3.0, prior, sampler="budget", max_steps=5)
+
+
+def test_extreme_bandwidths_and_epsilons_build_and_state_their_table_error(space):
+    """A very wide prior (acceptance rounding to 1) and a large epsilon (a table that would
+    once have needed millions of points) both build; the budget delta stays a probability."""
+    wide = dd.KDEPrior.fit(space, bandwidth=1e6)
+    budget = dd.DensityAwareLaplace(space, 3.0, wide, sampler="budget")
+    assert 0.0 <= budget.min_acceptance() <= 1.0
+    assert 0.0 <= budget.privacy_bound().delta <= 1.0
+    sharp = dd.DensityAwareLaplace(space, 1e4, dd.KDEPrior.fit(space, bandwidth=0.5))
+    assert sharp.table.max_error < 1e-6
+    assert sharp.sample([3, 4], rng=0).shape == (2,)

@@ -101,6 +101,12 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Total variation the certified chain may keep (default 1e-9).",
         ),
         click.option(
+            "--max-steps",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Most steps per token of --sampler certified (default 100,000).",
+        ),
+        click.option(
             "--sampler",
             type=click.Choice(SAMPLERS),
             default=None,
@@ -192,6 +198,7 @@ def perturb(
     tilt: float | None,
     sampler: str | None,
     delta: float | None,
+    max_steps: int | None,
     max_proposals: int | None,
     prior_points: int | None,
     progress: bool | None,
@@ -216,6 +223,7 @@ def perturb(
         tilt=tilt,
         sampler=sampler,
         delta=delta,
+        max_steps=max_steps,
         max_proposals=max_proposals,
         prior_points=prior_points,
     )
@@ -461,7 +469,7 @@ def diagnose(
     with warnings.catch_warnings():  # the chain's PrivacyWarning: diagnosing it is the point
         warnings.simplefilter("ignore", PrivacyWarning)
         mechanism = DensityAwareLaplace(
-            space, epsilon, prior, tilt=tilt, sampler="chain", proposal=proposal
+            space, epsilon, prior, tilt=tilt, sampler="chain", n_steps=draws, proposal=proposal
         )
     generator = as_generator(seed)
     click.echo(f"{mechanism!r}")

@@ -65,7 +65,7 @@ _CLASSES: dict[str, Callable[..., Mechanism]] = {
 }
 #: Options each named mechanism accepts in :func:`build_mechanism`.
 _OPTIONS = {
-    "density-laplace": ("prior_points", "tilt", "sampler", "delta", "max_proposals"),
+    "density-laplace": ("prior_points", "tilt", "sampler", "delta", "max_steps", "max_proposals"),
     "prior-exponential": ("prior_points", "tilt"),
 }
 #: The short names of the command line and the benchmarks.
@@ -78,7 +78,8 @@ def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float, **options:
     ``options`` go to the mechanism's constructor (``None`` values are dropped). The
     density-aware ones take ``prior_points`` (their :func:`default_prior`: every word for
     ``density-laplace``, :data:`DEFAULT_PRIOR_POINTS` for ``prior-exponential``), ``tilt``
-    (default 1) and, for ``density-laplace``, ``sampler``, ``delta``, ``max_proposals``.
+    (default 1) and, for ``density-laplace``, ``sampler``, ``delta``, ``max_steps``,
+    ``max_proposals``.
     """
     if name not in _CLASSES:
         raise ValueError(f"`name` must be one of {', '.join(MECHANISMS)}; got {name!r}.")

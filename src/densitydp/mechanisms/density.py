@@ -114,8 +114,8 @@ def _stack_tables(
 
 def _steps_for(log_weight_bound: np.ndarray, delta: float) -> np.ndarray:
     """``ceil(ln delta / ln(1 - 1 / W*))`` (at least 1) for each ``ln W*``."""
-    rate = -np.log1p(-np.exp(-np.asarray(log_weight_bound, dtype=np.float64)))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore"):  # W* = 1: rate inf, one step (the proposal is exact)
+        rate = -np.log1p(-np.exp(-np.asarray(log_weight_bound, dtype=np.float64)))
         steps = np.ceil(np.where(rate > 0, math.log(1.0 / delta) / rate, np.inf))
     return np.maximum(steps, 1).astype(np.float64)
 
@@ -134,7 +134,8 @@ class DensityAwareLaplace(MultivariateLaplace):
       ``0 < tilt < 1``: rejection from the cheapest of a family of envelopes that dominate
       ``p^tilt`` everywhere (subadditivity of ``y^rho`` turns ``p^rho`` into a prior of
       bandwidth ``h / sqrt(rho)``, Young's inequality mixes its exact tilt-1 law with the
-      Laplace noise; ``rho`` on a grid from ``tilt`` to 1), one prior evaluation per proposal. ``tilt = 0`` is :class:`MultivariateLaplace`.
+      Laplace noise; ``rho`` on a grid from ``tilt`` to 1), one prior evaluation per proposal.
+      ``tilt = 0`` is :class:`MultivariateLaplace`.
     * ``"budget"`` (``tilt = 1``): the exact sampler with exactly ``max_proposals`` proposals of
       the mixing weight per token, all drawn and tested whatever happens (no data-dependent
       number of rejections); when none is accepted the mode of the mixing law is used, which
@@ -230,9 +231,9 @@ class DensityAwareLaplace(MultivariateLaplace):
         tilt: float = 1.0,
         *,
         sampler: str | None = None,
-        max_proposals: int = DEFAULT_MAX_PROPOSALS,
-        delta: float = DEFAULT_DELTA,
-        max_steps: int = DEFAULT_MAX_STEPS,
+        max_proposals: int | None = None,
+        delta: float | None = None,
+        max_steps: int | None = None,
         n_steps: int | None = None,
         proposal: str = "independence",
         step_size: float | None = None,
@@ -256,9 +257,26 @@ class DensityAwareLaplace(MultivariateLaplace):
                 f"sampler='budget' needs `tilt` 0 or 1; got tilt={tilt!r}: use sampler='exact' "
                 "(exact, variable time) or sampler='certified'."
             )
-        self.max_proposals = check_int(max_proposals, "max_proposals", minimum=1)
-        self.delta = check_open_unit(delta, "delta")
-        self.max_steps = check_int(max_steps, "max_steps", minimum=1)
+        for name, value, owner in (
+            ("max_proposals", max_proposals, "budget"),
+            ("delta", delta, "certified"),
+            ("max_steps", max_steps, "certified"),
+            ("n_steps", n_steps, "chain"),
+        ):
+            if value is not None and self.sampler != owner:
+                raise ValueError(
+                    f"`{name}` applies to sampler={owner!r} only; got {name}={value!r} with "
+                    f"sampler={self.sampler!r}."
+                )
+        self.max_proposals = check_int(
+            DEFAULT_MAX_PROPOSALS if max_proposals is None else max_proposals,
+            "max_proposals",
+            minimum=1,
+        )
+        self.delta = check_open_unit(DEFAULT_DELTA if delta is None else delta, "delta")
+        self.max_steps = check_int(
+            DEFAULT_MAX_STEPS if max_steps is None else max_steps, "max_steps", minimum=1
+        )
         self.n_steps = check_int(50 if n_steps is None else n_steps, "n_steps", minimum=1)
         self.proposal = check_choice(proposal, "proposal", ("independence", "random_walk"))
         self.step_size = check_number(
@@ -330,17 +348,25 @@ class DensityAwareLaplace(MultivariateLaplace):
         sampler accepts none of its proposals for a token (0 for the other samplers)."""
         if self.sampler != "budget" or self.tilt == 0.0:
             return 0.0
-        return math.exp(self.max_proposals * math.log1p(-self.min_acceptance()))
+        with np.errstate(divide="ignore"):  # acceptance 1: no failure
+            return float(np.exp(self.max_proposals * np.log1p(-self.min_acceptance())))
 
     def min_acceptance(self) -> float:
         """Smallest acceptance probability of one proposal of the mixing-weight sampler over
-        every kernel distance the table covers (computed on the table's grid)."""
+        every kernel distance the table covers: the minimum over the table's grid, refined on
+        401 points between the grid neighbours of the grid minimum."""
         table = self.table
         if table is None:
             raise ValueError("min_acceptance needs sampler 'exact' or 'budget' with tilt > 0.")
         if "min_acceptance" not in self._memo:
             deltas = np.arange(len(table.values)) * table.spacing
-            self._memo["min_acceptance"] = float(min(self._acceptance_curve(deltas)))
+            curve = self._acceptance_curve(deltas)
+            j = int(np.argmin(curve))
+            # refine between the grid points around the grid minimum
+            low, high = deltas[max(j - 1, 0)], deltas[min(j + 1, len(deltas) - 1)]
+            fine = np.linspace(low, high, 401)
+            smallest = min(float(curve[j]), float(self._acceptance_curve(fine).min()))
+            self._memo["min_acceptance"] = min(1.0, max(0.0, smallest))
         return self._memo["min_acceptance"]
 
     def _acceptance_curve(self, deltas: np.ndarray) -> np.ndarray:
@@ -485,7 +511,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         noise = dim * (dim + 1.0) / self.epsilon**2
         elbo = np.log(m / n_points) - log_kernel - (np.cumsum(ordered) / m + noise) / (2 * h * h)
         lower = log_l + tilt * float(elbo.max())
-        if tilt > 1.0:
+        if tilt >= 1.0:  # Jensen; at tilt 1 it is Z_1 itself
             lower = max(lower, tilt * log_z1 + (1.0 - tilt) * log_l)
         elif tilt < 1.0:
             lower = max(lower, log_z1 + (tilt - 1.0) * log_sup)
@@ -540,7 +566,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                         f"the certified chain for word {self.space.words([int(w)])[0]!r} needs "
                         f"{need:,.0f} steps for delta={self.delta:g} (importance-weight bound "
                         f"W* = e^{log_w:.1f}), more than `max_steps`={self.max_steps:,}; raise "
-                        "max_steps or delta, or lower the tilt."
+                        "max_steps (--max-steps) or delta (--delta), or lower the tilt."
                     )
                 steps[int(w)] = int(need)
                 extra[int(w)] = (log_z1, alpha, 0.0)

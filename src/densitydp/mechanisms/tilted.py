@@ -53,6 +53,9 @@ _POINTS_PER_SCALE = 32
 #: (``max_error``) whether or not it reached the tolerance.
 _MAX_REFINEMENTS = 4
 
+#: Grid points of the first try at most (a finer start is coarsened to this).
+_FIRST_NODES = 100_000
+
 #: At most this many grid points.
 _MAX_NODES = 4_000_000
 
@@ -113,11 +116,12 @@ class LogNormalizerTable:
     dim : int
         Dimension ``d``.
     max_distance : float
-        Largest ``delta`` the table must serve (a larger one raises ``ValueError``).
+        Largest ``delta`` the table must serve (:meth:`__call__` refuses a larger one).
     tolerance : float
         Interpolation error aimed at (nats), checked at every grid midpoint against the
-        quadrature; the grid is halved (at most four times) until it holds. ``max_error`` is the
-        error reached, which mechanisms state in their guarantee.
+        quadrature; the grid (first step ``min(h, 1/epsilon) / 32``, at most 100,000 points) is
+        halved (at most four times, at most 4,000,000 points) until it holds. ``max_error`` is
+        the error reached, which mechanisms state in their guarantee.
 
     Attributes
     ----------
@@ -140,21 +144,19 @@ class LogNormalizerTable:
         self.dim = int(dim)
         self.max_distance = check_number(max_distance, "max_distance", minimum=0.0, strict=False)
         spacing = min(self.bandwidth, 1.0 / self.epsilon) / _POINTS_PER_SCALE
+        # start with at most _FIRST_NODES points; the midpoint check refines where needed
+        spacing = max(spacing, self.max_distance / _FIRST_NODES)
         refinements = 0
         while True:
             n_nodes = math.ceil(self.max_distance / spacing) + 2
-            if n_nodes > _MAX_NODES:
-                raise ValueError(
-                    f"`max_distance`={max_distance:g} needs more than {_MAX_NODES:,} grid points "
-                    f"at epsilon={epsilon:g}, bandwidth={bandwidth:g}; the table cannot be built."
-                )
             nodes = np.arange(n_nodes) * spacing
             values, slopes = self._quadrature(nodes)
             middles = nodes[:-1] + 0.5 * spacing
             exact, _ = self._quadrature(middles)
             interpolated = self._interpolate(middles, spacing, values, slopes)
             error = float(np.max(np.abs(interpolated - exact)))
-            if error <= tolerance or refinements == _MAX_REFINEMENTS:
+            too_many = 2 * n_nodes > _MAX_NODES
+            if error <= tolerance or refinements == _MAX_REFINEMENTS or too_many:
                 break
             refinements += 1
             spacing *= 0.5

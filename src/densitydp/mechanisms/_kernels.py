@@ -524,7 +524,19 @@ def mixture_cumulative(
     """Component masses of the tilt-1 target around ``center``: ``log_weights[v] = ln Z_v``,
     ``squared[v] = ||mu_v - c||^2``, ``cumulative`` their running sum relative to the largest
     one. Returns ``ln sum_v Z_v``."""
-    component_log_weights(center, references_t, spacing, values, slopes, log_weights, squared)
+    n_points = references_t.shape[1]
+    for start in range(0, n_points, KDE_BLOCK):
+        stop = min(start + KDE_BLOCK, n_points)
+        block_squared_distances(center, references_t, start, stop, squared[start:stop])
+    return cumulative_from_squared(squared, spacing, values, slopes, log_weights, cumulative)
+
+
+@jit
+def cumulative_from_squared(squared, spacing, values, slopes, log_weights, cumulative):
+    """:func:`mixture_cumulative` from known squared distances ``squared[v] = ||mu_v - c||^2``:
+    the component log masses of one table, their running sum; returns ``ln sum_v Z_v``."""
+    for v in range(squared.shape[0]):
+        log_weights[v] = hermite(math.sqrt(squared[v]), spacing, values, slopes)
     top = -np.inf
     for v in range(log_weights.shape[0]):
         top = max(top, log_weights[v])
@@ -669,12 +681,14 @@ def tilted_rejection_task(
     best = -1
     best_mass = np.inf
     best_log_z = 0.0
+    for start in range(0, n_points, KDE_BLOCK):  # the distances once, for every envelope
+        stop = min(start + KDE_BLOCK, n_points)
+        block_squared_distances(center, references_t, start, stop, squared[start:stop])
     for r in range(rhos.shape[0]):
         rho = rhos[r]
         log_z = (
-            mixture_cumulative(
-                center, references_t, spacings[r], values[r], slopes[r], log_weights,
-                squared, cumulative,
+            cumulative_from_squared(
+                squared, spacings[r], values[r], slopes[r], log_weights, cumulative
             )
             - log_n
         )  # fmt: skip
@@ -685,10 +699,9 @@ def tilted_rejection_task(
             best, best_mass, best_log_z = r, mass, log_z
     rho = rhos[best]
     mu = tilt / rho
-    mixture_cumulative(
-        center, references_t, spacings[best], values[best], slopes[best], log_weights, squared,
-        cumulative,
-    )  # fmt: skip
+    cumulative_from_squared(
+        squared, spacings[best], values[best], slopes[best], log_weights, cumulative
+    )
     wide = bandwidth / math.sqrt(rho)
     wide_b = 0.5 * (epsilon * wide) ** 2
     k = 0.5 * (dim - 1.0)

@@ -6,7 +6,8 @@
 Nearest pairs (words from the 10,000 most frequent), 200,000 samples per word (20,000 for the
 exact-decoding Laplace and the density-aware Laplace), confidence 0.95. The density-aware
 Laplace is the exact sampler (tilt 1, prior on every word). Results go to
-benchmarks/results/audit_glove.{json,md} (with ``--only``: audit_glove_<names>.{json,md}): one summary row per setting and the full tables.
+benchmarks/results/audit_glove.{json,md} (with ``--only``: audit_glove_<names>.{json,md}):
+one summary row per setting and the full tables.
 """
 
 from __future__ import annotations

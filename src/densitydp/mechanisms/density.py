@@ -92,7 +92,8 @@ def _max_distance(space: EmbeddingSpace, prior: KDEPrior) -> float:
     (through their common centroid), with a relative margin for rounding."""
     centroid = space._vectors64.mean(axis=0)
     words = float(np.sqrt(((space._vectors64 - centroid) ** 2).sum(axis=1)).max())
-    points = float(np.sqrt(((prior.references - centroid) ** 2).sum(axis=1)).max())
+    references = np.asarray(prior.references, dtype=np.float64)
+    points = float(np.sqrt(((references - centroid) ** 2).sum(axis=1)).max())
     return (words + points) * (1.0 + 1e-9) + 1e-12
 
 
@@ -285,7 +286,8 @@ class DensityAwareLaplace(MultivariateLaplace):
         self.progress = progress
         self._tables: dict[float, LogNormalizerTable] = {}
         self._memo: dict[str, float] = {}
-        self._envelopes: tuple[np.ndarray, ...] = ()
+        empty = np.empty(0)
+        self._envelopes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (empty,) * 4
         if self.sampler != "chain" and self.tilt != 0.0:
             if self.prior.adaptive or self.prior.projection is not None:
                 raise ValueError(

@@ -13,6 +13,7 @@ from scipy.special import log_softmax
 
 import densitydp as dd
 from densitydp.mechanisms import _kernels
+from densitydp.mechanisms.tilted import TABLE_TOLERANCE
 from reference import mcmc as twin
 
 
@@ -359,11 +360,13 @@ def test_certified_bound_holds_against_the_exact_chain_law(tilt, proposal):
     worst = float((target / q).max())
     bound_one = mechanism.certified_distance(word, 1, proposal=proposal)
     w_star = 1.0 / (1.0 - bound_one)
-    assert w_star >= worst * (1 - 1e-6)
+    # the grid chain is itself an independence sampler with weight bound `worst`, so
+    # TV_t <= (1 - 1/worst)^t <= (1 - 1/W*)^t once W* >= worst; the slack below is rounding
+    assert w_star >= worst * (1 - 1e-12)
     for steps, law in enumerate(laws):
         distance = 0.5 * np.abs(law - target).sum()
         certified = mechanism.certified_distance(word, steps, proposal=proposal)
-        assert distance <= certified + 1e-9, (steps, distance, certified)
+        assert distance <= certified + 1e-12, (steps, distance, certified)  # sums of 4,001
 
 
 def test_certified_sampler_at_tilt_one_needs_one_step(space, prior):
@@ -393,5 +396,6 @@ def test_extreme_bandwidths_and_epsilons_build_and_state_their_table_error(space
     assert 0.0 <= budget.min_acceptance() <= 1.0
     assert 0.0 <= budget.privacy_bound().delta <= 1.0
     sharp = dd.DensityAwareLaplace(space, 1e4, dd.KDEPrior.fit(space, bandwidth=0.5))
-    assert sharp.table.max_error < 1e-6
+    assert sharp.table.max_error <= TABLE_TOLERANCE  # the coarser start still reaches it
+    assert f"{sharp.table.max_error:.1g} nats" in sharp.privacy_bound().assumptions
     assert sharp.sample([3, 4], rng=0).shape == (2,)

@@ -30,6 +30,7 @@ from densitydp.mechanisms.tilted import (
     log_laplace_mass,
     log_normalizer,
     mixing_acceptance,
+    stack_tables,
 )
 from reference import tilted as twin
 
@@ -387,14 +388,7 @@ REJECTION_CASES = {
 
 def _rejection_tables(epsilon, bandwidth, rhos):
     tables = [_table(epsilon, bandwidth / math.sqrt(rho), 2, 4.0) for rho in rhos]
-    width = max(len(t.values) for t in tables)
-    values = np.zeros((len(tables), width))
-    slopes = np.zeros((len(tables), width))
-    for r, t in enumerate(tables):
-        values[r, : len(t.values)] = t.values
-        slopes[r, : len(t.slopes)] = t.slopes
-    packed = (np.array(rhos, dtype=float), np.array([t.spacing for t in tables]), values, slopes)
-    return tables, packed
+    return tables, stack_tables(rhos, tables)
 
 
 @pytest.mark.parametrize("case", list(REJECTION_CASES))
@@ -665,9 +659,18 @@ def test_mixing_acceptance_stays_usable_in_one_dimension():
     assert mixing_acceptance(0.0, 50.0, 0.0) > 0.1
 
 
-def test_mixing_acceptance_many_matches_the_scalar_function():
+def test_mixing_acceptance_many_matches_twin():
+    """The acceptance is the integral over the smaller envelope's mass (the ``e^b`` folded
+    into the integral taken out again), computed from the twins."""
     a_values = np.array([0.0, 0.5, 2.0, 30.0, 400.0])
+    b, k = 16.5, 24.5
     out = np.empty(len(a_values))
-    _kernels.mixing_acceptance_many(a_values, 16.5, 24.5, out)
-    np.testing.assert_array_equal(out, [mixing_acceptance(a, 16.5, 24.5) for a in a_values])
+    _kernels.mixing_acceptance_many(a_values, b, k, out)
+    expected = []
+    for a in a_values:
+        _, _, log_mass_ig, _, log_mass_gamma, _ = twin.mixing_envelopes(a, b, k)
+        log_integral, _ = twin.log_mixing_integral(a, b, k)
+        expected.append(math.exp(log_integral - b - min(log_mass_ig, log_mass_gamma)))
+    np.testing.assert_allclose(out, expected, rtol=TWIN_RTOL)
+    np.testing.assert_array_equal(out[[1]], mixing_acceptance(0.5, b, k))  # the scalar wrapper
     assert ((out > 0) & (out <= 1)).all()

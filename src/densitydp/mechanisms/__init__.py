@@ -39,8 +39,9 @@ def default_prior(space: EmbeddingSpace, max_points: int | None = None) -> KDEPr
     0, so the prior is a deterministic, public function of the space.
 
     On the whole space every word carries its own kernel; on a subsample the words inside it
-    are perturbed much less than the others (measured N_w 0.79-0.96 against 0.05-0.42 on GloVe
-    at epsilon 5-10), so privacy would depend on an accident of sampling.
+    are perturbed much less than the others (``benchmarks/bench_density.py``, GloVe 50,000 words,
+    10,000-word prior, tilt 1: median N_w 0.96 inside against 0.02 outside at epsilon 5, 1.00
+    against 0.41 at epsilon 10), so privacy would depend on an accident of sampling.
     """
     return KDEPrior.fit(space, bandwidth="scott", max_points=max_points, rng=0)
 

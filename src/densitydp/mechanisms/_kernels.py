@@ -420,15 +420,28 @@ def hermite(delta, spacing, values, slopes):
 
 
 @jit
-def component_log_weights(center, references_t, spacing, values, slopes, out, squared):
-    """``out[v] = ln Z(||mu_v - c||)`` for every reference point (columns of ``references_t``),
-    interpolated in the table; ``squared[v]`` receives ``||mu_v - c||^2``."""
+def squared_distances_to(center, references_t, squared):
+    """``squared[v] = ||mu_v - c||^2`` for every reference point (columns of ``references_t``),
+    blocked as in the KDE sum."""
     n_points = references_t.shape[1]
     for start in range(0, n_points, KDE_BLOCK):
         stop = min(start + KDE_BLOCK, n_points)
         block_squared_distances(center, references_t, start, stop, squared[start:stop])
-        for v in range(start, stop):
-            out[v] = hermite(math.sqrt(squared[v]), spacing, values, slopes)
+
+
+@jit
+def log_weights_from_squared(squared, spacing, values, slopes, out):
+    """``out[v] = ln Z(sqrt(squared[v]))``, interpolated in the table."""
+    for v in range(squared.shape[0]):
+        out[v] = hermite(math.sqrt(squared[v]), spacing, values, slopes)
+
+
+@jit
+def component_log_weights(center, references_t, spacing, values, slopes, out, squared):
+    """``out[v] = ln Z(||mu_v - c||)`` for every reference point (columns of ``references_t``),
+    interpolated in the table; ``squared[v]`` receives ``||mu_v - c||^2``."""
+    squared_distances_to(center, references_t, squared)
+    log_weights_from_squared(squared, spacing, values, slopes, out)
 
 
 @jit
@@ -524,10 +537,7 @@ def mixture_cumulative(
     """Component masses of the tilt-1 target around ``center``: ``log_weights[v] = ln Z_v``,
     ``squared[v] = ||mu_v - c||^2``, ``cumulative`` their running sum relative to the largest
     one. Returns ``ln sum_v Z_v``."""
-    n_points = references_t.shape[1]
-    for start in range(0, n_points, KDE_BLOCK):
-        stop = min(start + KDE_BLOCK, n_points)
-        block_squared_distances(center, references_t, start, stop, squared[start:stop])
+    squared_distances_to(center, references_t, squared)
     return cumulative_from_squared(squared, spacing, values, slopes, log_weights, cumulative)
 
 
@@ -535,8 +545,7 @@ def mixture_cumulative(
 def cumulative_from_squared(squared, spacing, values, slopes, log_weights, cumulative):
     """:func:`mixture_cumulative` from known squared distances ``squared[v] = ||mu_v - c||^2``:
     the component log masses of one table, their running sum; returns ``ln sum_v Z_v``."""
-    for v in range(squared.shape[0]):
-        log_weights[v] = hermite(math.sqrt(squared[v]), spacing, values, slopes)
+    log_weights_from_squared(squared, spacing, values, slopes, log_weights)
     top = -np.inf
     for v in range(log_weights.shape[0]):
         top = max(top, log_weights[v])
@@ -614,13 +623,15 @@ def two_logsumexps(position, references_t, first_scale, second_scale):
             smallest = min(smallest, scratch[r])
     first = 0.0
     second = 0.0
+    same = second_scale == first_scale  # the prior's own density: one exp per point
     for start in range(0, n_points, KDE_BLOCK):
         stop = min(start + KDE_BLOCK, n_points)
         block_squared_distances(position, references_t, start, stop, scratch)
         for r in range(stop - start):
             excess = scratch[r] - smallest
-            first += math.exp(-first_scale * excess)
-            second += math.exp(-second_scale * excess)
+            term = math.exp(-first_scale * excess)
+            first += term
+            second += term if same else math.exp(-second_scale * excess)
     return (
         math.log(first) - first_scale * smallest,
         math.log(second) - second_scale * smallest,
@@ -681,9 +692,7 @@ def tilted_rejection_task(
     best = -1
     best_mass = np.inf
     best_log_z = 0.0
-    for start in range(0, n_points, KDE_BLOCK):  # the distances once, for every envelope
-        stop = min(start + KDE_BLOCK, n_points)
-        block_squared_distances(center, references_t, start, stop, squared[start:stop])
+    squared_distances_to(center, references_t, squared)  # once, for every envelope
     for r in range(rhos.shape[0]):
         rho = rhos[r]
         log_z = (
@@ -703,8 +712,6 @@ def tilted_rejection_task(
         squared, spacings[best], values[best], slopes[best], log_weights, cumulative
     )
     wide = bandwidth / math.sqrt(rho)
-    wide_b = 0.5 * (epsilon * wide) ** 2
-    k = 0.5 * (dim - 1.0)
     log_c = (1.0 - rho) * log_n + (1.0 - rho) * log_kernel - 0.5 * dim * math.log(rho)
     log_kappa = best_log_z - log_laplace_mass
     log_wide_kernel = 0.5 * dim * math.log(2.0 * math.pi * wide * wide)
@@ -716,14 +723,9 @@ def tilted_rejection_task(
         count = 0
         while True:
             count += 1
-            if mu >= 1.0 or rng.random() < mu:
-                draw_tilt_one(
-                    rng, center, references, cumulative, squared, wide, wide_b, k, 0, point
-                )
-            else:
-                noise = laplace_noise(rng, dim, epsilon)
-                for j in range(dim):
-                    point[j] = center[j] + noise[j]
+            _draw_mixture_proposal(
+                rng, center, references, cumulative, squared, wide, epsilon, mu, point
+            )
             close, far = two_logsumexps(point, references_t, scale, rho * scale)
             log_p = close - log_n - log_kernel
             log_q = far - log_n - log_wide_kernel

@@ -37,7 +37,7 @@ from . import _kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, PrivacyWarning, group_tokens
 from .exponential import ExponentialMechanism, _restart
 from .laplace import MultivariateLaplace
-from .tilted import LogNormalizerTable, log_laplace_mass
+from .tilted import LogNormalizerTable, log_laplace_mass, stack_tables
 
 __all__ = ["DensityAwareLaplace", "DistanceTruncatedLaplace", "PriorWeightedExponential"]
 
@@ -95,22 +95,6 @@ def _max_distance(space: EmbeddingSpace, prior: KDEPrior) -> float:
     references = np.asarray(prior.references, dtype=np.float64)
     points = float(np.sqrt(((references - centroid) ** 2).sum(axis=1)).max())
     return (words + points) * (1.0 + 1e-9) + 1e-12
-
-
-def _stack_tables(
-    rhos: np.ndarray, tables: list[Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(rhos, spacings, values, slopes)`` of the envelopes of the rejection sampler: one
-    ``ln Z`` table per ``rho`` (bandwidth ``h / sqrt(rho)``), values and slopes padded to one
-    width (a table is never read beyond its own grid)."""
-    width = max(len(table.values) for table in tables)
-    values = np.zeros((len(tables), width))
-    slopes = np.zeros((len(tables), width))
-    for r, table in enumerate(tables):
-        values[r, : len(table.values)] = table.values
-        slopes[r, : len(table.slopes)] = table.slopes
-    spacings = np.array([table.spacing for table in tables])
-    return np.ascontiguousarray(rhos, dtype=np.float64), spacings, values, slopes
 
 
 def _steps_for(log_weight_bound: np.ndarray, delta: float) -> np.ndarray:
@@ -285,32 +269,14 @@ class DensityAwareLaplace(MultivariateLaplace):
         )
         self.progress = progress
         self._tables: dict[float, LogNormalizerTable] = {}
-        self._memo: dict[str, float] = {}
-        empty = np.empty(0)
-        self._envelopes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (empty,) * 4
-        if self.sampler != "chain" and self.tilt != 0.0:
-            if self.prior.adaptive or self.prior.projection is not None:
-                raise ValueError(
-                    f"sampler={self.sampler!r} needs a prior with one global bandwidth and no "
-                    "projection (KDEPrior.fit without adaptive= or n_components=); use "
-                    "sampler='chain' (uncertified) for this prior."
-                )
-            reach = _max_distance(space, self.prior)
-            self._tables[self.prior.bandwidth] = LogNormalizerTable(
-                epsilon, self.prior.bandwidth, space.dim, reach
+        self._memo: dict[str, Any] = {}
+        exact_family = self.sampler != "chain" and self.tilt != 0.0
+        if exact_family and (self.prior.adaptive or self.prior.projection is not None):
+            raise ValueError(
+                f"sampler={self.sampler!r} needs a prior with one global bandwidth and no "
+                "projection (KDEPrior.fit without adaptive= or n_components=); use "
+                "sampler='chain' (uncertified) for this prior."
             )
-            if 0.0 < self.tilt < 1.0 and self.sampler == "exact":
-                rhos = self.tilt ** np.linspace(1.0, 0.0, ENVELOPES)
-                rhos[-1] = 1.0
-                tables = [
-                    self._tables.get(self.prior.bandwidth)
-                    if rho == 1.0
-                    else LogNormalizerTable(
-                        epsilon, self.prior.bandwidth / math.sqrt(rho), space.dim, reach
-                    )
-                    for rho in rhos
-                ]
-                self._envelopes = _stack_tables(rhos, tables)
         if self.sampler == "chain" and self.tilt != 0.0:
             warnings.warn(
                 f"DensityAwareLaplace(sampler='chain'): a {self.n_steps}-step chain does not "
@@ -320,6 +286,8 @@ class DensityAwareLaplace(MultivariateLaplace):
                 stacklevel=2,
             )
         super().__init__(space, epsilon, table_k=table_k)
+        if exact_family:
+            self._table(self.prior.bandwidth)  # built now: its measured error is in the bound
 
     def _parameters(self) -> dict[str, Any]:
         shown: dict[str, Any] = {
@@ -336,6 +304,26 @@ class DensityAwareLaplace(MultivariateLaplace):
             shown.update(n_steps=self.n_steps, proposal=self.proposal, step_size=self.step_size)
         shown["table_k"] = self.table_k
         return shown
+
+    def _envelopes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The ``ln Z`` tables of the rejection sampler's envelopes (0 < tilt < 1): ``rho`` on a
+        geometric grid of :data:`ENVELOPES` values from ``tilt`` to 1, bandwidth
+        ``h / sqrt(rho)``; built on first use."""
+        if "envelopes" not in self._memo:
+            rhos = self.tilt ** np.linspace(1.0, 0.0, ENVELOPES)  # tilt ... 1 exactly
+            tables = [self._table(self.prior.bandwidth / math.sqrt(rho)) for rho in rhos]
+            self._memo["envelopes"] = stack_tables(rhos, tables)
+        envelopes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = self._memo["envelopes"]
+        return envelopes
+
+    def _table(self, bandwidth: float) -> LogNormalizerTable:
+        """The ``ln Z`` table of ``bandwidth`` at this epsilon, built on first use (the
+        mechanism is immutable; the tables are a cache of a deterministic computation)."""
+        if bandwidth not in self._tables:
+            self._tables[bandwidth] = LogNormalizerTable(
+                self.epsilon, bandwidth, self.space.dim, _max_distance(self.space, self.prior)
+            )
+        return self._tables[bandwidth]
 
     # -- guarantees -----------------------------------------------------------------------------
 
@@ -369,7 +357,7 @@ class DensityAwareLaplace(MultivariateLaplace):
             fine = np.linspace(low, high, 401)
             smallest = min(float(curve[j]), float(self._acceptance_curve(fine).min()))
             self._memo["min_acceptance"] = min(1.0, max(0.0, smallest))
-        return self._memo["min_acceptance"]
+        return float(self._memo["min_acceptance"])
 
     def _acceptance_curve(self, deltas: np.ndarray) -> np.ndarray:
         h = self.prior.bandwidth
@@ -389,50 +377,43 @@ class DensityAwareLaplace(MultivariateLaplace):
                 + IDEAL_ARITHMETIC,
             )
         public = "public prior (fitted on public embeddings only); "
+        pair = "per pair the additive term is (1 + e^(epsilon')) delta; "
         if self.sampler == "exact":
             table = self.table
             assert table is not None
-            return PrivacyBound(
-                "metric",
-                2.0 * self.epsilon,
-                0.0,
+            delta = 0.0
+            how = (
                 public + "exact sampling of the tilted target (component masses ln Z "
                 f"interpolated with measured error {table.max_error:.1g} nats); exact "
-                "nearest-word decoding; running time depends on the word; " + IDEAL_ARITHMETIC,
+                "nearest-word decoding; running time depends on the word; "
             )
-        if self.sampler == "budget":
-            return PrivacyBound(
-                "metric",
-                2.0 * self.epsilon,
-                self.budget_failure,
+        elif self.sampler == "budget":
+            delta = self.budget_failure
+            how = (
                 public + f"{self.max_proposals} proposals per token; delta is the largest "
-                "probability that none is accepted (total variation to the exact law); per "
-                "pair the additive term is (1 + e^(epsilon')) delta; " + IDEAL_ARITHMETIC,
+                "probability that none is accepted (total variation to the exact law); " + pair
             )
-        if self.sampler == "certified":
-            return PrivacyBound(
-                "metric",
-                2.0 * self.epsilon,
-                self.delta,
+        elif self.sampler == "certified":
+            delta = self.delta
+            how = (
                 public + "independence Metropolis-Hastings run per word for the steps that "
                 "bound its total variation to the target by delta (rigorous importance-weight "
-                "bound W*: KDE supremum bound and a lower bound on the normaliser); per pair "
-                "the additive term is (1 + e^(epsilon')) delta; " + IDEAL_ARITHMETIC,
+                "bound W*: KDE supremum bound and a lower bound on the normaliser); " + pair
             )
-        return PrivacyBound(
-            "metric",
-            2.0 * self.epsilon,
-            1.0,
-            f"UNCERTIFIED: a {self.n_steps}-step {self.proposal} chain only approximates the "
-            "tilted target and its distance to it is unknown, so no guarantee holds (delta = "
-            "1); 2 epsilon holds only for exact sampling; " + IDEAL_ARITHMETIC,
-        )
+        else:
+            delta = 1.0
+            how = (
+                f"UNCERTIFIED: a {self.n_steps}-step {self.proposal} chain only approximates "
+                "the tilted target and its distance to it is unknown, so no guarantee holds "
+                "(delta = 1); 2 epsilon holds only for exact sampling; "
+            )
+        return PrivacyBound("metric", 2.0 * self.epsilon, delta, how + IDEAL_ARITHMETIC)
 
     def privacy_delta_bound(self, word_id: Any, other_id: Any) -> Any:
         """``(1 + exp(loss)) * eta``, ``eta`` the total variation to the exact law
         (``privacy_bound().delta``; 0 for the exact sampler, 1 for the uncertified chain)."""
         eta = self.privacy_bound().delta
-        if eta == 0.0 or eta == 1.0:
+        if eta == 0.0:
             return super().privacy_delta_bound(word_id, other_id)
         with np.errstate(over="ignore"):
             return np.minimum(1.0, (1.0 + np.exp(self.privacy_loss_bound(word_id, other_id))) * eta)
@@ -482,15 +463,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                 "a certified bound needs a prior with one global bandwidth and no projection "
                 "(KDEPrior.fit without adaptive= or n_components=)."
             )
-        table = self._tables.get(self.prior.bandwidth)
-        if table is None:
-            table = LogNormalizerTable(
-                self.epsilon,
-                self.prior.bandwidth,
-                self.space.dim,
-                _max_distance(self.space, self.prior),
-            )
-            self._tables[self.prior.bandwidth] = table
+        table = self._table(self.prior.bandwidth)
         h = self.prior.bandwidth
         dim = self.space.dim
         center = self.space._vectors64[word]
@@ -515,7 +488,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         lower = log_l + tilt * float(elbo.max())
         if tilt >= 1.0:  # Jensen; at tilt 1 it is Z_1 itself
             lower = max(lower, tilt * log_z1 + (1.0 - tilt) * log_l)
-        elif tilt < 1.0:
+        else:
             lower = max(lower, log_z1 + (tilt - 1.0) * log_sup)
         # sup over 0 < p <= P* of tilt ln p - ln(alpha p / Z_1 + (1 - alpha) / L): increasing
         # in p unless 0 < alpha < 1 and tilt < 1, where it peaks at the optimum below
@@ -557,7 +530,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         if self.sampler == "chain":
             return self._run(word_ids, generator)
         steps: dict[int, int] = {}
-        extra: dict[int, tuple[float, float, float]] = {}
+        extra: dict[int, tuple[float, float]] = {}
         words, _, token_order, starts = group_tokens(word_ids)
         if self.sampler == "certified":
             for w in words:
@@ -571,7 +544,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                         "max_steps (--max-steps) or delta (--delta), or lower the tilt."
                     )
                 steps[int(w)] = int(need)
-                extra[int(w)] = (log_z1, alpha, 0.0)
+                extra[int(w)] = (log_z1, alpha)
         tasks = []
         for t, w in enumerate(words):
             for first in range(starts[t], starts[t + 1], WORD_CHUNK):
@@ -585,6 +558,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         table = self.table
         assert table is not None
         log_l = log_laplace_mass(self.epsilon, self.space.dim)
+        envelopes = self._envelopes() if self.sampler == "exact" and self.tilt < 1.0 else None
 
         def task(index: int) -> int:
             word, tokens = tasks[index]
@@ -594,7 +568,7 @@ class DensityAwareLaplace(MultivariateLaplace):
             failed = np.empty(len(tokens), dtype=np.bool_)
             rng = children[index]
             if self.sampler == "certified":
-                log_z1, alpha, _ = extra[word]
+                log_z1, alpha = extra[word]
                 _kernels.certified_chain_task(
                     rng,
                     center,
@@ -627,6 +601,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                     failed,
                 )
             else:
+                assert envelopes is not None
                 _kernels.tilted_rejection_task(
                     rng,
                     center,
@@ -635,7 +610,7 @@ class DensityAwareLaplace(MultivariateLaplace):
                     h,
                     self.epsilon,
                     self.tilt,
-                    *self._envelopes,
+                    *envelopes,
                     log_l,
                     chunk,
                     counts,
@@ -647,7 +622,10 @@ class DensityAwareLaplace(MultivariateLaplace):
         per_token = self.prior.n_points * self.prior.dim
         work = len(words) * per_token * len(self._tables)
         if self.sampler == "certified":
-            work += sum(steps[int(w)] for w in word_ids) * per_token
+            tokens_per_word = np.diff(starts)
+            work += per_token * sum(
+                steps[int(w)] * int(c) for w, c in zip(words, tokens_per_word, strict=True)
+            )
         elif self.tilt != 1.0:
             work += len(word_ids) * per_token * 2 + len(words) * per_token * ENVELOPES
         self._map(task, len(tasks), len(word_ids), work)

@@ -39,7 +39,7 @@ from scipy.special import gammaln
 from .._validation import check_number
 from . import _kernels
 
-__all__ = ["LogNormalizerTable", "log_laplace_mass", "log_normalizer"]
+__all__ = ["LogNormalizerTable", "log_laplace_mass", "log_normalizer", "stack_tables"]
 
 #: Largest interpolation error of ``ln Z`` accepted by default (nats), measured at every
 #: midpoint of the table's grid.
@@ -211,6 +211,22 @@ class LogNormalizerTable:
 def mixing_acceptance(a: float, b: float, k: float) -> float:
     """Acceptance probability of one proposal of the mixing-weight sampler for one component
     (``a = delta^2 / (2 h^2)``, ``b = epsilon^2 h^2 / 2``, ``k = (d - 1) / 2``)."""
-    _, _, log_mass_ig, _, log_mass_gamma, _ = _kernels.mixing_envelopes(a, b, k)
-    log_integral, _ = _kernels.log_mixing_integral(a, b, k)
-    return math.exp(log_integral - b - min(log_mass_ig, log_mass_gamma))
+    out = np.empty(1)
+    _kernels.mixing_acceptance_many(np.array([float(a)]), float(b), float(k), out)
+    return float(out[0])
+
+
+def stack_tables(
+    rhos: Any, tables: list[LogNormalizerTable]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rhos, spacings, values, slopes)`` for ``_kernels.tilted_rejection_task``: one ``ln Z``
+    table per envelope ``rho`` (bandwidth ``h / sqrt(rho)``), values and slopes padded to one
+    width (a table is never read beyond its own grid)."""
+    width = max(len(table.values) for table in tables)
+    values = np.zeros((len(tables), width))
+    slopes = np.zeros((len(tables), width))
+    for r, table in enumerate(tables):
+        values[r, : len(table.values)] = table.values
+        slopes[r, : len(table.slopes)] = table.slopes
+    spacings = np.array([table.spacing for table in tables])
+    return np.ascontiguousarray(rhos, dtype=np.float64), spacings, values, slopes

@@ -70,8 +70,22 @@ def test_perturb_stdin_to_stdout_is_seeded(runner, space_file, small_space):
     first = runner.invoke(main, arguments, input=text)
     assert first.exit_code == 0, first.output
     assert first.stdout == runner.invoke(main, arguments, input=text).stdout
-    assert first.stdout.endswith(", unknown!\n") and first.stdout != text
+    assert first.stdout.endswith(", [UNK]!\n") and first.stdout != text
     assert "seed entropy 4" in first.stderr and "metric DP" in first.stderr
+    assert "4 word tokens in 1 line: 3 perturbed" in first.stderr
+    assert "1 outside the vocabulary (masked as '[UNK]')" in first.stderr
+    assert "per line (the line, basic composition): one word replaced: epsilon <=" in first.stderr
+    kept = runner.invoke(main, [*arguments, "--unknown", "keep"], input=text)
+    assert kept.stdout.endswith(", unknown!\n")
+    assert "warning: 1 unknown word tokens were published unchanged" in kept.stderr
+    assert "Warning" not in kept.stderr  # one line of ours, not a Python warning
+    dropped = runner.invoke(main, [*arguments, "--unknown", "drop"], input=text)
+    assert dropped.stdout.endswith(",!\n")
+    assert "1 outside the vocabulary (dropped)" in dropped.stderr
+    masked = runner.invoke(main, [*arguments, "--mask-token", "<?>"], input=text)
+    assert masked.stdout.endswith(", <?>!\n")
+    failed = runner.invoke(main, [*arguments, "--unknown", "error"], input=text)
+    assert failed.exit_code == 1 and "unknown word 'unknown' at character" in failed.stderr
 
 
 def test_perturb_file_to_file(runner, space_file, small_space, tmp_path):
@@ -178,7 +192,7 @@ def test_audit_exits_nonzero_on_a_violation(runner, small_space, monkeypatch):
     monkeypatch.setattr(
         cli, "build_mechanism", lambda name, space, eps: broken.ExponentialWithoutHalf(space, eps)
     )
-    monkeypatch.setattr(cli, "_load_space", lambda embeddings, top: small_space)
+    monkeypatch.setattr(cli, "_load_space", lambda embeddings, top, words="all": small_space)
     result = runner.invoke(main, ["audit", "-m", "exponential", "-e", "0.5", "--n-pairs", "5",
                                   "--samples", "20000", "--seed", "0"])  # fmt: skip
     assert result.exit_code == 1

@@ -280,3 +280,305 @@ def test_any_corrupted_line_is_reported_with_its_number(
     line_number = bad + 1 + header
     with pytest.raises(dd.EmbeddingFileError, match=rf"vectors\.txt:{line_number}: "):
         dd.EmbeddingSpace.from_file(path)
+
+
+# ----------------------------------------------------------------------------- case back-off
+
+CASED = ["Kowalski", "apple", "Apple", "NASA", "iPhone", "straße", "the"]
+
+
+@pytest.fixture(scope="module")
+def cased_space():
+    vectors = np.arange(2 * len(CASED), dtype=np.float64).reshape(len(CASED), 2)
+    return dd.EmbeddingSpace(CASED, vectors, name="cased")
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("Kowalski", "Kowalski"),
+        ("kowalski", "Kowalski"),  # Title case
+        ("KOWALSKI", "Kowalski"),  # Title case
+        ("apple", "apple"),
+        ("Apple", "Apple"),  # exact form first
+        ("APPLE", "apple"),  # lower case before Title case
+        ("aPPLE", "apple"),
+        ("nasa", "NASA"),  # UPPER case
+        ("Nasa", "NASA"),
+        ("iphone", "iPhone"),  # same casefold
+        ("IPHONE", "iPhone"),
+        ("STRASSE", "straße"),  # casefold maps ß to ss
+        ("The", "the"),
+    ],
+)
+def test_lookup_backs_off_through_case_forms(cased_space, token, expected):
+    vocab = cased_space.vocabulary
+    assert vocab.lookup(token) == CASED.index(expected)
+    assert cased_space.ids(token) == CASED.index(expected)
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["hELLO", "hello", "Hello", "HELLO", "HeLLo"], "hELLO"),  # 1. exact
+        (["HeLLo", "HELLO", "Hello", "hello"], "hello"),  # 2. lower
+        (["HeLLo", "HELLO", "Hello"], "Hello"),  # 3. Title
+        (["HeLLo", "HELLO"], "HELLO"),  # 4. UPPER
+        (["x", "HeLLo", "hellO"], "HeLLo"),  # 5. casefold, smallest id
+        (["x", "hellO", "HeLLo"], "hellO"),
+    ],
+)
+def test_lookup_order_is_the_documented_one(words, expected):
+    assert dd.Vocabulary(words).lookup("hELLO") == words.index(expected)
+
+
+def test_lookup_unknown_and_lazy_casefold_index():
+    vocab = dd.Vocabulary(["Apple", "pear"])
+    assert vocab.lookup("Apple") == 0 and vocab.lookup("PEAR") == 1
+    assert vocab._folded is None  # exact, lower, Title and UPPER hits need no casefold index
+    assert vocab.lookup("plum") == -1
+    assert vocab._folded == {"apple": 0, "pear": 1}
+    clone = pickle.loads(pickle.dumps(vocab))
+    assert clone == vocab and clone.lookup("APPLE") == 0 and clone.lookup("aPPLE") == 0
+
+
+def test_ids_back_off_by_default_and_exact_on_request(cased_space):
+    assert cased_space.ids(["APPLE", "Apple", "nasa"]).tolist() == [1, 2, 3]
+    assert cased_space.ids(np.array(["kowalski", "IPHONE"])).tolist() == [0, 4]
+    assert cased_space.ids("Apple", exact=True) == 2
+    assert cased_space.ids(["apple", "NASA"], exact=True).tolist() == [1, 3]
+    assert cased_space.ids([]).dtype == np.int64
+    with pytest.raises(dd.UnknownWordError, match=r"unknown word 'APPLE'.*\(exact match\)"):
+        cased_space.ids("APPLE", exact=True)
+    with pytest.raises(dd.UnknownWordError, match="unknown word 'KOWALSKI'"):
+        cased_space.ids(["apple", "KOWALSKI"], exact=True)
+    # Vocabulary.id / .ids stay exact
+    with pytest.raises(dd.UnknownWordError, match="unknown word 'nasa'"):
+        cased_space.vocabulary.id("nasa")
+    with pytest.raises(dd.UnknownWordError, match="unknown word 'nasa'"):
+        cased_space.vocabulary.ids(["NASA", "nasa"])
+
+
+def test_ids_unknown_word_names_the_forms_tried(cased_space):
+    message = (
+        r"unknown word 'Pear': tried 'Pear', 'pear', 'PEAR' and any word whose casefold is "
+        r"'pear'; none is in the vocabulary of 7 words\."
+    )
+    with pytest.raises(dd.UnknownWordError, match=message):
+        cased_space.ids("Pear")
+    with pytest.raises(dd.UnknownWordError, match=r"unknown word 'plum': tried 'plum', 'Plum'"):
+        cased_space.ids(["apple", "plum"])
+    with pytest.raises(TypeError, match="a word must be a str; got int"):
+        cased_space.ids(["apple", 3])
+    with pytest.raises(TypeError, match="a word must be a str; got int"):
+        cased_space.ids(["apple", 3], exact=True)
+    with pytest.raises(TypeError, match="`words` must be a str or an iterable of str; got int"):
+        cased_space.ids(3)
+
+
+# ----------------------------------------------------------------------------- subsets
+
+
+def test_subset_by_mask_ids_and_predicate_agree(small_space):
+    words = list(small_space.vocabulary)
+    mask = np.array([w.startswith("c0") for w in words])
+    by_mask = small_space.subset(mask)
+    by_ids = small_space.subset(np.flatnonzero(mask)[::-1].tolist())  # order of ids is ignored
+    by_predicate = small_space.subset(lambda w: w.startswith("c0"))
+    for sub in (by_mask, by_ids, by_predicate):
+        assert list(sub.vocabulary) == [w for w in words if w.startswith("c0")]
+        np.testing.assert_array_equal(sub.source_ids, np.flatnonzero(mask))
+        np.testing.assert_array_equal(sub.vectors, small_space.vectors[sub.source_ids])
+        assert sub.words(list(range(len(sub)))) == small_space.words(sub.source_ids)
+        assert sub.name == f"{small_space.name}[subset]"
+        assert sub.source_ids.dtype == np.int64 and not sub.source_ids.flags.writeable
+        assert sub.vectors.flags.c_contiguous and not sub.vectors.flags.writeable
+    assert small_space.source_ids is None
+    assert small_space.subset(mask, name="mine").name == "mine"
+    assert dd.EmbeddingSpace(["a", "b", "c"], np.eye(3)).subset([0, 2]).name is None
+
+
+def test_chained_subsets_and_top_compose_to_root_ids(small_space):
+    root = small_space
+    first = root.subset(np.arange(len(root)) % 3 != 0)
+    second = first.subset(lambda w: not w.startswith("out"))
+    third = second.top(50).subset(np.arange(50) % 2 == 0)
+    for sub in (first, second, second.top(50), third):
+        np.testing.assert_array_equal(sub.vectors, root.vectors[sub.source_ids])
+        assert list(sub.vocabulary) == root.words(sub.source_ids)
+        assert np.all(np.diff(sub.source_ids) > 0)  # original order kept
+    np.testing.assert_array_equal(root.top(10).source_ids, np.arange(10))
+    assert third.name == f"{root.name}[subset][subset][:50][subset]"
+    clone = pickle.loads(pickle.dumps(third))
+    np.testing.assert_array_equal(clone.source_ids, third.source_ids)
+    assert not clone.source_ids.flags.writeable and clone.name == third.name
+    assert pickle.loads(pickle.dumps(root)).source_ids is None
+
+
+@pytest.mark.parametrize(
+    ("selection", "error", "message"),
+    [
+        (
+            np.ones(5, dtype=bool),
+            ValueError,
+            r"boolean mask must have shape \(4,\).*got shape \(5,\)",
+        ),
+        (np.ones((4, 1), dtype=bool), ValueError, r"must have shape \(4,\)"),
+        ([0, 4], ValueError, r"`selection` must be in \[0, 3\].*got 4"),
+        ([-1, 2], ValueError, r"`selection` must be in \[0, 3\].*got -1"),
+        ([2, 1, 2], ValueError, "`selection` must hold unique word ids; 2 is repeated"),
+        ([[0, 1]], ValueError, "`selection` as word ids must be 1-D"),
+        ([0.0, 1.0], TypeError, "boolean mask, an array of word ids or a callable.*float64"),
+        ("king", TypeError, "boolean mask, an array of word ids or a callable"),
+        (len, TypeError, "`selection` must return a bool for each word; got int for 'the'"),
+        ([2], ValueError, "`selection` keeps 1 word; an embedding space needs at least 2"),
+        ([], ValueError, "`selection` keeps 0 words; an embedding space needs at least 2"),
+        (lambda w: w == "king", ValueError, "keeps 1 word"),
+    ],
+)
+def test_subset_rejects_bad_selections(selection, error, message):
+    space = dd.EmbeddingSpace(WORDS, VECTORS)
+    with pytest.raises(error, match=message):
+        space.subset(selection)
+
+
+# ----------------------------------------------------------------------------- farthest word
+
+
+def _farthest_spaces():
+    rng = np.random.default_rng(11)
+    clustered = dd.synthetic_space(n_words=800, dim=8, n_clusters=5, rng=4)
+    duplicated = rng.normal(size=(40, 3))[rng.integers(0, 40, size=300)]
+    return {
+        "synthetic": clustered,
+        "dim 1": dd.synthetic_space(n_words=300, dim=1, n_clusters=3, rng=5),
+        "two words": dd.EmbeddingSpace(["a", "b"], [[0.0, 1.0], [2.0, -3.0]]),
+        "duplicates": dd.EmbeddingSpace([f"w{i}" for i in range(300)], duplicated),
+        "all equal": dd.EmbeddingSpace(["a", "b", "c"], np.ones((3, 4))),
+        "large offset": dd.EmbeddingSpace(
+            [f"w{i}" for i in range(200)], 1e4 + rng.normal(size=(200, 5))
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_farthest_spaces()))
+def test_farthest_distance_matches_brute_force(case):
+    from reference import neighbors as reference
+
+    space = _farthest_spaces()[case]
+    ids = np.arange(len(space))
+    got = space.farthest_distance(ids)
+    assert got.dtype == np.float64 and got.shape == ids.shape
+    np.testing.assert_array_equal(got, reference.farthest_distances(space.vectors, ids))  # bitwise
+    if len(space) <= 800:
+        assert got.max() == pytest.approx(space.max_distance(), rel=1e-6)  # float32 table
+
+
+def test_farthest_distance_shapes_cache_and_errors(small_space):
+    from reference import neighbors as reference
+
+    space = small_space.top(200)  # a fresh space: empty cache
+    ids = np.array([[5, 7, 5], [199, 0, 7]])
+    got = space.farthest_distance(ids)
+    assert got.shape == (2, 3)
+    np.testing.assert_array_equal(got, reference.farthest_distances(space.vectors, ids))
+    assert isinstance(space.farthest_distance(7), float)
+    assert space.farthest_distance(np.int32(7)) == got[0, 1]
+    assert space.farthest_distance([]).shape == (0,)
+    np.testing.assert_array_equal(space.farthest_distance(ids), got)  # cached
+    computed = np.flatnonzero(~np.isnan(space._farthest))
+    assert computed.tolist() == [0, 5, 7, 199]
+    with pytest.raises(ValueError, match=r"`word_ids` must be in \[0, 199\].*got 200"):
+        space.farthest_distance([0, 200])
+    with pytest.raises(TypeError, match="`word_ids` must be an int or an array of ints"):
+        space.farthest_distance([0.0, 1.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    n_words=st.integers(2, 30),
+    dim=st.integers(1, 4),
+)
+def test_farthest_distance_property(data, n_words, dim):
+    from reference import neighbors as reference
+
+    values = data.draw(
+        st.lists(
+            st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0, 1e3]),
+            min_size=n_words * dim,
+            max_size=n_words * dim,
+        )
+    )
+    vectors = np.array(values).reshape(n_words, dim)
+    space = dd.EmbeddingSpace([f"w{i}" for i in range(n_words)], vectors)
+    ids = np.arange(n_words)
+    np.testing.assert_array_equal(
+        space.farthest_distance(ids), reference.farthest_distances(space.vectors, ids)
+    )
+
+
+@pytest.mark.glove
+def test_farthest_distance_on_glove(glove_top):
+    from reference import neighbors as reference
+
+    ids = np.random.default_rng(2).choice(len(glove_top), size=300, replace=False)
+    np.testing.assert_array_equal(
+        glove_top.farthest_distance(ids), reference.farthest_distances(glove_top.vectors, ids)
+    )
+
+
+# ----------------------------------------------------------------------------- GloVe subsets
+
+
+@pytest.mark.glove
+def test_load_glove_alpha_keeps_alphabetic_words_in_frequency_order(glove_top):
+    import pyarrow.parquet as parquet
+
+    from densitydp.embeddings import _glove_files
+
+    vectors_path, index_path = _glove_files()
+    all_words = parquet.read_table(index_path).column("index").to_pylist()
+    alpha_rows = [i for i, w in enumerate(all_words) if w.isalpha()]
+    space = dd.load_glove(top=5_000, words="alpha")
+    assert space.name == "glove-6B-50d[alpha][:5000]" and len(space) == 5_000
+    assert all(w.isalpha() for w in space.vocabulary)
+    assert space.source_ids.tolist() == alpha_rows[:5_000]  # the most frequent, in order
+    assert list(space.vocabulary) == [all_words[i] for i in alpha_rows[:5_000]]
+    assert space.words([0, 1, 2]) == ["the", "of", "to"]
+    stored = np.load(vectors_path, mmap_mode="r")
+    np.testing.assert_array_equal(space.vectors, stored[space.source_ids])
+    assert space.vectors.flags.c_contiguous and not space.vectors.flags.writeable
+    # the same as subsetting the top words of the file
+    same = glove_top.subset(str.isalpha).top(5_000)
+    np.testing.assert_array_equal(same.source_ids, space.source_ids)
+    np.testing.assert_array_equal(same.vectors, space.vectors)
+    assert "n't" in glove_top and "n't" not in space
+
+
+@pytest.mark.glove
+def test_load_glove_predicate_top_and_errors(glove_top):
+    space = dd.load_glove(top=20, words=lambda w: w.startswith("q"))
+    assert space.name == "glove-6B-50d[subset][:20]"
+    assert all(w.startswith("q") for w in space.vocabulary)
+    np.testing.assert_array_equal(space.vectors, glove_top.vectors[space.source_ids])
+    assert np.all(np.diff(space.source_ids) > 0)
+    np.testing.assert_array_equal(dd.load_glove(top=30).source_ids, np.arange(30))
+    with pytest.raises(
+        ValueError,
+        match=r"`top` must be <= \d+, the number of GloVe words kept by `words='alpha'`; "
+        "got 399000",
+    ):
+        dd.load_glove(top=399_000, words="alpha")
+    with pytest.raises(ValueError, match=r"`top` must be an int in \[2, 400000\]; got 400001"):
+        dd.load_glove(top=400_001)
+    with pytest.raises(ValueError, match="`words` must be one of 'alpha'; got 'alnum'"):
+        dd.load_glove(words="alnum")
+    with pytest.raises(TypeError, match="`words` must be None, 'alpha' or a callable"):
+        dd.load_glove(words=3)
+    with pytest.raises(
+        TypeError, match="`words` must return a bool for each word; got int for 'the'"
+    ):
+        dd.load_glove(words=len)
+    with pytest.raises(ValueError, match="the predicate `words` keeps 0 GloVe words"):
+        dd.load_glove(words=lambda w: False)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -73,8 +75,9 @@ def test_unknown_policy_error_names_word_and_place():
         codec.map_texts("the king, and", swap)
     with pytest.raises(dd.UnknownWordError, match="'met' at character 7 of text 2"):
         codec.map_texts(["the king", "a king met"], swap)
-    with pytest.raises(ValueError, match="`unknown` must be one of 'keep', 'error'; got 'drop'"):
-        dd.TextCodec(VOCAB, unknown="drop")
+    expected = "`unknown` must be one of 'mask', 'drop', 'keep', 'error'; got 'skip'"
+    with pytest.raises(ValueError, match=expected):
+        dd.TextCodec(VOCAB, unknown="skip")
 
 
 def test_sequences_and_streams_are_vectorised():
@@ -125,3 +128,170 @@ def test_custom_pattern():
     codec = dd.TextCodec(dd.Vocabulary(["don't", "do"]), pattern=r"[\w']+")
     assert codec.encode("Don't do").word_ids.tolist() == [0, 1]
     assert repr(WORD_PATTERN) in repr(dd.TextCodec(VOCAB))
+
+
+# ----------------------------------------------------------------------------- unknown words
+
+
+@pytest.mark.parametrize(
+    ("unknown", "expected"),
+    [
+        ("keep", "The QUEEN met Anne and Kowalski, a think."),
+        ("mask", "The QUEEN [UNK] [UNK] [UNK] [UNK], a [UNK]."),
+        ("drop", "The QUEEN, a."),
+    ],
+)
+def test_unknown_policies(unknown, expected):
+    codec = dd.TextCodec(VOCAB, unknown=unknown)
+    text = "The KING met Anne and Kowalski, i think."
+    assert codec.map_texts(text, swap) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Anne sat", "sat"),
+        ("sat Anne", "sat"),
+        ("the Anne Kowalski sat", "the sat"),
+        ("the\tAnne\nsat", "the\t\nsat"),
+        ("the (Anne) sat", "the () sat"),
+        ("the-Anne-king", "the--king"),
+        ("Anne", ""),
+        ("Anne, Bob.", ",."),
+        ("the Anne. sat", "the. sat"),
+    ],
+)
+def test_drop_takes_one_blank_along(text, expected):
+    assert dd.TextCodec(VOCAB, unknown="drop").map_texts(text, identity) == expected
+
+
+def test_mask_token_is_configurable_and_checked():
+    codec = dd.TextCodec(VOCAB, unknown="mask", mask_token="<name>")
+    assert codec.map_texts("the Kowalski", identity) == "the <name>"
+    assert "mask_token='<name>'" in repr(codec)
+    with pytest.raises(TypeError, match="`mask_token` must be a str; got int"):
+        dd.TextCodec(VOCAB, unknown="mask", mask_token=0)
+
+
+@pytest.fixture(scope="module")
+def mechanism():
+    words = ["the", "king", "queen", "sat", "on", "a", "throne", "i", "usa"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 3))
+    return dd.ExponentialMechanism(dd.EmbeddingSpace(words, vectors), epsilon=1.0)
+
+
+NAMES = ["Kowalski", "anne", "ZURICH", "Nowak"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=st.lists(st.sampled_from([*VOCAB, "The", "KING", *NAMES]), max_size=12),
+    separators=st.lists(st.sampled_from([" ", ", ", "\n", "-", ". "]), min_size=13, max_size=13),
+    unknown=st.sampled_from(["mask", "drop", "keep"]),
+)
+def test_no_unknown_word_is_ever_published_silently(words, separators, unknown, mechanism):
+    text = "".join(s + w for s, w in zip(separators, words, strict=False)) + separators[-1]
+    n_unknown = sum(w in NAMES for w in words)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, report = dd.perturb_text(
+            text or " ", mechanism, rng=0, unknown=unknown, return_report=True
+        )
+    kept_warning = [w for w in caught if issubclass(w.category, dd.PrivacyWarning)]
+    assert report.n_unknown == n_unknown and report.n_tokens == len(words)
+    assert report.n_perturbed == len(words) - n_unknown
+    output_words = dd.tokenize(out)[1::2]
+    if unknown == "keep":
+        assert bool(kept_warning) == (n_unknown > 0)
+        assert report.n_unknown_kept == n_unknown
+        assert sum(w in NAMES for w in output_words) == n_unknown
+    else:
+        assert not kept_warning and report.n_unknown_kept == 0
+        assert not set(output_words) & set(NAMES)
+        assert output_words.count("UNK") == (n_unknown if unknown == "mask" else 0)
+
+
+def test_perturb_text_defaults_to_mask_and_warns_on_keep(mechanism):
+    assert dd.perturb_text("the Kowalski sat", mechanism, rng=0).split()[1] == "[UNK]"
+    with pytest.warns(dd.PrivacyWarning, match=r"1 word token\(s\) outside the vocabulary"):
+        out = dd.perturb_text("the Kowalski sat", mechanism, rng=0, unknown="keep")
+    assert out.split()[1] == "Kowalski"
+    with pytest.raises(dd.UnknownWordError, match="'Kowalski' at character 4"):
+        dd.perturb_text("the Kowalski sat", mechanism, rng=0, unknown="error")
+
+
+def farthest(space, ids):
+    vectors = space.vectors.astype(np.float64)
+    return np.array([np.linalg.norm(vectors - vectors[i], axis=1).max() for i in ids])
+
+
+def test_report_counts_and_document_level_claims(mechanism):
+    texts = ["The king sat on a throne, Kowalski.", "i sat", "Nowak!", "the usa the usa"]
+    out, report = dd.perturb_text(texts, mechanism, rng=3, return_report=True)
+    space = mechanism.space
+    ids = [space.vocabulary.lookup(w) for t in texts for w in dd.tokenize(t)[1::2]]
+    known = [i for i in ids if i >= 0]
+    assert (report.n_texts, report.n_tokens, report.n_perturbed, report.n_unknown) == (
+        4, len(ids), len(known), 2,
+    )  # fmt: skip
+    same = dd.perturb_text(texts, mechanism, rng=3)
+    assert same == out
+    assert report.complete and report.n_masked == 2 and report.n_dropped == 0
+    # changed: recount from a replay of the same draws
+    draws = mechanism.sample(np.array(known), rng=3)
+    assert report.n_changed == int(np.count_nonzero(draws != np.array(known)))
+    # claims: epsilon * farthest distances, worst text, basic composition
+    per_text = [[space.vocabulary.lookup(w) for w in dd.tokenize(t)[1::2]] for t in texts]
+    per_text = [[i for i in row if i >= 0] for row in per_text]
+    totals = [mechanism.epsilon * farthest(space, row).sum() if row else 0.0 for row in per_text]
+    assert report.all_words_epsilon == pytest.approx(max(totals), rel=1e-12)
+    assert report.worst_text == int(np.argmax(totals))
+    assert report.one_word_epsilon == pytest.approx(
+        mechanism.epsilon * farthest(space, known).max(), rel=1e-12
+    )
+    assert report.one_word_delta == report.all_words_delta == 0.0
+    assert report.seed["entropy"] == 3
+    text = str(report)
+    assert "masked as '[UNK]'" in text and "one word replaced: epsilon <=" in text
+    assert report.to_dict()["n_masked"] == 2
+
+
+def test_report_without_claims_and_for_streams(mechanism):
+    texts = ["the king", "Kowalski sat", "a queen"]
+    stream, report = dd.perturb_text(
+        iter(texts), mechanism, rng=0, unknown="keep", return_report=True, batch_size=1
+    )
+    assert not report.complete and report.n_texts == 0
+    first = next(stream)
+    assert report.n_texts == 1 and first.count(" ") == 1
+    with pytest.warns(dd.PrivacyWarning, match="1 word token"):
+        rest = list(stream)
+    assert len(rest) == 2 and report.complete and report.n_unknown_kept == 1
+    assert "published unchanged" in str(report)
+    assert report.all_words_epsilon > 0
+
+
+def test_perturb_file_report(tmp_path, mechanism):
+    source = tmp_path / "in.txt"
+    source.write_text("the king sat\nZurich\n\nthe throne\n", encoding="utf-8")
+    path, report = dd.perturb_file(
+        source, tmp_path / "out.txt", mechanism, rng=0, unknown="drop", return_report=True
+    )
+    assert path.read_text(encoding="utf-8").splitlines()[1] == ""
+    assert (report.n_texts, report.n_tokens, report.n_dropped, report.unit) == (4, 6, 1, "line")
+    assert "worst of 4 lines" in str(report)
+    assert dd.perturb_file(source, tmp_path / "o2.txt", mechanism, rng=0) == tmp_path / "o2.txt"
+
+
+def test_case_back_off_in_text_on_a_cased_vocabulary():
+    words = ["the", "Kowalski", "NASA", "apple", "Apple", "iPhone", "Paris"]
+    vectors = np.eye(len(words))
+    space = dd.EmbeddingSpace(words, vectors)
+    codec = dd.TextCodec(space.vocabulary, unknown="error")
+    ids = codec.encode("KOWALSKI kowalski Kowalski nasa Nasa APPLE Apple IPHONE").word_ids
+    assert space.words(ids) == [
+        "Kowalski", "Kowalski", "Kowalski", "NASA", "NASA", "apple", "Apple", "iPhone",
+    ]  # fmt: skip
+    to_paris = np.full(len(ids), words.index("Paris"))
+    out = codec.map_texts("KOWALSKI kowalski Kowalski iPhone", lambda a: to_paris[: len(a)])
+    assert out == "PARIS paris Paris Paris"

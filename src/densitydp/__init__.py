@@ -13,6 +13,7 @@ from .audit import (
     plausible_deniability,
     plot_plausible_deniability,
 )
+from .calibration import Calibration, calibrate_epsilon
 from .datasets import Dataset, DatasetError, load_dataset
 from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
 from .embeddings import (
@@ -38,7 +39,15 @@ from .mechanisms import (
     TruncatedGumbel,
 )
 from .neighbors import DEFAULT_K, CacheWarning, NeighborTable, cache_dir
-from .text import EncodedText, TextCodec, match_case, perturb_file, perturb_text, tokenize
+from .text import (
+    EncodedText,
+    PerturbationReport,
+    TextCodec,
+    match_case,
+    perturb_file,
+    perturb_text,
+    tokenize,
+)
 from .utility import classification_utility, privacy_utility_curve, semantic_similarity
 
 try:
@@ -50,6 +59,7 @@ __all__ = [
     "DEFAULT_K",
     "AuditReport",
     "CacheWarning",
+    "Calibration",
     "ChainResult",
     "ConvergenceWarning",
     "Dataset",
@@ -66,6 +76,7 @@ __all__ = [
     "Mechanism",
     "MultivariateLaplace",
     "NeighborTable",
+    "PerturbationReport",
     "PriorWeightedExponential",
     "PrivacyBound",
     "PrivacyWarning",
@@ -77,6 +88,7 @@ __all__ = [
     "__version__",
     "audit",
     "cache_dir",
+    "calibrate_epsilon",
     "classification_utility",
     "diagnose",
     "exact_privacy_loss",

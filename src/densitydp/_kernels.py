@@ -539,3 +539,47 @@ def kde_mean_shift(
             if math.sqrt(step) <= tolerance:
                 break
         out[i] = position
+
+
+# -- farthest word -----------------------------------------------------------------------------
+#
+# The farthest word from q, by triangle-inequality pruning around the centroid c: the words are
+# scanned by decreasing r_v = ||v - c||; since d(q, v) <= ||q - c|| + r_v, the scan stops at the
+# first word whose bound (times a rounding ``slack`` >= 1) cannot beat the best distance found.
+# Pure-numpy twin (brute force) in ``tests/reference/neighbors.py``.
+
+
+@parallel_jit
+def centre_distances(vectors, centre, out):
+    """``out[v] = ||vectors[v] - centre||`` in float64 (``centre`` float64)."""
+    for v in prange(vectors.shape[0]):
+        out[v] = math.sqrt(squared_distance(centre, vectors[v]))
+
+
+@parallel_jit
+def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, scanned):
+    """``out[i] = max_v ||vectors[word_ids[i]] - vectors[v]||`` (float64, exact).
+
+    ``order`` lists the words by decreasing distance to ``centre``, ``radii`` those distances in
+    the same order (float64). ``scanned[i]`` counts the words whose distance was computed. One
+    task per query word: results do not depend on the number of threads.
+    """
+    n_words, dim = vectors.shape
+    for i in prange(word_ids.shape[0]):
+        query = np.empty(dim)
+        for t in range(dim):
+            query[t] = np.float64(vectors[word_ids[i], t])
+        query_radius = math.sqrt(squared_distance(centre, vectors[word_ids[i]]))
+        best = 0.0  # squared
+        best_distance = 0.0
+        count = 0
+        for j in range(n_words):
+            if (query_radius + radii[j]) * slack <= best_distance:
+                break
+            squared = squared_distance(query, vectors[order[j]])
+            count += 1
+            if squared > best:
+                best = squared
+                best_distance = math.sqrt(best)
+        out[i] = best_distance
+        scanned[i] = count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -15,6 +16,7 @@ from .embeddings import EmbeddingSpace, load_glove
 from .mechanisms import MECHANISMS, PrivacyWarning, build_mechanism
 from .mechanisms.density import SAMPLERS
 from .neighbors import DEFAULT_K, cache_dir
+from .text import DEFAULT_MASK, UNKNOWN_POLICIES
 
 #: Errors that come from bad user input: shown as one line, exit code 1.
 _USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, ModuleNotFoundError)
@@ -38,6 +40,15 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(dir_okay=False),
         default=None,
         help="GloVe or word2vec text file (.txt / .gz) instead of the bundled GloVe.",
+    )(command)
+    command = click.option(
+        "--words",
+        "word_filter",
+        type=click.Choice(["all", "alpha"]),
+        default="all",
+        show_default=True,
+        help="alpha: keep only alphabetic words (no punctuation, numbers or junk rows), "
+        "before --top.",
     )(command)
     return click.option(
         "--top",
@@ -125,10 +136,13 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _load_space(embeddings: str | None, top: int | None) -> EmbeddingSpace:
+def _load_space(embeddings: str | None, top: int | None, words: str = "all") -> EmbeddingSpace:
+    alpha = words == "alpha"
     if embeddings is None:
-        return load_glove(top=top)
+        return load_glove(top=top, words="alpha" if alpha else None)
     space = EmbeddingSpace.from_file(embeddings)
+    if alpha:
+        space = space.subset(str.isalpha)
     return space.top(top) if top is not None and top < len(space) else space
 
 
@@ -142,13 +156,13 @@ def main() -> None:
 @_space_options
 @_progress_option("on a terminal")
 @_one_line_errors
-def info(embeddings: str | None, top: int | None, progress: bool | None) -> None:
+def info(embeddings: str | None, top: int | None, word_filter: str, progress: bool | None) -> None:
     """Describe the embedding space: size, dimension, min/max distance, cache.
 
     The exact min and max distances come from the all-pairs neighbour pass, which is cached on
     disk: the first call on the full 400k GloVe takes minutes, later calls are instant.
     """
-    space = _load_space(embeddings, top)
+    space = _load_space(embeddings, top, word_filter)
     click.echo(f"space         {space.name}")
     click.echo(f"words         {len(space):,}")
     click.echo(f"dimension     {space.dim}")
@@ -172,10 +186,17 @@ def info(embeddings: str | None, top: int | None, progress: bool | None) -> None
 @_seed_option("the perturbation")
 @click.option(
     "--unknown",
-    type=click.Choice(["keep", "error"]),
-    default="keep",
+    type=click.Choice(UNKNOWN_POLICIES),
+    default="mask",
     show_default=True,
-    help="Words outside the vocabulary: keep them or fail.",
+    help="Words outside the vocabulary (often names and places): replace them by "
+    "--mask-token, drop them, keep them unchanged (no guarantee covers them), or fail.",
+)
+@click.option(
+    "--mask-token",
+    default=DEFAULT_MASK,
+    show_default=True,
+    help="What --unknown mask writes.",
 )
 @_density_options
 @_progress_option("on a terminal")
@@ -193,8 +214,10 @@ def perturb(
     epsilon: float,
     embeddings: str | None,
     top: int | None,
+    word_filter: str,
     seed: int | None,
     unknown: str,
+    mask_token: str,
     tilt: float | None,
     sampler: str | None,
     delta: float | None,
@@ -207,15 +230,19 @@ def perturb(
 ) -> None:
     """Perturb the words of INPUT (a text file; standard input when absent).
 
+    Words outside the vocabulary are masked by default (--unknown). A report goes to standard
+    error: tokens perturbed, changed and unknown, and the claimed guarantee per line (basic
+    composition: a line differing in one word, and in every word).
+
     The density-aware Laplace (-m density-laplace) samples its tilted target exactly by default
     (tilt <= 1; guarantee 2 epsilon, delta 0); --sampler certified (the default for tilt > 1)
     runs the chain length that certifies --delta; --sampler chain is uncertified.
     """
     from ._io import atomic_write
     from ._rng import as_generator, seed_entropy
-    from .text import TextCodec
+    from .text import perturb_file, perturb_text
 
-    space = _load_space(embeddings, top)
+    space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(
         mechanism,
         space,
@@ -230,29 +257,31 @@ def perturb(
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
     click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
-    codec = TextCodec(space.vocabulary, unknown=unknown)
-
-    def replace(ids: np.ndarray) -> np.ndarray:
-        return chosen.sample(ids, rng=generator)
-
-    if input_path is not None and output is not None:
-        codec.map_file(input_path, output, replace, progress=progress)
-        return
-    source: IO[str]
-    if input_path is None:
-        source = sys.stdin
-    else:
-        source = open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-    with source:
-        lines = codec.map_texts(iter(source), replace)
-        if output is None:
-            for line in lines:
-                click.echo(line, nl=False)
+    options: dict[str, Any] = {"rng": generator, "unknown": unknown, "mask_token": mask_token}
+    with warnings.catch_warnings():  # the report says it on stderr, once, without a traceback
+        warnings.simplefilter("ignore", PrivacyWarning)
+        if input_path is not None and output is not None:
+            _, report = perturb_file(
+                input_path, output, chosen, progress=progress, return_report=True, **options
+            )
         else:
-            with atomic_write(
-                output, "w", encoding="utf-8", errors="surrogateescape", newline=""
-            ) as stream:
-                stream.writelines(lines)
+            source: IO[str]
+            if input_path is None:
+                source = sys.stdin
+            else:
+                source = open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+            with source:
+                lines, report = perturb_text(iter(source), chosen, return_report=True, **options)
+                if output is None:
+                    for line in lines:
+                        click.echo(line, nl=False)
+                else:
+                    with atomic_write(
+                        output, "w", encoding="utf-8", errors="surrogateescape", newline=""
+                    ) as stream:
+                        stream.writelines(lines)
+    report.unit = "line"
+    click.echo(str(report), err=True)
 
 
 @main.command()
@@ -299,6 +328,7 @@ def audit(
     confidence: float,
     embeddings: str | None,
     top: int | None,
+    word_filter: str,
     seed: int | None,
     json_path: str | None,
     plot: str | None,
@@ -313,7 +343,7 @@ def audit(
     from ._rng import as_generator, seed_entropy
     from .audit import audit as run_audit
 
-    space = _load_space(embeddings, top)
+    space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(mechanism, space, epsilon)
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
@@ -372,6 +402,7 @@ def stats(
     samples: int,
     embeddings: str | None,
     top: int | None,
+    word_filter: str,
     seed: int | None,
 ) -> None:
     """Plausible deniability per word: N_w (fraction of draws returning the word itself) and
@@ -379,12 +410,12 @@ def stats(
     from ._rng import as_generator, seed_entropy
     from .audit import plausible_deniability
 
-    space = _load_space(embeddings, top)
+    space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(mechanism, space, epsilon)
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
     if words:
-        ids = np.array([space.vocabulary.id(word) for word in words])
+        ids = space.ids(list(words))
     else:
         ids = generator.choice(
             min(10_000, len(space)), size=min(n_words, len(space)), replace=False
@@ -438,6 +469,7 @@ def diagnose(
     prior_points: int | None,
     embeddings: str | None,
     top: int | None,
+    word_filter: str,
     seed: int | None,
     plot: str | None,
     strict: bool,
@@ -452,7 +484,6 @@ def diagnose(
     certified chain would need. Good mixing does not certify privacy: it only shows that the
     chains agree.
     """
-    import warnings
     from pathlib import Path
 
     from ._rng import as_generator, seed_entropy
@@ -461,10 +492,8 @@ def diagnose(
     from .kde import KDEPrior
     from .mechanisms import DensityAwareLaplace
 
-    space = _load_space(embeddings, top)
-    word_id = space.vocabulary.lookup(word)
-    if word_id < 0:
-        space.vocabulary.id(word)  # raises UnknownWordError with the message
+    space = _load_space(embeddings, top, word_filter)
+    word_id = space.ids(word)  # the text path's case back-off; UnknownWordError names it
     prior = KDEPrior.fit(space, bandwidth="scott", max_points=prior_points, rng=0)
     with warnings.catch_warnings():  # the chain's PrivacyWarning: diagnosing it is the point
         warnings.simplefilter("ignore", PrivacyWarning)

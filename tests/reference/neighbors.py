@@ -79,3 +79,18 @@ def blocked_table(vectors: np.ndarray, k: int, block: int = 1000):
         ids[start : start + block], sq = refine_rows(rows, array, shortlist, self_ids, k)
         distances[start : start + block] = np.sqrt(sq)
     return ids, distances
+
+
+def farthest_distances(vectors: np.ndarray, word_ids) -> np.ndarray:
+    """Twin of ``farthest_distances``: brute force over all words in float64, same shape as
+    ``word_ids``. Squares are summed coordinate by coordinate, in the kernel's order, so the
+    results agree to the last bit."""
+    array = np.asarray(vectors, dtype=np.float64)
+    ids = np.asarray(word_ids, dtype=np.int64)
+    out = np.empty(ids.shape)
+    for position, word in np.ndenumerate(ids):
+        total = np.zeros(len(array))
+        for t in range(array.shape[1]):
+            total += (array[word, t] - array[:, t]) ** 2
+        out[position] = np.sqrt(total.max())
+    return out

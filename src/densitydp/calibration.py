@@ -1,0 +1,705 @@
+"""Choosing epsilon: the epsilon at which a mechanism reaches a target privacy statistic.
+
+Two statistics, both increasing in the amount of perturbation a user can see:
+
+``N_w``
+    ``P[M(w) = w]``, the probability that a word comes back unchanged (plausible deniability,
+    Feyisetan, Balle, Drake, Diethe, WSDM 2020); the target is its median over a set of words.
+``changed``
+    The share of the word tokens of a text that the mechanism changes,
+    ``1 - mean over tokens x of P[M(x) = x]``.
+
+:func:`calibrate_epsilon` searches epsilon on a log scale; where the mechanism's law is known
+exactly (``mechanism.exact``) the statistic is computed from it, otherwise it is estimated by
+sampling with common random numbers (the same seed at every epsilon).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._rng import RNGLike, as_generator, seed_entropy
+from ._validation import check_int, check_number, check_word_ids
+from .audit.sampling import TOKENS_PER_CALL, sample_counts
+from .embeddings import EmbeddingSpace
+from .mechanisms import MECHANISMS, build_mechanism
+from .mechanisms.base import Mechanism, PrivacyBound
+from .text import TextCodec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_BRACKET",
+    "DEFAULT_WORDS",
+    "EXACT_TOLERANCE",
+    "SAMPLED_STANDARD_ERRORS",
+    "Calibration",
+    "calibrate_epsilon",
+    "default_words",
+]
+
+Statistic = Literal["N_w", "changed"]
+MechanismFactory = Callable[[EmbeddingSpace, float], Mechanism]
+
+#: Number of default words and the frequent ids they are spread over (GloVe rows are in corpus
+#: frequency order, so the first ids are the frequent words).
+DEFAULT_WORDS = (200, 10_000)
+#: The epsilons the search starts from when no ``bracket`` is given.
+DEFAULT_BRACKET = (1.0, 100.0)
+#: Absolute tolerance on an exactly computed statistic.
+EXACT_TOLERANCE = 1e-3
+#: ``k`` of the tolerance of a sampled statistic: ``k`` binomial standard errors at the target.
+SAMPLED_STANDARD_ERRORS = 2.0
+#: Factor by which the bracket is widened until it holds the target.
+EXPANSION = 4.0
+
+
+def default_words(space: EmbeddingSpace) -> np.ndarray:
+    """The default words of :func:`calibrate_epsilon`: 200 ids evenly spaced over the first
+    ``min(10_000, len(space))`` ids (rounded, duplicates removed), i.e. frequent words of a
+    frequency-ordered space such as GloVe.
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.synthetic_space(n_words=50, dim=2, n_clusters=2, rng=0)
+    >>> default_words(space)[:5].tolist(), len(default_words(space))
+    ([0, 1, 2, 3, 4], 50)
+    """
+    n_words, pool = DEFAULT_WORDS
+    pool = min(pool, len(space))
+    ids = np.rint(np.linspace(0, pool - 1, num=min(n_words, pool))).astype(np.int64)
+    return np.unique(ids)
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """The result of :func:`calibrate_epsilon`.
+
+    Attributes
+    ----------
+    epsilon : float
+        The epsilon found (one of the evaluated epsilons: the one whose statistic is closest to
+        the target at the end of the search).
+    statistic : {"N_w", "changed"}
+        What was calibrated: the median ``N_w`` over ``word_ids``, or the share of changed tokens.
+    target, value : float
+        The target and the value achieved at ``epsilon``.
+    tolerance : float
+        The accepted ``|value - target|`` (see :func:`calibrate_epsilon`).
+    method : {"exact", "sampled"}
+        Statistic computed from the exact output law, or estimated by sampling.
+    mechanism : Mechanism
+        The mechanism built at ``epsilon``.
+    bound : PrivacyBound
+        ``mechanism.privacy_bound()``: the guarantee claimed at ``epsilon``.
+    history : pandas.DataFrame
+        One row per call of the factory, in order: ``epsilon``, ``value`` (NaN when refused),
+        ``refused`` (the factory raised ValueError), ``seconds``.
+    n_evaluations : int
+        Calls of the factory (rows of ``history``).
+    seed : dict
+        Seed entropy of ``rng`` (:func:`densitydp._rng.seed_entropy`), recorded before spawning
+        the sampling seed; ``{"entropy": None, ...}`` is never produced for an int or None seed.
+    word_ids : ndarray of int64, shape (n_words,)
+        The words of the ``N_w`` statistic and of the nearest-pair summary.
+    nearest_distance : float
+        Median over ``word_ids`` of the distance to the nearest other word (exact).
+    n_samples : int or None
+        Draws behind a sampled value: per word for ``N_w``, token draws in all for
+        ``changed``; None for an exact value.
+    """
+
+    epsilon: float
+    statistic: Statistic
+    target: float
+    value: float
+    tolerance: float
+    method: Literal["exact", "sampled"]
+    mechanism: Mechanism
+    bound: PrivacyBound
+    history: pd.DataFrame
+    n_evaluations: int
+    seed: dict[str, Any]
+    word_ids: np.ndarray
+    nearest_distance: float
+    n_samples: int | None = None
+
+    @property
+    def nearest_loss(self) -> float:
+        """Claimed privacy loss for the median nearest-neighbour pair among ``word_ids``:
+        ``bound.epsilon * nearest_distance`` for a metric guarantee, ``bound.epsilon`` for a
+        pure or approximate one (any two words)."""
+        if self.bound.notion == "metric":
+            return self.bound.epsilon * self.nearest_distance
+        return self.bound.epsilon
+
+    def __str__(self) -> str:
+        name = type(self.mechanism).__name__
+        if self.statistic == "N_w":
+            what = f"a median N_w = P[M(w) = w] of {self.value:.4g} over {len(self.word_ids)} words"
+        else:
+            what = f"{100 * self.value:.3g} % of the word tokens changed"
+        head = str(self.bound).split(";")[0]
+        text = (
+            f"{name} at epsilon = {self.epsilon:.6g} gives {what} (target {self.target:g} "
+            f"+/- {self.tolerance:.2g}, {self.method}, {self.n_evaluations} evaluations). "
+            f"It claims {head}"
+        )
+        if self.bound.notion == "metric":
+            loss = self.nearest_loss
+            text += (
+                f": for the median nearest-neighbour pair among the words (distance "
+                f"{self.nearest_distance:.4g}) a privacy loss of at most {loss:.4g} "
+                f"(probability ratio up to {_ratio(loss)})."
+            )
+        else:
+            text += " for any two words."
+        return text
+
+
+def _ratio(loss: float) -> str:
+    return f"{math.exp(loss):.3g}" if loss < 700 else f"e^{loss:.4g}"
+
+
+def calibrate_epsilon(
+    mechanism_factory: MechanismFactory | str,
+    space: EmbeddingSpace,
+    target: Mapping[str, float],
+    *,
+    words: Any = None,
+    texts: str | Iterable[str] | None = None,
+    n_samples: int = 1_000,
+    bracket: tuple[float, float] | None = None,
+    rtol: float = 1e-3,
+    tolerance: float | None = None,
+    max_evaluations: int = 60,
+    rng: RNGLike = None,
+    progress: bool | None = None,
+) -> Calibration:
+    """Find the epsilon at which a mechanism reaches a target privacy statistic.
+
+    Parameters
+    ----------
+    mechanism_factory : callable or str
+        ``mechanism_factory(space, epsilon) -> Mechanism``: a mechanism class whose second
+        argument is epsilon (``dd.TruncatedExponential``), a :func:`functools.partial`, a
+        closure; or a name of :data:`densitydp.mechanisms.MECHANISMS`, built with
+        :func:`densitydp.mechanisms.build_mechanism` and its defaults. A factory may refuse an
+        epsilon by raising ValueError (``TruncatedGumbel`` below its ``min_epsilon``): the
+        accepted epsilons are taken to be an interval ``[e_min, inf)``.
+    space : EmbeddingSpace
+        The space the mechanism runs on.
+    target : dict
+        Exactly one item: ``{"N_w": t}``, the median over ``words`` of ``N_w = P[M(w) = w]``
+        (Feyisetan et al. 2020), or ``{"changed": t}``, the share of the word tokens of
+        ``texts`` that the mechanism changes; ``0 < t < 1``.
+    words : array_like of int or of str, shape (n_words,), optional
+        Words of the ``N_w`` statistic and of the nearest-pair summary (ids, or words looked up
+        with :meth:`EmbeddingSpace.ids`). Default :func:`default_words`: 200 ids evenly spaced
+        over the first ``min(10_000, len(space))`` ids.
+    texts : str or list of str
+        Required for ``"changed"`` (and refused otherwise): its tokens found in the vocabulary
+        (``TextCodec(space.vocabulary, unknown="keep")``, case back-off included) are the
+        tokens counted.
+    n_samples : int
+        Sampled mechanisms only: draws per word for ``N_w`` (rounded up to even); for
+        ``changed`` every token is drawn ``repeats = ceil(n_samples / n_tokens)`` times, so
+        ``n_tokens * repeats >= n_samples`` token draws in all.
+    bracket : (float, float), optional
+        Epsilons to start from, ``0 < low < high``; default ``(1, 100)``. Widened by a factor 4
+        on either side until it holds the target.
+    rtol : float
+        Stop when the bracket's relative width ``(high - low) / low`` is below ``rtol``.
+    tolerance : float, optional
+        Stop as soon as ``|value - target| <= tolerance``. Default: ``1e-3`` for an exact
+        statistic (deterministic: the search ends at whichever of ``tolerance`` and ``rtol``
+        comes first); for a sampled one ``k * sqrt(t (1 - t) / n)`` with ``k = 2``, the binomial
+        standard error at the target ``t`` of one word's ``N_w`` (``n`` = draws per word) or of
+        the share of changed tokens (``n`` = token draws): searching closer than the noise
+        would only fit the noise.
+    max_evaluations : int
+        Calls of the factory allowed (refusals included).
+    rng : None, int, SeedSequence or Generator
+        Randomness of sampled statistics (SPEC 7). One child seed is spawned at the start and
+        the *same* child seed is used at every epsilon (common random numbers), so the
+        estimated curve is a deterministic function of epsilon; it is exactly non-decreasing
+        for the multivariate Laplace mechanism (the noise is ``z / epsilon`` for a fixed ``z``
+        and each word's Voronoi cell is convex) and nearly so for rejection samplers.
+    progress : bool or None
+        Progress bar over evaluations; None shows it on a terminal only.
+
+    Returns
+    -------
+    Calibration
+        ``epsilon``, the achieved ``value``, the mechanism built at ``epsilon`` and its claimed
+        ``bound``, the search ``history``, the seed; ``str()`` gives a one-paragraph summary.
+        When the search ends on ``rtol`` the value can lie outside ``tolerance`` (a statistic
+        that jumps: a sampled step function, a median over few words): compare ``value`` with
+        ``target``.
+
+    Raises
+    ------
+    ValueError
+        ``target`` is not one item ``{"N_w": t}`` / ``{"changed": t}`` with ``0 < t < 1``;
+        ``texts`` missing for ``"changed"``, given for ``"N_w"``, or without a known word; a
+        bad ``bracket``, ``rtol``, ``tolerance``, ``n_samples``; an unknown mechanism name; the
+        target is not reachable in the epsilons the factory accepts (the message gives the
+        value at the edge).
+    TypeError
+        A factory that is neither callable nor a str, texts that are not str.
+    RuntimeError
+        No epsilon within the tolerance after ``max_evaluations`` calls of the factory.
+
+    Notes
+    -----
+    Both statistics are monotone in epsilon (less noise keeps more words): ``N_w`` increases,
+    ``changed`` decreases. The search works on ``log(epsilon)``: it widens the bracket by a
+    factor 4 until the target lies inside, then bisects it, taking a linear-interpolation
+    (regula falsi) point instead of the midpoint whenever the previous step at least halved
+    the bracket. A refused epsilon marks the low edge of the factory's domain: the smallest
+    accepted epsilon is then located within ``rtol`` by bisection, and if the statistic there
+    is already past the target the target is reported unreachable.
+
+    Exact statistics use ``mechanism.output_distribution(w)`` (the probability of ``w``
+    itself): cost per evaluation is one exact distribution per word (per distinct word of
+    ``texts`` for ``changed``). Sampled ones use ``mechanism.sample`` only, so any object
+    following the mechanism protocol works.
+
+    References
+    ----------
+    O. Feyisetan, B. Balle, T. Drake, T. Diethe. Privacy- and utility-preserving textual
+    analysis via calibrated multivariate perturbations. WSDM 2020 (``N_w``, ``S_w``).
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.synthetic_space(n_words=300, dim=8, n_clusters=4, rng=0)
+    >>> found = dd.calibrate_epsilon(
+    ...     dd.ExponentialMechanism, space, {"N_w": 0.5}, progress=False
+    ... )
+    >>> found.method, abs(found.value - 0.5) <= found.tolerance
+    ('exact', True)
+    >>> round(found.epsilon, 1)
+    2.6
+    """
+    import pandas as pd
+
+    statistic, level = _check_target(target)
+    if not isinstance(space, EmbeddingSpace):
+        raise TypeError(f"`space` must be an EmbeddingSpace; got {type(space).__name__}.")
+    factory = _factory(mechanism_factory)
+    word_ids = _check_words(space, words)
+    tokens = _check_texts(space, texts, statistic)
+    n_samples = check_int(n_samples, "n_samples", minimum=1)
+    low, high = _check_bracket(bracket)
+    rtol = check_number(rtol, "rtol", minimum=0.0)
+    if tolerance is not None:
+        tolerance = check_number(tolerance, "tolerance", minimum=0.0, strict=False)
+    max_evaluations = check_int(max_evaluations, "max_evaluations", minimum=1)
+    generator = as_generator(rng)
+    seed = seed_entropy(generator)
+    child_seed = seed_entropy(generator.spawn(1)[0])
+
+    rows: list[dict[str, Any]] = []
+    built: dict[float, Mechanism] = {}
+    state: dict[str, Any] = {"method": None, "draws": None}
+
+    def statistic_at(mechanism: Mechanism) -> float:
+        exact = bool(getattr(mechanism, "exact", False))
+        if state["method"] is None:
+            state["method"] = "exact" if exact else "sampled"
+        if exact:
+            return _exact_value(mechanism, statistic, word_ids, tokens)
+        value, draws = _sampled_value(mechanism, statistic, word_ids, tokens, n_samples, child_seed)
+        state["draws"] = draws
+        return value
+
+    sign = 1.0 if statistic == "N_w" else -1.0
+    label = "median N_w" if statistic == "N_w" else "share changed"
+    bar = tqdm(
+        total=max_evaluations,
+        desc="calibrating epsilon",
+        unit="eval",
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
+
+    def evaluate(epsilon: float) -> float | None:
+        """Signed residual ``sign * (value - target)`` at ``epsilon`` (increasing in epsilon),
+        or None when the factory refuses the epsilon."""
+        if len(rows) >= max_evaluations:
+            raise RuntimeError(_give_up(rows, max_evaluations, label, level))
+        started = time.perf_counter()
+        try:
+            mechanism = factory(space, epsilon)
+        except ValueError as exc:
+            rows.append(_row(epsilon, math.nan, True, started, str(exc)))
+            bar.update(1)
+            return None
+        value = statistic_at(mechanism)
+        built.clear()
+        built[epsilon] = mechanism
+        rows.append(_row(epsilon, value, False, started, ""))
+        bar.set_postfix(epsilon=f"{epsilon:.4g}", value=f"{value:.4g}")
+        bar.update(1)
+        return sign * (value - level)
+
+    def current_tolerance() -> float:
+        # known once the factory has accepted an epsilon (exact or sampled, draws per value)
+        return _tolerance(tolerance, state["method"], level, state["draws"])
+
+    with bar:
+        search = _Search(evaluate, current_tolerance, rtol)
+        epsilon = search.run(low, high, rows, label, level, statistic)
+    method = state["method"]
+    assert method is not None
+    if epsilon not in built:  # the best point was not the last one evaluated: rebuild it
+        mechanism = factory(space, epsilon)
+    else:
+        mechanism = built[epsilon]
+    value = next(row["value"] for row in reversed(rows) if row["epsilon"] == epsilon)
+    history = pd.DataFrame(rows, columns=["epsilon", "value", "refused", "seconds"])
+    history.attrs["seed"] = seed
+    nearest = space.neighbors(2, word_ids=word_ids, progress=False).distances[:, 1]
+    return Calibration(
+        epsilon=float(epsilon),
+        statistic=statistic,
+        target=level,
+        value=float(value),
+        tolerance=float(current_tolerance()),
+        method=method,
+        mechanism=mechanism,
+        bound=mechanism.privacy_bound(),
+        history=history,
+        n_evaluations=len(rows),
+        seed=seed,
+        word_ids=word_ids,
+        nearest_distance=float(np.median(nearest.astype(np.float64))),
+        n_samples=state["draws"] if method == "sampled" else None,
+    )
+
+
+# -- the search ------------------------------------------------------------------------------------
+
+
+class _Search:
+    """Bracketing root search of an increasing ``h(epsilon)`` on ``log(epsilon)``."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[float], float | None],
+        tolerance: Callable[[], float],
+        rtol: float,
+    ) -> None:
+        self.evaluate = evaluate
+        self.tolerance = tolerance
+        self.rtol = rtol
+        self.values: dict[float, float] = {}
+
+    def _h(self, epsilon: float) -> float | None:
+        if epsilon in self.values:
+            return self.values[epsilon]
+        h = self.evaluate(epsilon)
+        if h is not None:
+            self.values[epsilon] = h
+        return h
+
+    def _done(self, h: float | None) -> bool:
+        return h is not None and abs(h) <= self.tolerance()
+
+    def run(
+        self,
+        low: float,
+        high: float,
+        rows: list[dict[str, Any]],
+        label: str,
+        level: float,
+        statistic: str,
+    ) -> float:
+        h_high = self._h(high)
+        h_low: float | None = None
+        low_refused = False
+        # 1. find an accepted high end: refusals mark the low side of the domain
+        while h_high is None:
+            low, low_refused = high, True
+            high *= EXPANSION
+            h_high = self._h(high)
+        if self._done(h_high):
+            return high
+        if h_high < 0:
+            # 2a. widen upwards
+            while True:
+                low, h_low, low_refused = high, h_high, False
+                high *= EXPANSION
+                h_high = self._h(high)
+                if h_high is None:
+                    raise ValueError(
+                        f"the mechanism factory refused epsilon = {high:g} after accepting "
+                        f"epsilon = {low:g}: refused epsilons must lie below the accepted ones."
+                    )
+                if self._done(h_high):
+                    return high
+                if h_high > 0:
+                    break
+        else:
+            # 2b. widen downwards
+            if not low_refused:
+                h_low = self._h(low)
+            while h_low is not None and h_low > 0:
+                if self._done(h_low):
+                    return low
+                high, h_high = low, h_low
+                low /= EXPANSION
+                h_low = self._h(low)
+            if h_low is None:
+                # 3. the low edge of the accepted epsilons, within rtol
+                while high / low - 1.0 >= self.rtol:
+                    middle = math.sqrt(low * high)
+                    h_middle = self._h(middle)
+                    if h_middle is None:
+                        low = middle
+                    elif self._done(h_middle):
+                        return middle
+                    elif h_middle > 0:
+                        high, h_high = middle, h_middle
+                    else:
+                        low, h_low = middle, h_middle
+                        break
+                if h_low is None:
+                    reached = next(r["value"] for r in reversed(rows) if r["epsilon"] == high)
+                    refusal = next(r["error"] for r in reversed(rows) if r["refused"])
+                    side = "above" if statistic == "N_w" else "below"
+                    raise ValueError(
+                        f"`target` {{{statistic!r}: {level:g}}} is not reachable: the smallest "
+                        f"epsilon the mechanism factory accepts is about {high:.6g} (it refused "
+                        f"{low:.6g}: {refusal}), and there the {label} is already {reached:.4g}, "
+                        f"{side} the target."
+                    )
+            if self._done(h_low):
+                return low
+        assert h_low is not None and h_high is not None
+        # 4. bisection on log epsilon, with interpolation while it pays
+        interpolate = True
+        while high / low - 1.0 >= self.rtol:
+            x_low, x_high = math.log(low), math.log(high)
+            width = x_high - x_low
+            if interpolate and h_high > h_low:
+                x = x_low + width * (-h_low) / (h_high - h_low)
+                x = min(max(x, x_low + 0.05 * width), x_high - 0.05 * width)
+            else:
+                x = 0.5 * (x_low + x_high)
+            middle = math.exp(x)
+            h_middle = self._h(middle)
+            if h_middle is None:
+                raise ValueError(
+                    f"the mechanism factory refused epsilon = {middle:g} between accepted "
+                    f"epsilons {low:g} and {high:g}."
+                )
+            if self._done(h_middle):
+                return middle
+            if h_middle < 0:
+                low, h_low = middle, h_middle
+            else:
+                high, h_high = middle, h_middle
+            interpolate = math.log(high / low) <= 0.5 * width
+        return low if abs(h_low) <= abs(h_high) else high
+
+
+def _row(epsilon: float, value: float, refused: bool, started: float, error: str) -> dict[str, Any]:
+    return {
+        "epsilon": float(epsilon),
+        "value": float(value),
+        "refused": refused,
+        "seconds": time.perf_counter() - started,
+        "error": error,
+    }
+
+
+def _give_up(rows: list[dict[str, Any]], limit: int, label: str, level: float) -> str:
+    accepted = [r for r in rows if not r["refused"]]
+    if not accepted:
+        return (
+            f"calibrate_epsilon gave up after max_evaluations = {limit} calls: the mechanism "
+            f"factory refused every epsilon tried (last {rows[-1]['epsilon']:g}: "
+            f"{rows[-1]['error']}). Give a `bracket` inside its domain."
+        )
+    best = min(accepted, key=lambda r: abs(r["value"] - level))
+    return (
+        f"calibrate_epsilon gave up after max_evaluations = {limit} calls: the closest {label} "
+        f"was {best['value']:.4g} at epsilon = {best['epsilon']:.6g} (target {level:g}). Raise "
+        "`max_evaluations`, loosen `rtol` / `tolerance`, or give a narrower `bracket`."
+    )
+
+
+def _tolerance(
+    given: float | None, method: str | None, level: float, draws: int | None
+) -> float:
+    if given is not None:
+        return given
+    if method == "exact":
+        return EXACT_TOLERANCE
+    assert draws is not None
+    return SAMPLED_STANDARD_ERRORS * math.sqrt(level * (1.0 - level) / draws)
+
+
+# -- the statistics --------------------------------------------------------------------------------
+
+
+def _exact_value(
+    mechanism: Mechanism, statistic: str, word_ids: np.ndarray, tokens: np.ndarray | None
+) -> float:
+    if statistic == "N_w":
+        kept = _exact_kept(mechanism, np.unique(word_ids))
+        return float(np.median(kept[np.searchsorted(np.unique(word_ids), word_ids)]))
+    assert tokens is not None
+    distinct, counts = np.unique(tokens, return_counts=True)
+    kept = _exact_kept(mechanism, distinct)
+    return float(1.0 - np.dot(counts, kept) / counts.sum())
+
+
+def _exact_kept(mechanism: Mechanism, words: np.ndarray) -> np.ndarray:
+    """Exact ``P[M(w) = w]`` for each of ``words``."""
+    kept = np.empty(len(words))
+    for i, word in enumerate(words):
+        support, probabilities = mechanism.output_distribution(int(word))
+        kept[i] = float(np.asarray(probabilities)[np.asarray(support) == word].sum())
+    return kept
+
+
+def _sampled_value(
+    mechanism: Mechanism,
+    statistic: str,
+    word_ids: np.ndarray,
+    tokens: np.ndarray | None,
+    n_samples: int,
+    child_seed: dict[str, Any],
+) -> tuple[float, int]:
+    """The estimate and the number of draws behind it, with a generator rebuilt from the same
+    seed at every call (common random numbers)."""
+    generator = np.random.default_rng(
+        np.random.SeedSequence(child_seed["entropy"], spawn_key=child_seed["spawn_key"])
+    )
+    if statistic == "N_w":
+        unique = np.unique(word_ids)
+        even = n_samples + (n_samples % 2)
+        first, second = sample_counts(mechanism, unique, even, generator, progress=False)
+        kept = np.empty(len(unique))
+        for i, word in enumerate(unique):
+            hits = first[i][1][first[i][0] == word].sum() + second[i][1][second[i][0] == word].sum()
+            kept[i] = hits / even
+        return float(np.median(kept[np.searchsorted(unique, word_ids)])), even
+    assert tokens is not None
+    repeats = max(1, math.ceil(n_samples / len(tokens)))
+    inputs = np.repeat(tokens, repeats)
+    n_calls = math.ceil(len(inputs) / TOKENS_PER_CALL)
+    children = generator.spawn(n_calls)
+    changed = 0
+    for call in range(n_calls):
+        chunk = inputs[call * TOKENS_PER_CALL : (call + 1) * TOKENS_PER_CALL]
+        changed += int(np.count_nonzero(mechanism.sample(chunk, rng=children[call]) != chunk))
+    return changed / len(inputs), len(inputs)
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+def _check_target(target: Any) -> tuple[Statistic, float]:
+    if not isinstance(target, Mapping):
+        raise TypeError(
+            "`target` must be a dict with one item, {'N_w': t} or {'changed': t}; got "
+            f"{type(target).__name__}."
+        )
+    if len(target) != 1:
+        raise ValueError(
+            "`target` must hold exactly one item, {'N_w': t} or {'changed': t}; got "
+            f"{len(target)} ({', '.join(map(repr, target)) or 'none'})."
+        )
+    ((key, value),) = target.items()
+    if key not in ("N_w", "changed"):
+        raise ValueError(f"`target` must have the key 'N_w' or 'changed'; got {key!r}.")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"`target` value must be a number in (0, 1); got {type(value).__name__}.")
+    number = float(value)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"`target` {key!r} must be a number in (0, 1); got {value!r}.")
+    return key, number
+
+
+def _factory(mechanism_factory: Any) -> MechanismFactory:
+    if isinstance(mechanism_factory, str):
+        if mechanism_factory not in MECHANISMS:
+            raise ValueError(
+                f"`mechanism_factory` must be a callable or one of {', '.join(MECHANISMS)}; got "
+                f"{mechanism_factory!r}."
+            )
+        name = mechanism_factory
+        return lambda space, epsilon: build_mechanism(name, space, epsilon)
+    if not callable(mechanism_factory):
+        raise TypeError(
+            "`mechanism_factory` must be a callable (space, epsilon) -> Mechanism or a mechanism "
+            f"name; got {type(mechanism_factory).__name__}."
+        )
+    return mechanism_factory  # type: ignore[no-any-return]
+
+
+def _check_words(space: EmbeddingSpace, words: Any) -> np.ndarray:
+    if words is None:
+        return default_words(space)
+    if isinstance(words, str):
+        words = [words]
+    items = list(words) if not isinstance(words, np.ndarray) else words
+    if len(items) and all(isinstance(w, str) for w in items):
+        ids = np.asarray(space.ids(items), dtype=np.int64)
+    else:
+        ids = check_word_ids(np.asarray(items), len(space), "words")
+    ids = ids.reshape(-1)
+    if ids.size == 0:
+        raise ValueError("`words` must hold at least one word; got none.")
+    return ids
+
+
+def _check_texts(space: EmbeddingSpace, texts: Any, statistic: str) -> np.ndarray | None:
+    if statistic == "N_w":
+        if texts is not None:
+            raise ValueError(
+                "`texts` is used only by the target {'changed': t}; the 'N_w' target uses `words`."
+            )
+        return None
+    if texts is None:
+        raise ValueError("`target` {'changed': t} needs `texts` (a str or a list of str).")
+    items = [texts] if isinstance(texts, str) else list(texts)
+    bad = [type(t).__name__ for t in items if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"`texts` must be a str or a list of str; got an item of type {bad[0]}.")
+    _, flat, _ = TextCodec(space.vocabulary, unknown="keep").encode_batch(items)
+    if flat.size == 0:
+        raise ValueError(
+            "`texts` must hold at least one word of the vocabulary for the target "
+            "{'changed': t}; none was found."
+        )
+    return np.ascontiguousarray(flat, dtype=np.int64)
+
+
+def _check_bracket(bracket: Any) -> tuple[float, float]:
+    if bracket is None:
+        return DEFAULT_BRACKET
+    try:
+        low, high = bracket
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`bracket` must be a pair of epsilons (low, high); got {bracket!r}."
+        ) from None
+    low = check_number(low, "bracket[0]", minimum=0.0)
+    high = check_number(high, "bracket[1]", minimum=0.0)
+    if not low < high:
+        raise ValueError(f"`bracket` must satisfy 0 < low < high; got ({low:g}, {high:g}).")
+    return low, high

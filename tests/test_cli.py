@@ -73,15 +73,17 @@ def test_perturb_stdin_to_stdout_is_seeded(runner, space_file, small_space):
     assert first.stdout.endswith(", [UNK]!\n") and first.stdout != text
     assert "seed entropy 4" in first.stderr and "metric DP" in first.stderr
     assert "4 word tokens in 1 line: 3 perturbed" in first.stderr
-    assert "1 outside the vocabulary (masked as '[UNK]')" in first.stderr
-    assert "per line (the line, basic composition): one word replaced: epsilon <=" in first.stderr
+    assert "1 outside the vocabulary, masked as '[UNK]'" in first.stderr
+    assert "claimed for this line, by basic composition: one word replaced: epsilon <=" in (
+        first.stderr
+    )
     kept = runner.invoke(main, [*arguments, "--unknown", "keep"], input=text)
     assert kept.stdout.endswith(", unknown!\n")
     assert "warning: 1 unknown word tokens were published unchanged" in kept.stderr
     assert "Warning" not in kept.stderr  # one line of ours, not a Python warning
     dropped = runner.invoke(main, [*arguments, "--unknown", "drop"], input=text)
     assert dropped.stdout.endswith(",!\n")
-    assert "1 outside the vocabulary (dropped)" in dropped.stderr
+    assert "1 outside the vocabulary, dropped" in dropped.stderr
     masked = runner.invoke(main, [*arguments, "--mask-token", "<?>"], input=text)
     assert masked.stdout.endswith(", <?>!\n")
     failed = runner.invoke(main, [*arguments, "--unknown", "error"], input=text)
@@ -207,3 +209,18 @@ def test_stats_prints_plausible_deniability(runner, space_file, small_space):
     assert result.exit_code == 0, result.output
     assert "N_w" in result.output and "S_w" in result.output and words[1] in result.output
     assert "median N_w" in result.output and "(500 draws per word)" in result.output
+
+
+def test_calibrate(runner, space_file, tmp_path):
+    base = ["calibrate", "-m", "exponential", "--embeddings", str(space_file), "--no-progress"]
+    result = runner.invoke(main, [*base, "-t", "N_w=0.5"])
+    assert result.exit_code == 0, result.output
+    assert "gives a median N_w" in result.output and "metric DP" in result.output
+    text = tmp_path / "sample.txt"
+    text.write_text("c00w0001 c00w0002\nnothing known\n", encoding="utf-8")
+    changed = runner.invoke(main, [*base, "-t", "changed=0.3", "--text", str(text)])
+    assert changed.exit_code == 0, changed.output
+    bad = runner.invoke(main, [*base, "-t", "N_w=half"])
+    assert bad.exit_code == 2 and "expected STATISTIC=VALUE" in bad.output
+    unknown = runner.invoke(main, [*base, "-t", "S_w=3"])
+    assert unknown.exit_code == 1 and "`target`" in unknown.output

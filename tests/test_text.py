@@ -279,7 +279,8 @@ def test_perturb_file_report(tmp_path, mechanism):
     )
     assert path.read_text(encoding="utf-8").splitlines()[1] == ""
     assert (report.n_texts, report.n_tokens, report.n_dropped, report.unit) == (4, 6, 1, "line")
-    assert "worst of 4 lines" in str(report)
+    assert "claimed per line (the worst of 4)" in str(report)
+    assert "1 outside the vocabulary, dropped" in str(report)
     assert dd.perturb_file(source, tmp_path / "o2.txt", mechanism, rng=0) == tmp_path / "o2.txt"
 
 

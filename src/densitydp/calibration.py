@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._rng import RNGLike, as_generator, seed_entropy
+from ._rng import RNGLike, as_generator, seed_entropy, spawn
 from ._validation import check_int, check_number, check_word_ids
 from .audit.sampling import TOKENS_PER_CALL, sample_counts
 from .embeddings import EmbeddingSpace
@@ -40,6 +40,8 @@ __all__ = [
     "DEFAULT_BRACKET",
     "DEFAULT_WORDS",
     "EXACT_TOLERANCE",
+    "MAX_EPSILON",
+    "MIN_EPSILON",
     "SAMPLED_STANDARD_ERRORS",
     "Calibration",
     "calibrate_epsilon",
@@ -60,6 +62,9 @@ EXACT_TOLERANCE = 1e-3
 SAMPLED_STANDARD_ERRORS = 2.0
 #: Factor by which the bracket is widened until it holds the target.
 EXPANSION = 4.0
+#: The search never leaves ``[MIN_EPSILON, MAX_EPSILON]``: a target not reached there is reported
+#: unreachable (no guarantee is meaningful at epsilon 1e12).
+MIN_EPSILON, MAX_EPSILON = 1e-9, 1e12
 
 
 def default_words(space: EmbeddingSpace) -> np.ndarray:
@@ -107,8 +112,8 @@ class Calibration:
     n_evaluations : int
         Calls of the factory (rows of ``history``).
     seed : dict
-        Seed entropy of ``rng`` (:func:`densitydp._rng.seed_entropy`), recorded before spawning
-        the sampling seed; ``{"entropy": None, ...}`` is never produced for an int or None seed.
+        Seed entropy of ``rng`` (:func:`densitydp._rng.seed_entropy`), recorded before the
+        sampling seed is spawned from it: the same ``rng`` reproduces the calibration.
     word_ids : ndarray of int64, shape (n_words,)
         The words of the ``N_w`` statistic and of the nearest-pair summary.
     nearest_distance : float
@@ -147,7 +152,7 @@ class Calibration:
         if self.statistic == "N_w":
             what = f"a median N_w = P[M(w) = w] of {self.value:.4g} over {len(self.word_ids)} words"
         else:
-            what = f"{100 * self.value:.3g} % of the word tokens changed"
+            what = f"{100 * self.value:.3g} % of the word tokens of the texts changed"
         head = str(self.bound).split(";")[0]
         text = (
             f"{name} at epsilon = {self.epsilon:.6g} gives {what} (target {self.target:g} "
@@ -157,7 +162,8 @@ class Calibration:
         if self.bound.notion == "metric":
             loss = self.nearest_loss
             text += (
-                f": for the median nearest-neighbour pair among the words (distance "
+                f": for the median nearest-neighbour pair among the {len(self.word_ids)} "
+                f"calibration words (distance "
                 f"{self.nearest_distance:.4g}) a privacy loss of at most {loss:.4g} "
                 f"(probability ratio up to {_ratio(loss)})."
             )
@@ -204,8 +210,9 @@ def calibrate_epsilon(
         ``texts`` that the mechanism changes; ``0 < t < 1``.
     words : array_like of int or of str, shape (n_words,), optional
         Words of the ``N_w`` statistic and of the nearest-pair summary (ids, or words looked up
-        with :meth:`EmbeddingSpace.ids`). Default :func:`default_words`: 200 ids evenly spaced
-        over the first ``min(10_000, len(space))`` ids.
+        with :meth:`EmbeddingSpace.ids`). Default: for ``N_w``, :func:`default_words` (200 ids
+        evenly spaced over the first ``min(10_000, len(space))`` ids); for ``changed``, the 200
+        most frequent distinct words of ``texts``.
     texts : str or list of str
         Required for ``"changed"`` (and refused otherwise): its tokens found in the vocabulary
         (``TextCodec(space.vocabulary, unknown="keep")``, case back-off included) are the
@@ -288,8 +295,8 @@ def calibrate_epsilon(
     ... )
     >>> found.method, abs(found.value - 0.5) <= found.tolerance
     ('exact', True)
-    >>> round(found.epsilon, 1)
-    2.6
+    >>> round(found.epsilon, 1), found.bound.notion
+    (11.9, 'metric')
     """
     import pandas as pd
 
@@ -297,8 +304,11 @@ def calibrate_epsilon(
     if not isinstance(space, EmbeddingSpace):
         raise TypeError(f"`space` must be an EmbeddingSpace; got {type(space).__name__}.")
     factory = _factory(mechanism_factory)
-    word_ids = _check_words(space, words)
     tokens = _check_texts(space, texts, statistic)
+    if words is None and tokens is not None:
+        word_ids = _frequent_tokens(tokens)
+    else:
+        word_ids = _check_words(space, words)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     low, high = _check_bracket(bracket)
     rtol = check_number(rtol, "rtol", minimum=0.0)
@@ -307,7 +317,7 @@ def calibrate_epsilon(
     max_evaluations = check_int(max_evaluations, "max_evaluations", minimum=1)
     generator = as_generator(rng)
     seed = seed_entropy(generator)
-    child_seed = seed_entropy(generator.spawn(1)[0])
+    child_seed = seed_entropy(spawn(generator, 1)[0])
 
     rows: list[dict[str, Any]] = []
     built: dict[float, Mechanism] = {}
@@ -323,7 +333,6 @@ def calibrate_epsilon(
         state["draws"] = draws
         return value
 
-    sign = 1.0 if statistic == "N_w" else -1.0
     label = "median N_w" if statistic == "N_w" else "share changed"
     bar = tqdm(
         total=max_evaluations,
@@ -333,9 +342,8 @@ def calibrate_epsilon(
         leave=False,
     )
 
-    def evaluate(epsilon: float) -> float | None:
-        """Signed residual ``sign * (value - target)`` at ``epsilon`` (increasing in epsilon),
-        or None when the factory refuses the epsilon."""
+    def evaluate(epsilon: float) -> float | str:
+        """The statistic at ``epsilon``, or the factory's message when it refuses it."""
         if len(rows) >= max_evaluations:
             raise RuntimeError(_give_up(rows, max_evaluations, label, level))
         started = time.perf_counter()
@@ -344,28 +352,34 @@ def calibrate_epsilon(
         except ValueError as exc:
             rows.append(_row(epsilon, math.nan, True, started, str(exc)))
             bar.update(1)
-            return None
+            return str(exc)
         value = statistic_at(mechanism)
         built.clear()
         built[epsilon] = mechanism
         rows.append(_row(epsilon, value, False, started, ""))
         bar.set_postfix(epsilon=f"{epsilon:.4g}", value=f"{value:.4g}")
         bar.update(1)
-        return sign * (value - level)
+        return value
 
     def current_tolerance() -> float:
         # known once the factory has accepted an epsilon (exact or sampled, draws per value)
         return _tolerance(tolerance, state["method"], level, state["draws"])
 
     with bar:
-        search = _Search(evaluate, current_tolerance, rtol)
-        epsilon = search.run(low, high, rows, label, level, statistic)
+        search = _Search(
+            evaluate,
+            current_tolerance,
+            rtol=rtol,
+            sign=1.0 if statistic == "N_w" else -1.0,
+            level=level,
+            label=label,
+            statistic=statistic,
+        )
+        epsilon = search.run(low, high)
     method = state["method"]
     assert method is not None
-    if epsilon not in built:  # the best point was not the last one evaluated: rebuild it
-        mechanism = factory(space, epsilon)
-    else:
-        mechanism = built[epsilon]
+    # the last mechanism built, or a rebuild when the best point was evaluated earlier
+    mechanism = built[epsilon] if epsilon in built else factory(space, epsilon)
     value = next(row["value"] for row in reversed(rows) if row["epsilon"] == epsilon)
     history = pd.DataFrame(rows, columns=["epsilon", "value", "refused", "seconds"])
     history.attrs["seed"] = seed
@@ -392,55 +406,84 @@ def calibrate_epsilon(
 
 
 class _Search:
-    """Bracketing root search of an increasing ``h(epsilon)`` on ``log(epsilon)``."""
+    """Bracketing root search of a monotone statistic on ``log(epsilon)``.
+
+    ``evaluate(epsilon)`` returns the statistic, or a message when refused. The residual
+    ``sign * (value - level)`` increases with epsilon; the interpolation model is the same on the
+    logit scale (``N_w`` and ``changed`` are roughly logistic in ``log(epsilon)``).
+    """
 
     def __init__(
         self,
-        evaluate: Callable[[float], float | None],
+        evaluate: Callable[[float], float | str],
         tolerance: Callable[[], float],
+        *,
         rtol: float,
+        sign: float,
+        level: float,
+        label: str,
+        statistic: str,
     ) -> None:
         self.evaluate = evaluate
         self.tolerance = tolerance
         self.rtol = rtol
+        self.sign = sign
+        self.level = level
+        self.label = label
+        self.statistic = statistic
         self.values: dict[float, float] = {}
+        self.refusals: dict[float, str] = {}
 
-    def _h(self, epsilon: float) -> float | None:
-        if epsilon in self.values:
-            return self.values[epsilon]
-        h = self.evaluate(epsilon)
-        if h is not None:
-            self.values[epsilon] = h
-        return h
+    def residual(self, epsilon: float) -> float | None:
+        """``sign * (value - level)`` at ``epsilon`` (each epsilon is evaluated once)."""
+        if epsilon not in self.values and epsilon not in self.refusals:
+            value = self.evaluate(epsilon)
+            if isinstance(value, str):
+                self.refusals[epsilon] = value
+            else:
+                self.values[epsilon] = value
+        if epsilon in self.refusals:
+            return None
+        return self.sign * (self.values[epsilon] - self.level)
+
+    def _model(self, epsilon: float) -> float:
+        return self.sign * (_logit(self.values[epsilon]) - _logit(self.level))
 
     def _done(self, h: float | None) -> bool:
         return h is not None and abs(h) <= self.tolerance()
 
-    def run(
-        self,
-        low: float,
-        high: float,
-        rows: list[dict[str, Any]],
-        label: str,
-        level: float,
-        statistic: str,
-    ) -> float:
-        h_high = self._h(high)
-        h_low: float | None = None
+    def _unreachable(self, edge: float, domain: str, at: str) -> ValueError:
+        value = self.values[edge]
+        side = "above" if self.sign * (value - self.level) > 0 else "below"
+        return ValueError(
+            f"`target` {{{self.statistic!r}: {self.level:g}}} is not reachable {domain}: {at} "
+            f"epsilon = {edge:.6g} the {self.label} is {value:.4g}, {side} the target."
+        )
+
+    def run(self, low: float, high: float) -> float:
+        """The epsilon found (see :func:`calibrate_epsilon`, Notes)."""
+        h_high = self.residual(high)
         low_refused = False
-        # 1. find an accepted high end: refusals mark the low side of the domain
+        # 1. an accepted high end: refusals mark the low side of the factory's domain
         while h_high is None:
+            if high >= MAX_EPSILON:
+                raise ValueError(
+                    f"the mechanism factory refused every epsilon up to {MAX_EPSILON:g}."
+                )
             low, low_refused = high, True
-            high *= EXPANSION
-            h_high = self._h(high)
+            high = min(high * EXPANSION, MAX_EPSILON)
+            h_high = self.residual(high)
         if self._done(h_high):
             return high
+        h_low: float | None = None
         if h_high < 0:
             # 2a. widen upwards
-            while True:
-                low, h_low, low_refused = high, h_high, False
-                high *= EXPANSION
-                h_high = self._h(high)
+            while h_high < 0:
+                if high >= MAX_EPSILON:
+                    raise self._unreachable(high, f"for epsilon <= {MAX_EPSILON:g}", "at")
+                low, h_low = high, h_high
+                high = min(high * EXPANSION, MAX_EPSILON)
+                h_high = self.residual(high)
                 if h_high is None:
                     raise ValueError(
                         f"the mechanism factory refused epsilon = {high:g} after accepting "
@@ -448,23 +491,22 @@ class _Search:
                     )
                 if self._done(h_high):
                     return high
-                if h_high > 0:
-                    break
         else:
             # 2b. widen downwards
-            if not low_refused:
-                h_low = self._h(low)
+            h_low = None if low_refused else self.residual(low)
             while h_low is not None and h_low > 0:
                 if self._done(h_low):
                     return low
+                if low <= MIN_EPSILON:
+                    raise self._unreachable(low, f"for epsilon >= {MIN_EPSILON:g}", "at")
                 high, h_high = low, h_low
-                low /= EXPANSION
-                h_low = self._h(low)
+                low = max(low / EXPANSION, MIN_EPSILON)
+                h_low = self.residual(low)
             if h_low is None:
                 # 3. the low edge of the accepted epsilons, within rtol
-                while high / low - 1.0 >= self.rtol:
+                while h_low is None and high / low - 1.0 >= self.rtol:
                     middle = math.sqrt(low * high)
-                    h_middle = self._h(middle)
+                    h_middle = self.residual(middle)
                     if h_middle is None:
                         low = middle
                     elif self._done(h_middle):
@@ -473,45 +515,61 @@ class _Search:
                         high, h_high = middle, h_middle
                     else:
                         low, h_low = middle, h_middle
-                        break
                 if h_low is None:
-                    reached = next(r["value"] for r in reversed(rows) if r["epsilon"] == high)
-                    refusal = next(r["error"] for r in reversed(rows) if r["refused"])
-                    side = "above" if statistic == "N_w" else "below"
-                    raise ValueError(
-                        f"`target` {{{statistic!r}: {level:g}}} is not reachable: the smallest "
-                        f"epsilon the mechanism factory accepts is about {high:.6g} (it refused "
-                        f"{low:.6g}: {refusal}), and there the {label} is already {reached:.4g}, "
-                        f"{side} the target."
+                    raise self._unreachable(
+                        high,
+                        "in the epsilons the mechanism factory accepts (it refuses epsilon = "
+                        f"{low:.6g}: {self.refusals[low]})",
+                        "at the smallest accepted epsilon found,",
                     )
             if self._done(h_low):
                 return low
         assert h_low is not None and h_high is not None
-        # 4. bisection on log epsilon, with interpolation while it pays
-        interpolate = True
+        return self._bisect(low, high, h_low, h_high)
+
+    def _bisect(self, low: float, high: float, h_low: float, h_high: float) -> float:
+        """4. shrink a bracket with ``h_low < 0 < h_high``: Illinois-weighted interpolation of the
+        logit model on log epsilon, and a bisection whenever the last two steps together did
+        not halve the bracket (so the width at least halves every three steps)."""
+        m_low, m_high = self._model(low), self._model(high)
+        widths = [math.inf, math.inf]  # bracket widths before each step
+        kept = ""
         while high / low - 1.0 >= self.rtol:
             x_low, x_high = math.log(low), math.log(high)
             width = x_high - x_low
-            if interpolate and h_high > h_low:
-                x = x_low + width * (-h_low) / (h_high - h_low)
+            interpolate = width <= 0.5 * widths[-2]  # the last two steps halved the bracket
+            if interpolate and m_high > m_low:
+                x = (x_low * m_high - x_high * m_low) / (m_high - m_low)
                 x = min(max(x, x_low + 0.05 * width), x_high - 0.05 * width)
             else:
                 x = 0.5 * (x_low + x_high)
             middle = math.exp(x)
-            h_middle = self._h(middle)
+            h_middle = self.residual(middle)
             if h_middle is None:
                 raise ValueError(
-                    f"the mechanism factory refused epsilon = {middle:g} between accepted "
+                    f"the mechanism factory refused epsilon = {middle:g} between the accepted "
                     f"epsilons {low:g} and {high:g}."
                 )
             if self._done(h_middle):
                 return middle
+            m_middle = self._model(middle)
             if h_middle < 0:
-                low, h_low = middle, h_middle
+                low, h_low, m_low = middle, h_middle, min(m_middle, -1e-300)
+                if kept == "high":  # Illinois: the high end was kept twice, halve its weight
+                    m_high /= 2.0
+                kept = "high"
             else:
-                high, h_high = middle, h_middle
-            interpolate = math.log(high / low) <= 0.5 * width
+                high, h_high, m_high = middle, h_middle, max(m_middle, 1e-300)
+                if kept == "low":
+                    m_low /= 2.0
+                kept = "low"
+            widths.append(width)
         return low if abs(h_low) <= abs(h_high) else high
+
+
+def _logit(value: float) -> float:
+    p = min(max(value, 1e-9), 1.0 - 1e-9)
+    return math.log(p / (1.0 - p))
 
 
 def _row(epsilon: float, value: float, refused: bool, started: float, error: str) -> dict[str, Any]:
@@ -540,9 +598,7 @@ def _give_up(rows: list[dict[str, Any]], limit: int, label: str, level: float) -
     )
 
 
-def _tolerance(
-    given: float | None, method: str | None, level: float, draws: int | None
-) -> float:
+def _tolerance(given: float | None, method: str | None, level: float, draws: int | None) -> float:
     if given is not None:
         return given
     if method == "exact":
@@ -648,7 +704,14 @@ def _factory(mechanism_factory: Any) -> MechanismFactory:
             "`mechanism_factory` must be a callable (space, epsilon) -> Mechanism or a mechanism "
             f"name; got {type(mechanism_factory).__name__}."
         )
-    return mechanism_factory  # type: ignore[no-any-return]
+    return mechanism_factory
+
+
+def _frequent_tokens(tokens: np.ndarray) -> np.ndarray:
+    """The ``DEFAULT_WORDS[0]`` most frequent distinct words of ``tokens`` (ties: smaller id)."""
+    distinct, counts = np.unique(tokens, return_counts=True)
+    order = np.lexsort((distinct, -counts))
+    return np.sort(distinct[order[: DEFAULT_WORDS[0]]])
 
 
 def _check_words(space: EmbeddingSpace, words: Any) -> np.ndarray:

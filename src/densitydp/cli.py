@@ -381,6 +381,74 @@ def audit(
 
 
 @main.command()
+@click.option(
+    "--mechanism", "-m", type=click.Choice(MECHANISMS), required=True, help="Which mechanism."
+)
+@click.option(
+    "--target",
+    "-t",
+    required=True,
+    help="N_w=0.5 (median fraction of draws returning the word, over frequent words) or "
+    "changed=0.3 (share of the word tokens of --text that change).",
+)
+@click.option(
+    "--text",
+    "text_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Sample text for --target changed=... (one text per line).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Draws per word where the mechanism has no exact law (Laplace, density-aware).",
+)
+@_space_options
+@_seed_option("the draws")
+@_progress_option("on a terminal")
+@_one_line_errors
+def calibrate(
+    mechanism: str,
+    target: str,
+    text_path: str | None,
+    samples: int,
+    embeddings: str | None,
+    top: int | None,
+    word_filter: str,
+    seed: int | None,
+    progress: bool | None,
+) -> None:
+    """Find the epsilon at which a mechanism reaches a plausible-deniability target, and print
+    the guarantee it claims there (see docs/choosing_epsilon.md)."""
+    from .calibration import calibrate_epsilon
+
+    name, _, value = target.partition("=")
+    try:
+        level = float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected STATISTIC=VALUE such as N_w=0.5; got {target!r}.", param_hint="--target"
+        ) from None
+    space = _load_space(embeddings, top, word_filter)
+    texts = None
+    if text_path is not None:
+        with open(text_path, encoding="utf-8", errors="surrogateescape") as stream:
+            texts = [line for line in stream if line.strip()]
+    result = calibrate_epsilon(
+        mechanism,
+        space,
+        {name.strip(): level},
+        texts=texts,
+        n_samples=samples,
+        rng=seed,
+        progress=progress,
+    )
+    click.echo(str(result))
+
+
+@main.command()
 @_mechanism_options("Which mechanism to describe.")
 @click.option("--word", "-w", "words", multiple=True, help="A word to describe (repeatable).")
 @click.option(

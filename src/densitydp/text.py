@@ -537,21 +537,30 @@ class PerturbationReport:
     def __str__(self) -> str:
         unit = self.unit if self.n_texts == 1 else f"{self.unit}s"
         share = f", {self.changed_share:.1%}" if self.n_perturbed else ""
+        unknown = (
+            f"{self.n_unknown:,} outside the vocabulary, "
+            f"{_UNKNOWN_DONE[self.unknown].format(mask=self.mask_token)}"
+            if self.n_unknown
+            else "none outside the vocabulary"
+        )
         lines = [
             f"{self.n_tokens:,} word tokens in {self.n_texts:,} {unit}: {self.n_perturbed:,} "
-            f"perturbed ({self.n_changed:,} changed{share}), {self.n_unknown:,} outside the "
-            f"vocabulary ({_UNKNOWN_DONE[self.unknown].format(mask=self.mask_token)})."
+            f"perturbed ({self.n_changed:,} changed{share}); {unknown}."
         ]
         lines.append(f"per word: {str(self.guarantee).split(';')[0]}")
         if self._claims and self.n_perturbed:
-            which = f"the {unit}" if self.n_texts == 1 else f"worst of {self.n_texts:,} {unit}"
+            which = (
+                f"claimed for this {self.unit}"
+                if self.n_texts == 1
+                else f"claimed per {self.unit} (the worst of {self.n_texts:,})"
+            )
             delta = (
                 f" (delta {self.one_word_delta:.3g} / {self.all_words_delta:.3g})"
                 if self.all_words_delta
                 else ""
             )
             lines.append(
-                f"per {self.unit} ({which}, basic composition): one word replaced: epsilon <= "
+                f"{which}, by basic composition: one word replaced: epsilon <= "
                 f"{self.one_word_epsilon:,.4g}; every word replaced: epsilon <= "
                 f"{self.all_words_epsilon:,.4g}{delta}"
             )

@@ -299,7 +299,8 @@ def privacy_utility_curve(
     epsilons : sequence or mapping of label -> sequence
         One grid for every mechanism, or one per label.
     space : EmbeddingSpace, optional
-        Default: the 50,000 most frequent bundled GloVe words.
+        Default: the 50,000 most frequent alphabetic bundled GloVe words
+        (``load_glove(top=50_000, words="alpha")``).
     n_words, n_samples : int
         Privacy is measured the same way for every mechanism: ``N_w`` / ``S_w`` medians over
         ``n_words`` tokens drawn from the training corpus (so frequent words count more),
@@ -321,7 +322,7 @@ def privacy_utility_curve(
     from .mechanisms import build_mechanism
 
     if space is None:
-        space = load_glove(top=50_000)
+        space = load_glove(top=50_000, words="alpha")
     labelled = (
         dict(mechanisms)
         if isinstance(mechanisms, Mapping)
@@ -355,8 +356,8 @@ def privacy_utility_curve(
         for label in labelled
         for eps in (epsilons[label] if isinstance(epsilons, Mapping) else epsilons)
     ]
-    show = progress if progress is not None else True
-    for label, epsilon in tqdm(grid, desc="privacy-utility", disable=not show):
+    disable = None if progress is None else not progress  # None: a terminal only
+    for label, epsilon in tqdm(grid, desc="privacy-utility", disable=disable):
         spec = labelled[label]
         mechanism = (
             build_mechanism(spec, space, epsilon) if isinstance(spec, str) else spec(space, epsilon)

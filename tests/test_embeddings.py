@@ -582,3 +582,16 @@ def test_load_glove_predicate_top_and_errors(glove_top):
         dd.load_glove(words=len)
     with pytest.raises(ValueError, match="the predicate `words` keeps 0 GloVe words"):
         dd.load_glove(words=lambda w: False)
+
+
+@pytest.mark.parametrize("case", list(_farthest_spaces()))
+def test_farthest_word_is_at_the_farthest_distance(case):
+    space = _farthest_spaces()[case]
+    ids = np.arange(len(space))
+    far = space.farthest_word(ids)
+    vectors = space.vectors.astype(np.float64)
+    total = np.zeros(len(ids))
+    for t in range(space.dim):  # summed in the kernel's order: the same bits
+        total += (vectors[ids, t] - vectors[far, t]) ** 2
+    np.testing.assert_array_equal(np.sqrt(total), space.farthest_distance(ids))
+    assert isinstance(space.farthest_word(0), int)

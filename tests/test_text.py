@@ -296,3 +296,68 @@ def test_case_back_off_in_text_on_a_cased_vocabulary():
     to_paris = np.full(len(ids), words.index("Paris"))
     out = codec.map_texts("KOWALSKI kowalski Kowalski iPhone", lambda a: to_paris[: len(a)])
     assert out == "PARIS paris Paris Paris"
+
+
+def test_an_unchanged_word_looks_like_a_drawn_one():
+    """A word the mechanism returns unchanged is written from (output word, input case), never
+    in its input spelling: otherwise 'kING' or 'Nasa' would only ever come out of themselves."""
+    words = ["the", "king", "queen", "NASA", "straße"]
+    space = dd.EmbeddingSpace(words, np.eye(len(words)))
+    identity_mechanism = dd.ExponentialMechanism(space, epsilon=1e6)  # always the word itself
+    out = dd.perturb_text(
+        "the kING and qUEEN, Nasa, NASA, strasse STRASSE", identity_mechanism, rng=0
+    )
+    assert out == "the king [UNK] queen, NASA, NASA, straße STRASSE"
+    codec = dd.TextCodec(space.vocabulary)  # the general mapper stays lossless
+    assert codec.map_texts("the kING, Nasa", identity) == "the kING, Nasa"
+
+
+def test_patterns_are_checked():
+    with pytest.raises(ValueError, match="`pattern` must not hold capturing groups"):
+        dd.TextCodec(VOCAB, pattern=r"([a-z])+")
+    with pytest.raises(ValueError, match="`pattern` must be a valid regular expression"):
+        dd.TextCodec(VOCAB, pattern=r"[a-z")
+    with pytest.raises(ValueError, match="`pattern` must not match the empty string"):
+        dd.TextCodec(VOCAB, pattern=r"[a-z]*")
+    with pytest.raises(TypeError, match="`pattern` must be a str or None; got int"):
+        dd.TextCodec(VOCAB, pattern=3)
+    with pytest.raises(ValueError, match="`mask_token` must not hold a line break"):
+        dd.TextCodec(VOCAB, unknown="mask", mask_token="\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # vowel signs are combining marks
+        ("Jose\u0301 cafe\u0301!", ["Jose\u0301", "cafe\u0301"]),  # decomposed accents
+        ("தமிழ் மொழி", ["தமிழ்", "மொழி"]),
+    ],
+)
+def test_combining_marks_stay_with_their_word(text, words):
+    assert dd.tokenize(text)[1::2] == words
+    out = dd.TextCodec(VOCAB, unknown="mask").map_texts(text, identity)
+    assert set(dd.tokenize(out)[1::2]) == {"UNK"}  # nothing of the words is left
+
+
+def test_keep_warns_at_the_first_batch_even_if_the_stream_is_not_finished(mechanism):
+    lines = ["Mr Kowalski sat\n", "the king\n", "a queen\n"]
+    stream = dd.perturb_text(iter(lines), mechanism, rng=0, unknown="keep", batch_size=1)
+    with pytest.warns(dd.PrivacyWarning, match="2 word token") as caught:  # Mr, Kowalski
+        next(stream)
+    assert caught[0].filename == __file__  # attributed to the caller, not to the library
+
+
+def test_report_delta_uses_the_pair_dependent_term(mechanism):
+    space = mechanism.space
+    radius = 1.5 * float(space.farthest_distance(np.arange(len(space))).max())
+    with warnings.catch_warnings():  # its tail mass q is announced: that is the point here
+        warnings.simplefilter("ignore", dd.PrivacyWarning)
+        approx = dd.DistanceTruncatedLaplace(space, epsilon=2.0, radius=radius)
+    _, report = dd.perturb_text(["the king", "a"], approx, rng=0, return_report=True)
+    ids = space.ids(["the", "king"])
+    far = space.farthest_word(ids)
+    deltas = np.minimum(1.0, approx.privacy_delta_bound(ids, far))
+    assert report.one_word_delta == pytest.approx(deltas.max(), rel=1e-12)
+    assert report.all_words_delta == pytest.approx(min(1.0, deltas.sum()), rel=1e-12)
+    assert report.one_word_delta > approx.privacy_bound().delta  # the pair term, not q alone
+    assert report.all_words_delta <= 1.0

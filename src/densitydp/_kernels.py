@@ -557,8 +557,9 @@ def centre_distances(vectors, centre, out):
 
 
 @parallel_jit
-def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, scanned):
-    """``out[i] = max_v ||vectors[word_ids[i]] - vectors[v]||`` (float64, exact).
+def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, out_ids, scanned):
+    """``out[i] = max_v ||vectors[word_ids[i]] - vectors[v]||`` (float64, exact) and
+    ``out_ids[i]`` a word at that distance (the first met in ``order``).
 
     ``order`` lists the words by decreasing distance to ``centre``, ``radii`` those distances in
     the same order (float64). ``scanned[i]`` counts the words whose distance was computed. One
@@ -572,6 +573,7 @@ def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, scan
         query_radius = math.sqrt(squared_distance(centre, vectors[word_ids[i]]))
         best = 0.0  # squared
         best_distance = 0.0
+        best_id = word_ids[i]
         count = 0
         for j in range(n_words):
             if (query_radius + radii[j]) * slack <= best_distance:
@@ -581,5 +583,7 @@ def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, scan
             if squared > best:
                 best = squared
                 best_distance = math.sqrt(best)
+                best_id = order[j]
         out[i] = best_distance
+        out_ids[i] = best_id
         scanned[i] = count

@@ -294,6 +294,7 @@ class EmbeddingSpace:
         self._table: _neighbors.NeighborTable | None = None
         self._lazy: _neighbors.NeighborTable | None = None
         self._farthest: np.ndarray | None = None  # farthest-word distances, NaN until computed
+        self._farthest_ids: np.ndarray = np.empty(0, dtype=np.int64)  # ... and their word ids
 
     @classmethod
     def _trusted(
@@ -695,13 +696,33 @@ class EmbeddingSpace:
         ([5.0, 4.47213595499958], 5.0)
         """
         ids = check_word_ids(word_ids, len(self))
+        result = self._farthest_rows(ids)[0]
+        return float(result) if result.ndim == 0 else result
+
+    def farthest_word(self, word_ids: Any) -> np.ndarray | int:
+        """Id of a word at :meth:`farthest_distance` from each word (the first found when
+        several are equally far): the replacement that maximises a metric guarantee's claimed
+        loss, used for pair-dependent terms such as a ``privacy_delta_bound``.
+
+        Returns
+        -------
+        int or ndarray of int64, same shape as ``word_ids``
+        """
+        ids = check_word_ids(word_ids, len(self))
+        result = self._farthest_rows(ids)[1]
+        return int(result) if result.ndim == 0 else result
+
+    def _farthest_rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Farthest distances and ids of validated ``ids``, computed once per word."""
         if self._farthest is None:
             self._farthest = np.full(len(self), np.nan)
-        known = self._farthest
+            self._farthest_ids = np.full(len(self), -1, dtype=np.int64)
+        known, known_ids = self._farthest, self._farthest_ids
         missing = np.unique(ids[np.isnan(known[ids])])
         if missing.size:
             centre, order, radii = self._radial_order
             distances = np.empty(missing.size)
+            far = np.empty(missing.size, dtype=np.int64)
             scanned = np.empty(missing.size, dtype=np.int64)
             _kernels.farthest_distances(
                 missing,
@@ -711,11 +732,12 @@ class EmbeddingSpace:
                 radii,
                 _farthest_slack(self.dim),
                 distances,
+                far,
                 scanned,
             )
             known[missing] = distances
-        result = known[ids]
-        return float(result) if result.ndim == 0 else result
+            known_ids[missing] = far
+        return known[ids], known_ids[ids]
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +48,36 @@ __all__ = [
     "tokenize",
 ]
 
-#: Default word pattern: runs of Unicode letters and digits.
-WORD_PATTERN = r"[^\W_]+"
+def _combining_marks() -> str:
+    """A regex character class of every Unicode combining mark (categories Mn, Mc, Me) of this
+    Python's Unicode database: vowel signs, accents of decomposed text, variation selectors."""
+    ranges: list[str] = []
+    start = None
+    for code in [*range(0x0300, 0x1F000), *range(0xE0100, 0xE01F0), 0x10FFFF]:
+        mark = unicodedata.category(chr(code)).startswith("M") and code != 0x10FFFF
+        if mark and start is None:
+            start = code
+        elif not mark and start is not None:
+            last = code - 1
+            ranges.append(_escape(start) if last == start else f"{_escape(start)}-{_escape(last)}")
+            start = None
+    return "[" + "".join(ranges) + "]"
+
+
+def _escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+#: Default word pattern: runs of Unicode letters, digits and combining marks (so that a vowel
+#: sign or the accent of decomposed text stays with its word).
+WORD_PATTERN = rf"(?:[^\W_]|{_combining_marks()})+"
 #: What can happen to a word outside the vocabulary; the first is the default of every call that
 #: privatises text.
 UNKNOWN_POLICIES = ("mask", "drop", "keep", "error")
 #: The default replacement of an unknown word under ``unknown="mask"``.
 DEFAULT_MASK = "[UNK]"
+
+_DEFAULT_REGEX = re.compile(f"({WORD_PATTERN})")
 
 #: ``replace`` maps an int64 array of word ids to an array of the same shape.
 Replace = Callable[[np.ndarray], np.ndarray]
@@ -62,7 +86,23 @@ Observe = Callable[[list["EncodedText"], np.ndarray, np.ndarray, np.ndarray], No
 
 
 def _compile(pattern: str | None) -> re.Pattern[str]:
-    return re.compile(f"({pattern or WORD_PATTERN})")
+    """The splitting regex of ``pattern`` (one capturing group around it)."""
+    if pattern is None:
+        return _DEFAULT_REGEX
+    if not isinstance(pattern, str):
+        raise TypeError(f"`pattern` must be a str or None; got {type(pattern).__name__}.")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"`pattern` must be a valid regular expression; got {exc}.") from None
+    if compiled.groups:
+        raise ValueError(
+            "`pattern` must not hold capturing groups (they would split words into pieces that "
+            f"are published as separators); use (?:...) instead; got {pattern!r}."
+        )
+    if compiled.match(""):
+        raise ValueError(f"`pattern` must not match the empty string; got {pattern!r}.")
+    return re.compile(f"({pattern})")
 
 
 def tokenize(text: str, *, pattern: str | None = None) -> list[str]:
@@ -131,9 +171,18 @@ class TextCodec:
         ``mask_token``, remove it (with one of the blanks around it, see :meth:`decode`), or
         raise :class:`~densitydp.embeddings.UnknownWordError` naming its position.
     mask_token : str
-        The replacement under ``unknown="mask"`` (default :data:`DEFAULT_MASK`), written as is.
+        The replacement under ``unknown="mask"`` (default :data:`DEFAULT_MASK`), written as is;
+        no line breaks.
     pattern : str, optional
-        Regular expression of a word piece (default :data:`WORD_PATTERN`).
+        Regular expression of a word piece (default :data:`WORD_PATTERN`), without capturing
+        groups (use ``(?:...)``).
+    keep_spelling : bool
+        True (the codec's default): a known word mapped to itself keeps its input spelling, so
+        the identity mapping returns the input byte for byte. False (what
+        :func:`perturb_text` uses): every known word is written from its output word and the
+        input's case pattern only (:func:`match_case`), so a word that comes back unchanged
+        looks exactly like one the mechanism drew: otherwise ``kING``, ``Nasa`` (vocabulary
+        ``NASA``) or ``strasse`` (``straße``) would only ever come out of themselves.
 
     Examples
     --------
@@ -154,14 +203,20 @@ class TextCodec:
         unknown: str = "keep",
         mask_token: str = DEFAULT_MASK,
         pattern: str | None = None,
+        keep_spelling: bool = True,
     ) -> None:
         if not isinstance(vocabulary, Vocabulary):
             raise TypeError(f"`vocabulary` must be a Vocabulary; got {type(vocabulary).__name__}.")
         if not isinstance(mask_token, str):
             raise TypeError(f"`mask_token` must be a str; got {type(mask_token).__name__}.")
+        if any(c in mask_token for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+            raise ValueError(
+                f"`mask_token` must not hold a line break (lines would shift); got {mask_token!r}."
+            )
         self.vocabulary = vocabulary
         self.unknown = check_choice(unknown, "unknown", UNKNOWN_POLICIES)
         self.mask_token = mask_token
+        self.keep_spelling = bool(keep_spelling)
         self._regex = _compile(pattern)
 
     def __repr__(self) -> str:
@@ -208,7 +263,7 @@ class TextCodec:
         for position, (old, new) in enumerate(zip(encoded.word_ids, new_ids, strict=True)):
             index = 2 * position + 1
             if old >= 0:
-                if new != old:
+                if new != old or not self.keep_spelling:
                     pieces[index] = match_case(words[int(new)], pieces[index])
             elif policy == "mask":
                 pieces[index] = self.mask_token
@@ -488,6 +543,7 @@ class PerturbationReport:
     complete: bool = False
     unit: str = "text"
     _claims: bool = field(default=True, repr=False, compare=False)
+    _warned: bool = field(default=False, repr=False, compare=False)
 
     @property
     def n_unknown_kept(self) -> int:
@@ -600,7 +656,7 @@ def _start_report(
 
 def _observe(
     report: PerturbationReport,
-    space: EmbeddingSpace,
+    mechanism: Mechanism,
     encoded: list[EncodedText],
     known_ids: np.ndarray,
     new_ids: np.ndarray,
@@ -613,14 +669,14 @@ def _observe(
     report.n_tokens += n_tokens
     report.n_perturbed += int(known_ids.size)
     report.n_changed += int(np.count_nonzero(known_ids != new_ids))
-    report.n_unknown += n_tokens - int(known_ids.size)
+    n_unknown = n_tokens - int(known_ids.size)
+    report.n_unknown += n_unknown
+    if n_unknown and report.unknown == "keep" and not report._warned:
+        report._warned = True
+        _warn_kept(n_unknown)
     if not report._claims or not known_ids.size:
         return
-    bound = report.guarantee
-    if bound.notion == "metric":
-        costs = bound.epsilon * np.asarray(space.farthest_distance(known_ids), dtype=np.float64)
-    else:
-        costs = np.full(known_ids.size, bound.epsilon)
+    costs, deltas = _token_claims(report.guarantee, mechanism, known_ids)
     nonempty = np.flatnonzero(counts)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
     totals = np.add.reduceat(costs, starts)
@@ -629,25 +685,46 @@ def _observe(
         report.all_words_epsilon = float(totals[worst])
         report.worst_text = first_text + int(nonempty[worst])
     report.one_word_epsilon = max(report.one_word_epsilon, float(costs.max()))
-    report.one_word_delta = bound.delta
-    report.all_words_delta = max(report.all_words_delta, bound.delta * float(counts.max()))
+    report.one_word_delta = max(report.one_word_delta, float(deltas.max()))
+    text_deltas = np.minimum(1.0, np.add.reduceat(deltas, starts))
+    report.all_words_delta = max(report.all_words_delta, float(text_deltas.max()))
 
 
-def _warn_kept(report: PerturbationReport, stacklevel: int) -> None:
-    if report.n_unknown_kept:
-        warnings.warn(
-            f"{report.n_unknown_kept:,} word token(s) outside the vocabulary were published "
-            "unchanged (unknown='keep'): no privacy guarantee covers them, and they are often "
-            "the identifying ones (names, places). Pass unknown='mask' (the default) or 'drop'.",
-            PrivacyWarning,
-            stacklevel=stacklevel + 1,
-        )
+def _token_claims(
+    bound: PrivacyBound, mechanism: Mechanism, known_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's worst claimed loss and additive term against any replacement word: for a
+    metric guarantee the farthest word (``epsilon * r(w)``, and the mechanism's
+    ``privacy_delta_bound`` for that pair, capped at 1), otherwise ``epsilon`` and ``delta``."""
+    if bound.notion != "metric":
+        return np.full(known_ids.size, bound.epsilon), np.full(known_ids.size, bound.delta)
+    distances, farthest = mechanism.space._farthest_rows(known_ids)
+    costs = bound.epsilon * distances
+    if not bound.delta:
+        return costs, np.zeros(known_ids.size)
+    deltas = np.asarray(mechanism.privacy_delta_bound(known_ids, farthest), dtype=np.float64)
+    return costs, np.minimum(1.0, np.broadcast_to(deltas, known_ids.shape))
+
+
+def _warn_kept(n_kept: int) -> None:
+    """The PrivacyWarning of ``unknown="keep"``, attributed to the caller's first frame outside
+    this package (the line that perturbs, or that consumes a stream)."""
+    warnings.warn(
+        f"{n_kept:,} word token(s) outside the vocabulary were published unchanged "
+        "(unknown='keep'): no privacy guarantee covers them, and they are often the "
+        "identifying ones (names, places). Pass unknown='mask' (the default) or 'drop'; "
+        "the report (return_report=True) counts them all.",
+        PrivacyWarning,
+        skip_file_prefixes=(_PACKAGE,),
+    )
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + "densitydp"
 
 
 def _finish_stream(outputs: Iterator[str], report: PerturbationReport) -> Iterator[str]:
     yield from outputs
     report.complete = True
-    _warn_kept(report, 2)
 
 
 def _prepare(
@@ -665,14 +742,18 @@ def _prepare(
         )
     generator = as_generator(rng)
     codec = TextCodec(
-        mechanism.space.vocabulary, unknown=unknown, mask_token=mask_token, pattern=pattern
+        mechanism.space.vocabulary,
+        unknown=unknown,
+        mask_token=mask_token,
+        pattern=pattern,
+        keep_spelling=False,
     )
     report = _start_report(mechanism, codec, generator, claims)
 
     def replace(ids: np.ndarray) -> np.ndarray:
         return mechanism.sample(ids, rng=generator)
 
-    observe = functools.partial(_observe, report, mechanism.space)
+    observe = functools.partial(_observe, report, mechanism)
     return codec, replace, observe, report
 
 
@@ -756,7 +837,6 @@ def perturb_text(
     result = codec.map_texts(texts, replace, batch_size=batch_size, observe=observe)
     if isinstance(result, (str, list)):
         report.complete = True
-        _warn_kept(report, 2)
     else:
         result = _finish_stream(result, report)
     return (result, report) if return_report else result
@@ -797,5 +877,4 @@ def perturb_file(
     )
     report.complete = True
     report.unit = "line"
-    _warn_kept(report, 2)
     return (path, report) if return_report else path

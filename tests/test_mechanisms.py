@@ -402,3 +402,13 @@ def test_gumbel_on_two_words_always_keeps_the_word():
     ids, probabilities = mechanism.output_distribution(1)
     assert ids.tolist() == [1] and probabilities.tolist() == [1.0]
     assert (mechanism.sample(np.ones(50, dtype=int), rng=0) == 1).all()
+
+
+def test_laplace_refuses_an_epsilon_it_cannot_decode_exactly(space):
+    with pytest.raises(ValueError, match="`epsilon` must be >= .* for exact decoding"):
+        dd.MultivariateLaplace(space, epsilon=1e-60)
+    mechanism = dd.MultivariateLaplace(
+        space, epsilon=1.01 * dd.MultivariateLaplace(space, 1.0).min_epsilon
+    )
+    out = mechanism.sample(np.zeros(500, dtype=np.int64), rng=0)
+    assert out.min() >= 0 and out.max() < len(space) and len(np.unique(out)) > 1

@@ -153,7 +153,8 @@ def test_unknown_policies(unknown, expected):
         ("Anne sat", "sat"),
         ("sat Anne", "sat"),
         ("the Anne Kowalski sat", "the sat"),
-        ("the\tAnne\nsat", "the\t\nsat"),
+        ("the\tAnne\nsat", "the\nsat"),
+        ("sat Anne\non", "sat\non"),
         ("the (Anne) sat", "the () sat"),
         ("the-Anne-king", "the--king"),
         ("Anne", ""),
@@ -361,3 +362,18 @@ def test_report_delta_uses_the_pair_dependent_term(mechanism):
     assert report.all_words_delta == pytest.approx(min(1.0, deltas.sum()), rel=1e-12)
     assert report.one_word_delta > approx.privacy_bound().delta  # the pair term, not q alone
     assert report.all_words_delta <= 1.0
+
+
+def test_texts_of_other_types(mechanism):
+    assert dd.perturb_text(np.array(["the king", "a"]), mechanism, rng=0) == dd.perturb_text(
+        ["the king", "a"], mechanism, rng=0
+    )
+    for bad, what in ((b"the king", "bytes"), ({"the": 1}, "unordered dict"), ({"a"}, "set")):
+        with pytest.raises(
+            TypeError, match=f"`texts` must be a str or an ordered iterable.*{what}"
+        ):
+            dd.perturb_text(bad, mechanism, rng=0)
+    stream, report = dd.perturb_text(iter(["the king"]), mechanism, rng=0, return_report=True)
+    assert "not been read to its end" in str(report)
+    list(stream)
+    assert "not been read" not in str(report)

@@ -9,7 +9,8 @@ Words that are not in the vocabulary follow a policy (:data:`UNKNOWN_POLICIES`):
 text), ``"drop"`` (removed), ``"keep"`` (left as they are: no guarantee covers them, and
 :func:`perturb_text` warns) or ``"error"``.
 
-Word pieces are maximal runs of letters and digits (Unicode-aware, regex ``[^\\W_]+``), so
+Word pieces are maximal runs of letters, digits and combining marks (Unicode-aware; a vowel
+sign or a decomposed accent stays with its word), so
 ``"don't"`` is ``don``, ``'``, ``t`` and ``"state-of-the-art"`` is four words; pass another
 ``pattern`` for another rule.
 """
@@ -21,7 +22,8 @@ import os
 import re
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -32,7 +34,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_write
 from ._rng import RNGLike, as_generator, seed_entropy
 from ._validation import check_choice, check_int
-from .embeddings import EmbeddingSpace, UnknownWordError, Vocabulary
+from .embeddings import UnknownWordError, Vocabulary
 from .mechanisms.base import Mechanism, PrivacyBound, PrivacyWarning
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "perturb_text",
     "tokenize",
 ]
+
 
 def _combining_marks() -> str:
     """A regex character class of every Unicode combining mark (categories Mn, Mc, Me) of this
@@ -354,12 +357,23 @@ class TextCodec:
         Returns
         -------
         str, list of str or iterator of str
-            A str for a str; a list for a list or tuple; for any other iterable (a generator, an
-            open file) a lazy iterator that holds at most ``batch_size`` texts in memory.
+            A str for a str; a list for a list, tuple or other sized, indexable sequence (numpy
+            array, pandas Series); for any other iterable (a generator, an open file) a lazy
+            iterator that holds at most ``batch_size`` texts in memory. Bytes, mappings and sets
+            are refused (``TypeError``).
         """
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         if isinstance(texts, str):
             return self._map_batch([texts], replace, lambda i: "", observe)[0]
+        if isinstance(texts, (bytes, bytearray, Mapping, AbstractSet)):
+            what = (
+                "bytes (decode them first)"
+                if isinstance(texts, (bytes, bytearray))
+                else (f"an unordered {type(texts).__name__}")
+            )
+            raise TypeError(f"`texts` must be a str or an ordered iterable of str; got {what}.")
+        if not isinstance(texts, (list, tuple)) and _is_sequence(texts):
+            texts = list(texts)  # a numpy array, a pandas Series: a list comes back
         if isinstance(texts, (list, tuple)):
             return [
                 out
@@ -437,16 +451,22 @@ class TextCodec:
         return destination
 
 
+def _is_sequence(texts: Any) -> bool:
+    """Sized and indexable (numpy arrays, pandas Series): mapped eagerly like a list."""
+    return hasattr(texts, "__len__") and hasattr(texts, "__getitem__")
+
+
 def _close_gap(pieces: list[str], index: int) -> None:
     """After dropping ``pieces[index]``, remove the blanks (spaces, tabs) the word leaves
     doubled: those after it when a blank follows and the text before ends with a blank (or is
-    empty), or those before it when punctuation or the end of the text follows."""
+    empty), or those before it when a line break, punctuation or the end of the text
+    follows."""
     before = next((j for j in range(index - 1, -1, -1) if pieces[j]), None)
     after = pieces[index + 1]
-    if after[:1].isspace():
+    if after[:1] in (" ", "\t"):
         if before is None or pieces[before][-1].isspace():
             pieces[index + 1] = after.lstrip(_BLANKS)
-    elif before is not None:
+    elif before is not None:  # a line break, punctuation or the end of the text follows
         pieces[before] = pieces[before].rstrip(_BLANKS)
 
 
@@ -620,6 +640,8 @@ class PerturbationReport:
                 f"{self.one_word_epsilon:,.4g}; every word replaced: epsilon <= "
                 f"{self.all_words_epsilon:,.4g}{delta}"
             )
+        if not self.complete:
+            lines.append("(so far: the stream has not been read to its end)")
         if self.n_unknown_kept:
             lines.append(
                 f"warning: {self.n_unknown_kept:,} unknown word tokens were published unchanged; "

@@ -1,18 +1,18 @@
 """Split text into words and separators, map the words, and put the text back together.
 
 The tokenizer is lossless: ``"".join(tokenize(text)) == text`` for every string, and a text whose
-words are all mapped to themselves comes back byte for byte. Words are looked up exactly and then
-in lower case (GloVe is lower-case); a replacement takes the case pattern of the word it replaces
-(``lower``, ``Title``, ``UPPER``; mixed case such as ``iPhone`` is left to the vocabulary's form).
+words are all mapped to themselves comes back byte for byte (:class:`TextCodec`). Words are looked
+up in their exact form, then their other case forms (:meth:`Vocabulary.lookup`); a replacement
+takes the case pattern of the word it replaces (``lower``, ``Title``, ``UPPER``; mixed case such
+as ``iPhone`` is left to the vocabulary's form).
 Words that are not in the vocabulary follow a policy (:data:`UNKNOWN_POLICIES`): ``"mask"``
 (replaced by a mask token, ``"[UNK]"`` by default: the default of every call that privatises
 text), ``"drop"`` (removed), ``"keep"`` (left as they are: no guarantee covers them, and
 :func:`perturb_text` warns) or ``"error"``.
 
 Word pieces are maximal runs of letters, digits and combining marks (Unicode-aware; a vowel
-sign or a decomposed accent stays with its word), so
-``"don't"`` is ``don``, ``'``, ``t`` and ``"state-of-the-art"`` is four words; pass another
-``pattern`` for another rule.
+sign or a decomposed accent stays with its word), so ``"don't"`` is ``don``, ``'``, ``t`` and
+``"state-of-the-art"`` is four words; pass another ``pattern`` for another rule.
 """
 
 from __future__ import annotations

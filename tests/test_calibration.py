@@ -55,7 +55,7 @@ def exact_median_n_w(mechanism, word_ids):
 def test_exact_round_trip(space, factory, level):
     found = dd.calibrate_epsilon(factory, space, {"N_w": level}, progress=False)
     assert found.method == "exact"
-    assert found.tolerance == EXACT_TOLERANCE
+    assert found.tolerance == pytest.approx(min(EXACT_TOLERANCE, 0.01 * min(level, 1 - level)))
     assert found.n_samples is None
     # recomputed from scratch at the epsilon returned: a new mechanism, the exact law
     again = exact_median_n_w(factory(space, found.epsilon), default_words(space))
@@ -395,3 +395,30 @@ def test_bad_factories(space):
         dd.calibrate_epsilon(3, space, {"N_w": 0.5}, progress=False)
     with pytest.raises(TypeError, match="`space` must be an EmbeddingSpace"):
         dd.calibrate_epsilon(dd.ExponentialMechanism, np.zeros((3, 2)), {"N_w": 0.5})
+
+
+def test_targets_near_the_edges_are_not_taken_as_reached():
+    space = dd.synthetic_space(n_words=200, dim=4, n_clusters=3, rng=0)
+    with pytest.raises(ValueError, match="not reachable"):  # TEM's N_w tops out at 1 - beta
+        dd.calibrate_epsilon(
+            functools.partial(dd.TruncatedExponential, beta=1e-3), space, {"N_w": 0.99999},
+            progress=False,
+        )  # fmt: skip
+    found = dd.calibrate_epsilon(dd.ExponentialMechanism, space, {"N_w": 0.02}, progress=False)
+    assert abs(found.value - 0.02) <= 2e-4
+
+
+def test_factory_errors_are_named():
+    space = dd.synthetic_space(n_words=100, dim=3, n_clusters=2, rng=0)
+    other = dd.synthetic_space(n_words=100, dim=3, n_clusters=2, rng=1)
+    with pytest.raises(ValueError, match="refused every epsilon .*`beta`"):
+        dd.calibrate_epsilon(
+            lambda s, e: dd.TruncatedExponential(s, e, beta=2.0), space, {"N_w": 0.5},
+            progress=False,
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="must return a Mechanism .*got int"):
+        dd.calibrate_epsilon(lambda s, e: 3, space, {"N_w": 0.5}, progress=False)
+    with pytest.raises(ValueError, match="has another space"):
+        dd.calibrate_epsilon(
+            lambda s, e: dd.ExponentialMechanism(other, e), space, {"N_w": 0.5}, progress=False
+        )

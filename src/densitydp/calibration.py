@@ -56,7 +56,7 @@ MechanismFactory = Callable[[EmbeddingSpace, float], Mechanism]
 DEFAULT_WORDS = (200, 10_000)
 #: The epsilons the search starts from when no ``bracket`` is given.
 DEFAULT_BRACKET = (1.0, 100.0)
-#: Absolute tolerance on an exactly computed statistic.
+#: Absolute tolerance on an exactly computed statistic (tightened near 0 and 1).
 EXACT_TOLERANCE = 1e-3
 #: ``k`` of the tolerance of a sampled statistic: ``k`` binomial standard errors at the target.
 SAMPLED_STANDARD_ERRORS = 2.0
@@ -152,7 +152,7 @@ class Calibration:
         if self.statistic == "N_w":
             what = f"a median N_w = P[M(w) = w] of {self.value:.4g} over {len(self.word_ids)} words"
         else:
-            what = f"{100 * self.value:.3g} % of the word tokens of the texts changed"
+            what = f"a share {self.value:.4g} of the word tokens of the texts changed"
         head = str(self.bound).split(";")[0]
         text = (
             f"{name} at epsilon = {self.epsilon:.6g} gives {what} (target {self.target:g} "
@@ -227,8 +227,10 @@ def calibrate_epsilon(
     rtol : float
         Stop when the bracket's relative width ``(high - low) / low`` is below ``rtol``.
     tolerance : float, optional
-        Stop as soon as ``|value - target| <= tolerance``. Default: ``1e-3`` for an exact
-        statistic (deterministic: the search ends at whichever of ``tolerance`` and ``rtol``
+        Stop as soon as ``|value - target| <= tolerance``. Default: ``min(1e-3, 0.01 min(t,
+        1 - t))`` for an exact statistic at target ``t`` (so a target near 0 or 1 is not taken
+        as reached by a value 1e-3 away, e.g. TEM's ceiling ``1 - beta`` for ``N_w = 0.99999``;
+        deterministic: the search ends at whichever of ``tolerance`` and ``rtol``
         comes first); for a sampled one ``k * sqrt(t (1 - t) / n)`` with ``k = 2``, the binomial
         standard error at the target ``t`` of one word's ``N_w`` (``n`` = draws per word) or of
         the share of changed tokens (``n`` = token draws): searching closer than the noise
@@ -358,6 +360,18 @@ def calibrate_epsilon(
             rows.append(_row(epsilon, math.nan, True, started, str(exc)))
             bar.update(1)
             return str(exc)
+        if not isinstance(mechanism, Mechanism) and not callable(
+            getattr(mechanism, "sample", None)
+        ):
+            raise TypeError(
+                "`mechanism_factory` must return a Mechanism (with `sample`); got "
+                f"{type(mechanism).__name__} at epsilon = {epsilon:g}."
+            )
+        if getattr(mechanism, "space", space) is not space:
+            raise ValueError(
+                "`mechanism_factory` must build its mechanism on the `space` it is given; the "
+                f"mechanism returned at epsilon = {epsilon:g} has another space."
+            )
         value = statistic_at(mechanism)
         built.clear()
         built[epsilon] = mechanism
@@ -472,8 +486,10 @@ class _Search:
         # 1. an accepted high end: refusals mark the low side of the factory's domain
         while h_high is None:
             if high >= MAX_EPSILON:
+                last = self.refusals.get(low, "")
                 raise ValueError(
-                    f"the mechanism factory refused every epsilon up to {MAX_EPSILON:g}."
+                    f"the mechanism factory refused every epsilon up to {MAX_EPSILON:g} "
+                    f"(at {low:g}: {last})"
                 )
             low, low_refused = high, True
             high = min(high * EXPANSION, MAX_EPSILON)
@@ -606,8 +622,8 @@ def _give_up(rows: list[dict[str, Any]], limit: int, label: str, level: float) -
 def _tolerance(given: float | None, method: str | None, level: float, draws: int | None) -> float:
     if given is not None:
         return given
-    if method == "exact":
-        return EXACT_TOLERANCE
+    if method == "exact":  # never coarser than 1 % of the distance to 0 or 1
+        return min(EXACT_TOLERANCE, 0.01 * min(level, 1.0 - level))
     assert draws is not None
     return SAMPLED_STANDARD_ERRORS * math.sqrt(level * (1.0 - level) / draws)
 

@@ -224,3 +224,11 @@ def test_calibrate(runner, space_file, tmp_path):
     assert bad.exit_code == 2 and "expected STATISTIC=VALUE" in bad.output
     unknown = runner.invoke(main, [*base, "-t", "S_w=3"])
     assert unknown.exit_code == 1 and "`target`" in unknown.output
+
+
+def test_perturb_writes_escape_sequences_as_they_are(runner, space_file, small_space):
+    text = " ".join(small_space.words([1, 2])) + " \x1b[31mred\x1b[0m\n"
+    arguments = ["perturb", "-m", "exponential", "-e", "1", "--embeddings", str(space_file),
+                 "--seed", "4", "--unknown", "keep"]  # fmt: skip
+    result = runner.invoke(main, arguments, input=text)
+    assert result.exit_code == 0 and "\x1b[31m" in result.stdout

@@ -595,3 +595,9 @@ def test_farthest_word_is_at_the_farthest_distance(case):
         total += (vectors[ids, t] - vectors[far, t]) ** 2
     np.testing.assert_array_equal(np.sqrt(total), space.farthest_distance(ids))
     assert isinstance(space.farthest_word(0), int)
+
+
+def test_ids_exact_must_be_a_bool():
+    space = dd.EmbeddingSpace(["the", "king"], [[0.0], [1.0]])
+    with pytest.raises(TypeError, match="`exact` must be a bool; got str"):
+        space.ids("THE", exact="False")

@@ -334,11 +334,14 @@ def test_perturb_text_keeps_layout_and_is_reproducible(space):
     mechanism = dd.ExponentialMechanism(space, 0.5)
     words = space.words([1, 2, 3])
     text = f"{words[0].upper()}, {words[1]}!\n  ({words[2]}) unknown-word 42"
-    first = dd.perturb_text(text, mechanism, rng=3)
-    assert first == dd.perturb_text(text, mechanism, rng=3)
-    assert first != dd.perturb_text(text, mechanism, rng=4)
+    with pytest.warns(dd.PrivacyWarning, match="3 word token"):
+        first = dd.perturb_text(text, mechanism, rng=3, unknown="keep")
     assert dd.tokenize(first)[0::2] == dd.tokenize(text)[0::2]  # separators untouched
     assert "unknown-word 42" in first
+    masked = dd.perturb_text(text, mechanism, rng=3)  # the default masks them
+    assert masked == dd.perturb_text(text, mechanism, rng=3)
+    assert masked != dd.perturb_text(text, mechanism, rng=4)
+    assert masked.endswith(") [UNK]-[UNK] [UNK]")
     with pytest.raises(ValueError, match="`texts` must be a non-empty string"):
         dd.perturb_text("", mechanism)
     with pytest.raises(TypeError, match="`mechanism` must be a densitydp Mechanism"):

@@ -41,7 +41,11 @@ def dataset(space):
 def test_encoded_corpus_round_trip_and_mean_embeddings(space, dataset):
     texts = [*dataset.texts[:20], "unknown words only!", ""]
     corpus = EncodedCorpus(texts, space)
-    assert corpus.texts(corpus.token_ids) == texts  # identity: exact text back
+    assert corpus.clean == texts
+    masked = corpus.texts(corpus.token_ids)  # unknown words masked in perturbed text
+    assert masked[:20] == texts[:20] and masked[-2:] == ["[UNK] [UNK] [UNK]!", ""]
+    kept = EncodedCorpus(texts, space, unknown="keep")
+    assert kept.texts(kept.token_ids) == texts  # identity: exact text back
     means = corpus.mean_embeddings(corpus.token_ids)
     first = space.vectors[space.ids(texts[0][:-1].lower().split())].astype(float).mean(axis=0)
     np.testing.assert_allclose(means[0], first, rtol=1e-12)
@@ -49,7 +53,7 @@ def test_encoded_corpus_round_trip_and_mean_embeddings(space, dataset):
     mechanism = dd.ExponentialMechanism(space, 2.0)
     perturbed = corpus.texts(corpus.perturbed_ids(mechanism, rng=0))
     assert perturbed[0][0].isupper() and perturbed[0].endswith(".")
-    assert perturbed[-2] == "unknown words only!"
+    assert perturbed[-2] == "[UNK] [UNK] [UNK]!"
     other = dd.ExponentialMechanism(dd.synthetic_space(n_words=50, dim=6, rng=1), 2.0)
     with pytest.raises(ValueError, match="built on the space the corpus was encoded with"):
         corpus.perturbed_ids(other)

@@ -274,7 +274,7 @@ def perturb(
                 lines, report = perturb_text(iter(source), chosen, return_report=True, **options)
                 if output is None:
                     for line in lines:
-                        click.echo(line, nl=False)
+                        click.echo(line, nl=False, color=True)  # the text as is, escapes too
                 else:
                     with atomic_write(
                         output, "w", encoding="utf-8", errors="surrogateescape", newline=""

@@ -404,6 +404,8 @@ class EmbeddingSpace:
         >>> space.ids("KING"), space.ids(["queen", "king"]).tolist()
         (0, [1, 0])
         """
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"`exact` must be a bool; got {type(exact).__name__}.")
         vocabulary = self._vocabulary
         if exact:
             if isinstance(words, str):

@@ -241,7 +241,7 @@ class TextCodec:
             offset = sum(len(p) for p in pieces[: 2 * position + 1])
             raise UnknownWordError(
                 f"unknown word {pieces[2 * position + 1]!r} at character {offset}{where} "
-                "(not in the vocabulary; pass unknown='mask', 'drop' or 'keep' to go on)."
+                "(not in the vocabulary; the unknown-word policy 'mask', 'drop' or 'keep' goes on)."
             )
         return EncodedText(pieces, ids)
 

@@ -99,8 +99,12 @@ def test_privacy_utility_curve_and_matching(space, dataset, tmp_path):
         n_words=50, n_samples=50, rng=0, progress=False,
     )  # fmt: skip
     table = curve.table
-    assert list(table["mechanism"]) == ["clean"] + ["exponential"] * 3 + ["tem"] * 3
+    assert list(table["mechanism"]) == (
+        ["clean", "unknown words masked"] + ["exponential"] * 3 + ["tem"] * 3
+    )
     assert table.loc[0, "accuracy_mean"] == 1.0
+    assert table.loc[1, "accuracy_mean"] <= 1.0 and np.isnan(table.loc[1, "epsilon"])
+    assert "unknown words masked" not in curve.matched([0.5]).index  # a baseline, not a curve
     exponential = table[table["mechanism"] == "exponential"]
     assert exponential["N_w"].is_monotonic_increasing  # more epsilon, more words kept
     curve.plot(tmp_path / "curve.png")

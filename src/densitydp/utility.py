@@ -179,7 +179,8 @@ def classification_utility(
         for corpus, which in zip(corpora, (train, test), strict=True):
             ids = corpus.perturbed_ids(mechanism if which == "perturbed" else None, rng=child)
             if classifier == "tfidf-logreg":
-                features.append(corpus.texts(ids) if which == "perturbed" else corpus.clean)
+                perturbed = which == "perturbed" and mechanism is not None
+                features.append(corpus.texts(ids) if perturbed else corpus.clean)
             else:
                 features.append(corpus.mean_embeddings(ids))
         model = _classifier(classifier).fit(features[0], y_train)
@@ -235,7 +236,8 @@ class UtilityCurve:
         import pandas as pd
 
         rows = {}
-        for name, group in self.table[self.table["mechanism"] != "clean"].groupby("mechanism"):
+        perturbed = self.table[self.table["epsilon"].notna()]  # baselines have no epsilon
+        for name, group in perturbed.groupby("mechanism"):
             # settings with the same measured privacy are averaged before interpolating
             means = group.groupby(by)["accuracy_mean"].mean()
             x, y = means.index.to_numpy(dtype=np.float64), means.to_numpy()
@@ -251,8 +253,8 @@ class UtilityCurve:
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-        clean = self.table[self.table["mechanism"] == "clean"]["accuracy_mean"]
-        for name, group in self.table[self.table["mechanism"] != "clean"].groupby("mechanism"):
+        baselines = self.table[self.table["epsilon"].isna()]  # clean, unknown words masked
+        for name, group in self.table[self.table["epsilon"].notna()].groupby("mechanism"):
             group = group.sort_values("epsilon")
             for axis, column in zip(axes, ("N_w", "epsilon"), strict=True):
                 axis.errorbar(
@@ -260,8 +262,10 @@ class UtilityCurve:
                     marker="o", capsize=3, label=name,
                 )  # fmt: skip
         for axis in axes:
-            if len(clean):
-                axis.axhline(float(clean.iloc[0]), color="k", linestyle="--", label="clean")
+            for row, style in zip(baselines.itertuples(), ("--", ":"), strict=False):
+                axis.axhline(
+                    float(row.accuracy_mean), color="k", linestyle=style, label=row.mechanism
+                )
             axis.set_ylabel(f"accuracy ({self.classifier})")
         axes[0].set_xlabel("N_w: fraction of words kept (median over sampled corpus words)")
         axes[1].set_xlabel("epsilon")
@@ -312,7 +316,9 @@ def privacy_utility_curve(
     -------
     UtilityCurve
         ``table`` columns: mechanism, epsilon, accuracy_mean, accuracy_std, N_w, S_w, claimed
-        (the privacy bound, as text), seconds; plus a ``clean`` row.
+        (the privacy bound, as text), seconds; plus baseline rows without epsilon: ``clean``
+        (the texts as given) and, unless ``unknown="keep"``, ``unknown words masked`` (or
+        ``dropped``: known words unchanged, the ceiling of every perturbed row).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -351,6 +357,25 @@ def privacy_utility_curve(
             "seconds": 0.0,
         }
     ]
+    if unknown != "keep" and classifier == "tfidf-logreg":
+        # the ceiling of every perturbed row: unknown words treated, known words unchanged
+        train_corpus, test_corpus = corpora
+        model = _classifier(classifier).fit(
+            train_corpus.texts(train_corpus.token_ids), dataset.train[1]
+        )
+        accuracy = float(np.mean(model.predict(test_corpus.clean) == dataset.test[1]))
+        rows.append(
+            {
+                "mechanism": f"unknown words {'masked' if unknown == 'mask' else 'dropped'}",
+                "epsilon": np.nan,
+                "accuracy_mean": accuracy,
+                "accuracy_std": 0.0,
+                "N_w": 1.0,
+                "S_w": 1.0,
+                "claimed": "no perturbation of known words",
+                "seconds": 0.0,
+            }
+        )
     grid = [
         (label, float(eps))
         for label in labelled

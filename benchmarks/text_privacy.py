@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Words outside the vocabulary on a real corpus, and what the privacy report costs.
 
-    python benchmarks/text_privacy.py [--repeats 3] [--lines N]
+    python benchmarks/text_privacy.py [--repeats 5] [--lines N]
 
 1. Unknown-token shares: the word tokens of every Rotten Tomatoes text (12,808 critic
    snippets, ``dd.load_dataset``) that each GloVe slice does not hold (all 400,000 words, the
@@ -118,7 +118,7 @@ def overhead(path: Path, repeats: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--lines", type=int, default=None, help="Texts in the throughput file (default: all)."
     )
@@ -129,8 +129,8 @@ def main() -> None:
     shares = unknown_shares(texts)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rotten_tomatoes.txt"
-        lines = [t.replace("\n", " ") + "\n" for t in texts[: args.lines]]
-        path.write_text("".join(lines), encoding="utf-8")
+        corpus = [t.replace("\n", " ") + "\n" for t in texts[: args.lines]]
+        path.write_text("".join(corpus), encoding="utf-8")
         costs = overhead(path, args.repeats)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     result = {
@@ -157,9 +157,10 @@ def main() -> None:
         )
     lines += [
         "",
-        f"Report overhead on `perturb_file` ({len(lines):,} texts, one per line; "
-        f"{args.repeats} repetitions, medians; alpha top 50,000; farthest-word cache cold in "
-        "the report run)",
+        f"Report overhead on `perturb_file` ({len(corpus):,} texts, one per line; "
+        f"{args.repeats} repetitions, medians; alpha top 50,000; cold: the first report on a "
+        "fresh space, which searches the farthest word of every distinct word; warm: the next "
+        "call on the same space)",
         "",
         "| mechanism | epsilon | tokens | s without | s with (cold) | tokens/s | overhead cold "
         "| overhead warm |",

@@ -322,8 +322,9 @@ def test_patterns_are_checked():
         dd.TextCodec(VOCAB, pattern=r"[a-z]*")
     with pytest.raises(TypeError, match="`pattern` must be a str or None; got int"):
         dd.TextCodec(VOCAB, pattern=3)
-    with pytest.raises(ValueError, match="`mask_token` must not hold a line break"):
-        dd.TextCodec(VOCAB, unknown="mask", mask_token="\n")
+    for bad in ("\n", "a\u2028b", ""):
+        with pytest.raises(ValueError, match="`mask_token` must be a non-empty string without"):
+            dd.TextCodec(VOCAB, unknown="mask", mask_token=bad)
 
 
 @pytest.mark.parametrize(
@@ -362,6 +363,7 @@ def test_report_delta_uses_the_pair_dependent_term(mechanism):
     assert report.all_words_delta == pytest.approx(min(1.0, deltas.sum()), rel=1e-12)
     assert report.one_word_delta > approx.privacy_bound().delta  # the pair term, not q alone
     assert report.all_words_delta <= 1.0
+    assert ("additive term reaches 1" in str(report)) == (report.all_words_delta >= 1.0)
 
 
 def test_texts_of_other_types(mechanism):

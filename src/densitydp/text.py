@@ -212,9 +212,13 @@ class TextCodec:
             raise TypeError(f"`vocabulary` must be a Vocabulary; got {type(vocabulary).__name__}.")
         if not isinstance(mask_token, str):
             raise TypeError(f"`mask_token` must be a str; got {type(mask_token).__name__}.")
-        if any(c in mask_token for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        if not mask_token or any(
+            c in mask_token for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+        ):
             raise ValueError(
-                f"`mask_token` must not hold a line break (lines would shift); got {mask_token!r}."
+                "`mask_token` must be a non-empty string without line breaks (an empty mask "
+                "is unknown='drop'; a line break would shift lines); got "
+                f"{mask_token!r}."
             )
         self.vocabulary = vocabulary
         self.unknown = check_choice(unknown, "unknown", UNKNOWN_POLICIES)
@@ -241,7 +245,8 @@ class TextCodec:
             offset = sum(len(p) for p in pieces[: 2 * position + 1])
             raise UnknownWordError(
                 f"unknown word {pieces[2 * position + 1]!r} at character {offset}{where} "
-                "(not in the vocabulary; the unknown-word policy 'mask', 'drop' or 'keep' goes on)."
+                "(not in the vocabulary; with the unknown-word policy mask, drop or keep the "
+                "call goes on)."
             )
         return EncodedText(pieces, ids)
 
@@ -630,16 +635,22 @@ class PerturbationReport:
                 if self.n_texts == 1
                 else f"claimed per {self.unit} (the worst of {self.n_texts:,})"
             )
-            delta = (
-                f" (delta {self.one_word_delta:.3g} / {self.all_words_delta:.3g})"
-                if self.all_words_delta
-                else ""
-            )
+            one = f"epsilon <= {self.one_word_epsilon:,.4g}"
+            every = f"epsilon <= {self.all_words_epsilon:,.4g}"
+            if self.all_words_delta:
+                one += f", delta <= {self.one_word_delta:.3g}"
+                every += f", delta <= {self.all_words_delta:.3g}"
             lines.append(
-                f"{which}, by basic composition: one word replaced: epsilon <= "
-                f"{self.one_word_epsilon:,.4g}; every word replaced: epsilon <= "
-                f"{self.all_words_epsilon:,.4g}{delta}"
+                f"{which}, by basic composition: one word replaced: {one}; every word "
+                f"replaced: {every}"
             )
+            if self.all_words_delta >= 1.0:
+                scope = "every word" if self.one_word_delta < 1.0 else "a single word"
+                lines.append(
+                    "warning: the additive term reaches 1 (each word's delta grows with "
+                    "exp(loss) against far words): no (epsilon, delta) guarantee holds at the "
+                    f"{self.unit} level against {scope} replaced."
+                )
         if not self.complete:
             lines.append("(so far: the stream has not been read to its end)")
         if self.n_unknown_kept:

@@ -415,3 +415,34 @@ def test_laplace_refuses_an_epsilon_it_cannot_decode_exactly(space):
     )
     out = mechanism.sample(np.zeros(500, dtype=np.int64), rng=0)
     assert out.min() >= 0 and out.max() < len(space) and len(np.unique(out)) > 1
+
+
+@pytest.mark.parametrize(("mean", "top"), [(60.0, 50), (3.0, 50), (1e6, 50), (1e300, 7)])
+def test_truncated_poisson_is_exact_and_bounded(mean, top):
+    from scipy import stats
+
+    from densitydp.mechanisms.gumbel import truncated_poisson
+
+    n = 20_000
+    counts = truncated_poisson(mean, top, n, np.random.default_rng(0))
+    assert counts.min() >= 0 and counts.max() <= top
+    log_pmf = stats.poisson.logpmf(np.arange(top + 1), mean)
+    expected = n * np.exp(log_pmf - np.logaddexp.reduce(log_pmf))
+    observed = np.bincount(counts, minlength=top + 1)
+    keep = expected >= 5  # chi-square on the cells with enough expected counts, rest pooled
+    cells_o = np.append(observed[keep], observed[~keep].sum())
+    cells_e = np.append(expected[keep], expected[~keep].sum())
+    if cells_e[-1] < 5:
+        cells_o, cells_e = cells_o[:-1], cells_e[:-1]
+    if len(cells_e) > 1:
+        assert stats.chisquare(cells_o, cells_e * cells_o.sum() / cells_e.sum()).pvalue > 1e-3
+    else:
+        assert observed[top] == n
+
+
+def test_gumbel_with_a_poisson_mean_far_above_the_vocabulary(space):
+    mechanism = dd.TruncatedGumbel(space, scale=1.0, poisson_mean=1e9)
+    out = mechanism.sample(np.arange(10), rng=0)  # used to loop forever
+    assert out.min() >= 0 and out.max() < len(space)
+    ids, probabilities = mechanism.output_distribution(0)
+    assert np.isfinite(probabilities).all() and probabilities.sum() == pytest.approx(1.0)

@@ -379,3 +379,17 @@ def test_texts_of_other_types(mechanism):
     assert "not been read to its end" in str(report)
     list(stream)
     assert "not been read" not in str(report)
+
+
+@pytest.mark.parametrize(
+    ("replace", "error", "message"),
+    [
+        (lambda ids: ids - 100, ValueError, r"word ids in \[0, 8\]; got -"),
+        (lambda ids: ids + 100, ValueError, r"word ids in \[0, 8\]; got 1"),
+        (lambda ids: ids.astype(float), TypeError, "integer word ids; got dtype float64"),
+        (lambda ids: ids > 0, TypeError, "integer word ids; got dtype bool"),
+    ],
+)
+def test_replace_must_return_valid_ids(replace, error, message):
+    with pytest.raises(error, match=message):
+        dd.TextCodec(VOCAB).map_texts("the king", replace)

@@ -318,6 +318,13 @@ class TextCodec:
                 f"`replace` must return one id per input id; got shape {mapped.shape} "
                 f"for {flat.shape}."
             )
+        if mapped.size and (mapped.dtype.kind not in "iu"):
+            raise TypeError(f"`replace` must return integer word ids; got dtype {mapped.dtype}.")
+        if mapped.size and (mapped.min() < 0 or mapped.max() >= len(self.vocabulary)):
+            bad = int(mapped[(mapped < 0) | (mapped >= len(self.vocabulary))][0])
+            raise ValueError(
+                f"`replace` must return word ids in [0, {len(self.vocabulary) - 1}]; got {bad}."
+            )
         if observe is not None:
             observe(encoded, flat, mapped, counts)
         return self.decode_batch(encoded, counts, mapped)

@@ -147,9 +147,7 @@ class TruncatedGumbel(Mechanism):
 
     def _sample_batch(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         n_words = len(self.space)
-        counts = generator.poisson(self.poisson_mean, size=len(word_ids))
-        while (too_many := counts > n_words - 1).any():  # the truncated Poisson: resample
-            counts[too_many] = generator.poisson(self.poisson_mean, size=int(too_many.sum()))
+        counts = truncated_poisson(self.poisson_mean, n_words - 1, len(word_ids), generator)
         width = min(n_words, max(TABLE_K, int(counts.max())))
         words, inverse = np.unique(word_ids, return_inverse=True)
         ids, distances = self._candidate_rows(words, width)
@@ -188,6 +186,8 @@ class TruncatedGumbel(Mechanism):
         if poisson is None:
             return np.array([1.0])
         normaliser = poisson.cdf(n_words - 1)
+        if normaliser < 1e-200:  # a mean far above the vocabulary: the law in log space
+            return _truncated_law(self.poisson_mean, n_words - 1)
         last = int(min(n_words - 1, poisson.isf(OMITTED_MASS * normaliser)))
         last = max(last, 1)
         return poisson.pmf(np.arange(last + 1)) / normaliser
@@ -279,3 +279,49 @@ def candidate_probabilities(
             given_k[0] = 1.0  # k = 1: the word alone always wins
         result[c] += count_probabilities[c + 1 : n_candidates + 1] @ given_k
     return result
+
+
+#: Rounds of resampling before the exact inverse-CDF draw takes over (each round keeps a
+#: token with probability ``P[k > top] < 1/2``, so 32 rounds leave at most 2^-32 of them).
+RESAMPLE_ROUNDS = 32
+
+
+def truncated_poisson(
+    mean: float, top: int, size: int, generator: np.random.Generator
+) -> np.ndarray:
+    """``size`` exact draws of ``k ~ Poisson(mean)`` conditioned on ``k <= top`` (int64).
+
+    While ``P[k <= top] >= 1/2``, resampling the draws above ``top`` (at most
+    :data:`RESAMPLE_ROUNDS` rounds, the stream of earlier versions); otherwise, and for the
+    draws left after those rounds, the exact inverse CDF of the truncated law over
+    ``0..top``. Both give the same law, and the loop is bounded whatever the mean (a mean far
+    above the vocabulary size made the plain resampling loop run forever).
+    """
+    from scipy import stats  # imported here: scipy.stats costs ~0.5 s at import time
+
+    if mean == 0.0:
+        return np.zeros(size, dtype=np.int64)
+    left = np.ones(size, dtype=bool)
+    counts = np.full(size, top, dtype=np.int64)
+    if stats.poisson.cdf(top, mean) >= 0.5:
+        counts = generator.poisson(mean, size=size).astype(np.int64)
+        for _ in range(RESAMPLE_ROUNDS):
+            left = counts > top
+            if not left.any():
+                return counts
+            counts[left] = generator.poisson(mean, size=int(left.sum()))
+        left = counts > top
+    law = np.cumsum(_truncated_law(mean, top))
+    draws = np.searchsorted(law / law[-1], generator.random(int(left.sum())), side="right")
+    counts[left] = np.minimum(draws, top)
+    return counts
+
+
+def _truncated_law(mean: float, top: int) -> np.ndarray:
+    """``P[k | k <= top]`` for ``k = 0..top`` under Poisson(mean), computed in log space (finite
+    for every finite mean)."""
+    from scipy import special, stats
+
+    log_pmf = stats.poisson.logpmf(np.arange(top + 1), mean)
+    return np.exp(log_pmf - special.logsumexp(log_pmf))
+

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -232,3 +235,27 @@ def test_perturb_writes_escape_sequences_as_they_are(runner, space_file, small_s
                  "--seed", "4", "--unknown", "keep"]  # fmt: skip
     result = runner.invoke(main, arguments, input=text)
     assert result.exit_code == 0 and "\x1b[31m" in result.stdout
+
+
+def test_perturb_paths_dash_missing_input_and_stdin_as_output(runner, space_file, tmp_path):
+    base = ["perturb", "-m", "exponential", "-e", "1", "--embeddings", str(space_file),
+            "--seed", "2", "--unknown", "keep"]  # fmt: skip
+    text = "c00w0001 caf\xe9 \x1b[0m\n"
+    source = tmp_path / "in.txt"
+    source.write_bytes(text.encode("utf-8") + b"\xff\n")
+    to_file = runner.invoke(main, [*base, str(source), "-o", str(tmp_path / "out.txt")])
+    to_stdout = runner.invoke(main, [*base, str(source), "-o", "-"])
+    from_stdin = runner.invoke(main, [*base, "-"], input=source.read_bytes())
+    assert to_file.exit_code == to_stdout.exit_code == from_stdin.exit_code == 0
+    written = (tmp_path / "out.txt").read_bytes()
+    assert to_stdout.stdout_bytes == written == from_stdin.stdout_bytes  # the same bytes
+    assert written.endswith(b"\xff\n")  # undecodable input bytes kept
+    missing = runner.invoke(main, [*base, str(tmp_path / "nope.txt")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    with open(source, "rb") as stdin:  # `-o IN < IN` would replace the input
+        result = subprocess.run(
+            [sys.executable, "-m", "densitydp.cli", *base, "-o", str(source)],
+            stdin=stdin, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1 and "is the file standard input reads from" in result.stderr
+    assert source.read_bytes() == text.encode("utf-8") + b"\xff\n"

@@ -601,3 +601,11 @@ def test_ids_exact_must_be_a_bool():
     space = dd.EmbeddingSpace(["the", "king"], [[0.0], [1.0]])
     with pytest.raises(TypeError, match="`exact` must be a bool; got str"):
         space.ids("THE", exact="False")
+
+
+@pytest.mark.parametrize("header", ["", "2 3\n"])
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path, header):
+    path = tmp_path / "bom.txt"
+    path.write_text("\ufeff" + header + "the 1 2 3\nking 4 5 6\n", encoding="utf-8")
+    space = dd.EmbeddingSpace.from_file(path)
+    assert list(space.vocabulary) == ["the", "king"] and space.dim == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import io
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -136,6 +138,20 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _refuse_stdin_as_output(output: str) -> None:
+    """Refuse ``-o FILE < FILE``: the output would replace the input being read."""
+    try:
+        read = os.fstat(sys.stdin.buffer.fileno())
+        written = os.stat(output)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return  # stdin is not a file, or the output does not exist yet
+    if (read.st_dev, read.st_ino) == (written.st_dev, written.st_ino):
+        raise ValueError(
+            f"`--output` {output!r} is the file standard input reads from (the input is never "
+            "modified)."
+        )
+
+
 def _load_space(embeddings: str | None, top: int | None, words: str = "all") -> EmbeddingSpace:
     alpha = words == "alpha"
     if embeddings is None:
@@ -200,13 +216,18 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
 )
 @_density_options
 @_progress_option("on a terminal")
-@click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(dir_okay=False))
+@click.argument(
+    "input_path",
+    metavar="[INPUT]",
+    required=False,
+    type=click.Path(dir_okay=False, exists=True, allow_dash=True),
+)
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, allow_dash=True),
     default=None,
-    help="Output file, written atomically (default: standard output).",
+    help="Output file, written atomically (default or '-': standard output).",
 )
 @_one_line_errors
 def perturb(
@@ -242,6 +263,10 @@ def perturb(
     from ._rng import as_generator, seed_entropy
     from .text import perturb_file, perturb_text
 
+    input_path = None if input_path == "-" else input_path
+    output = None if output == "-" else output
+    if input_path is None and output is not None:
+        _refuse_stdin_as_output(output)  # before minutes of loading, not after
     space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(
         mechanism,
@@ -266,15 +291,22 @@ def perturb(
             )
         else:
             source: IO[str]
-            if input_path is None:
-                source = sys.stdin
+            if input_path is None:  # the same decoding as a file: undecodable bytes kept
+                source = io.TextIOWrapper(
+                    sys.stdin.buffer,
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                    newline="",
+                )
             else:
                 source = open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
             with source:
                 lines, report = perturb_text(iter(source), chosen, return_report=True, **options)
-                if output is None:
+                if output is None:  # exactly the bytes -o would write
+                    stdout = sys.stdout.buffer
                     for line in lines:
-                        click.echo(line, nl=False, color=True)  # the text as is, escapes too
+                        stdout.write(line.encode("utf-8", "surrogateescape"))
+                    stdout.flush()
                 else:
                     with atomic_write(
                         output, "w", encoding="utf-8", errors="surrogateescape", newline=""

@@ -778,6 +778,8 @@ class EmbeddingSpace:
             for line_number, raw in enumerate(stream, start=1):
                 try:
                     line = raw.decode(encoding)
+                    if line_number == 1 and line.startswith("\ufeff"):
+                        line = line[1:]  # a byte-order mark is not part of the first word
                 except UnicodeDecodeError as exc:
                     raise EmbeddingFileError(
                         f"{path}:{line_number}: not valid {encoding} text ({exc.reason})."

@@ -82,7 +82,7 @@ def test_space_basics_and_input_not_modified():
         (WORDS, np.where(VECTORS == VECTORS[1, 0], np.inf, VECTORS), ValueError, "row 1"),
         (WORDS, VECTORS * 1e39, ValueError, "beyond the float32 range"),
         (["a"], [[1.0]], ValueError, "at least 2 words"),
-        (WORDS, [["a"] * 3] * 4, TypeError, "2-D array of real numbers"),
+        (WORDS, [["a"] * 3] * 4, TypeError, "must hold real numbers .*dtype <U1"),
         (WORDS, np.zeros((4, 0)), ValueError, "at least one column"),
     ],
 )
@@ -609,3 +609,19 @@ def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path, header):
     path.write_text("\ufeff" + header + "the 1 2 3\nking 4 5 6\n", encoding="utf-8")
     space = dd.EmbeddingSpace.from_file(path)
     assert list(space.vocabulary) == ["the", "king"] and space.dim == 3
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        (np.array([[1 + 2j], [3 + 0j]]), "dtype complex128"),
+        (np.array([[True], [False]]), "dtype bool"),
+        (np.array([["1"], ["2"]]), "dtype <U1"),
+        (np.array([[1.0], [2.0]], dtype=object), "dtype object"),
+        (np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]").reshape(2, 1), "datetime64"),
+        (np.ma.masked_array([[1.0], [2.0]], mask=[[True], [False]]), "masked array"),
+    ],
+)
+def test_vectors_that_a_cast_would_coerce_are_refused(vectors, message):
+    with pytest.raises(TypeError, match=f"`vectors` must .*{message}"):
+        dd.EmbeddingSpace(["a", "b"], vectors)

@@ -444,5 +444,5 @@ def test_gumbel_with_a_poisson_mean_far_above_the_vocabulary(space):
     mechanism = dd.TruncatedGumbel(space, scale=1.0, poisson_mean=1e9)
     out = mechanism.sample(np.arange(10), rng=0)  # used to loop forever
     assert out.min() >= 0 and out.max() < len(space)
-    ids, probabilities = mechanism.output_distribution(0)
+    _, probabilities = mechanism.output_distribution(0)
     assert np.isfinite(probabilities).all() and probabilities.sum() == pytest.approx(1.0)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import densitydp as dd
 from densitydp._validation import (
     check_choice,
     check_epsilon,
@@ -84,5 +85,13 @@ def test_check_arrays():
         check_finite_array([[0, 0], [np.inf, 0]], "points")
     with pytest.raises(ValueError, match="must be a 1-D array; got shape"):
         check_finite_array([[0]], "x", ndim=1)
-    with pytest.raises(TypeError, match="`x` must be an array of real numbers"):
+    with pytest.raises(TypeError, match="`x` must hold real numbers .*got dtype <U1"):
         check_finite_array(["a"], "x")
+
+
+def test_points_of_a_coercible_dtype_are_refused():
+    space = dd.synthetic_space(n_words=20, dim=2, n_clusters=2, rng=0)
+    with pytest.raises(TypeError, match="`points` must hold real numbers .*complex128"):
+        space.nearest(np.array([[1 + 1j, 0j]]))
+    with pytest.raises(TypeError, match="`points` must be a plain array .*masked array"):
+        space.nearest(np.ma.masked_array([[1.0, 2.0]], mask=[[True, False]]))

@@ -100,6 +100,19 @@ def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     return value
 
 
+def check_real_dtype(values: Any, name: str) -> None:
+    """Refuse what a float cast would coerce silently: complex (drops the imaginary part), bool,
+    datetime, strings, objects, masked arrays (drops the mask)."""
+    if np.ma.isMaskedArray(values):
+        raise TypeError(f"`{name}` must be a plain array of real numbers; got a masked array.")
+    try:
+        dtype = np.asarray(values).dtype
+    except (TypeError, ValueError):
+        return  # ragged input: the cast reports it
+    if dtype.kind not in "iuf":
+        raise TypeError(f"`{name}` must hold real numbers (int or float); got dtype {dtype}.")
+
+
 def check_finite_array(
     array: Any, name: str, *, ndim: int | None = None, dtype: Any = np.float64
 ) -> np.ndarray:
@@ -107,6 +120,7 @@ def check_finite_array(
 
     The input is never modified: a new array is made whenever a conversion is needed.
     """
+    check_real_dtype(array, name)
     try:
         result = np.asarray(array, dtype=dtype)
     except (TypeError, ValueError) as exc:

@@ -29,6 +29,7 @@ from ._validation import (
     check_int,
     check_number,
     check_points,
+    check_real_dtype,
     check_word_ids,
 )
 
@@ -264,6 +265,7 @@ class EmbeddingSpace:
 
     def __init__(self, words: Iterable[str] | Vocabulary, vectors: Any, *, name: str | None = None):
         vocabulary = words if isinstance(words, Vocabulary) else Vocabulary(words)
+        check_real_dtype(vectors, "vectors")
         try:
             with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
                 array = np.array(vectors, dtype=np.float32, order="C", copy=True)

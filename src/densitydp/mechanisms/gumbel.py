@@ -324,4 +324,3 @@ def _truncated_law(mean: float, top: int) -> np.ndarray:
 
     log_pmf = stats.poisson.logpmf(np.arange(top + 1), mean)
     return np.exp(log_pmf - special.logsumexp(log_pmf))
-

@@ -259,3 +259,20 @@ def test_perturb_paths_dash_missing_input_and_stdin_as_output(runner, space_file
         )  # fmt: skip
     assert result.returncode == 1 and "is the file standard input reads from" in result.stderr
     assert source.read_bytes() == text.encode("utf-8") + b"\xff\n"
+
+
+@pytest.mark.parametrize("command", ["audit", "perturb", "diagnose"])
+def test_destinations_are_checked_before_the_work(runner, space_file, tmp_path, command):
+    option = {"audit": "--json", "perturb": "-o", "diagnose": "--plot"}[command]
+    flag = {"audit": "--json", "perturb": "--output", "diagnose": "--plot"}[command]
+    base = {
+        "audit": ["audit", "-m", "exponential", "-e", "1"],
+        "perturb": ["perturb", "-m", "exponential", "-e", "1"],
+        "diagnose": ["diagnose", "--word", "c00w0001", "-e", "5"],
+    }[command] + ["--embeddings", str(tmp_path / "never-read.txt")]
+    missing = runner.invoke(main, [*base, option, str(tmp_path / "no" / "out.json")], input="x\n")
+    assert missing.exit_code == 1, missing.output
+    assert f"`{flag}`" in missing.output
+    assert "does not exist" in missing.output  # about the folder, not the embeddings file
+    folder = runner.invoke(main, [*base, option, str(tmp_path)], input="x\n")
+    assert folder.exit_code == 2 and "is a directory" in folder.output  # click's own check

@@ -138,6 +138,23 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _check_destinations(**destinations: str | None) -> None:
+    """Check every output path before the work starts (a finished audit must not be lost to a
+    missing or unwritable folder): its folder exists and is writable, and it is not a folder."""
+    for option, destination in destinations.items():
+        if destination is None or destination == "-":
+            continue
+        path = os.path.abspath(destination)
+        flag = "--" + option.replace("_", "-")
+        if os.path.isdir(path):
+            raise ValueError(f"`{flag}` {destination!r} is a folder; give a file name.")
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} does not exist.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} is not writable.")
+
+
 def _refuse_stdin_as_output(output: str) -> None:
     """Refuse ``-o FILE < FILE``: the output would replace the input being read."""
     try:
@@ -265,6 +282,7 @@ def perturb(
 
     input_path = None if input_path == "-" else input_path
     output = None if output == "-" else output
+    _check_destinations(output=output)
     if input_path is None and output is not None:
         _refuse_stdin_as_output(output)  # before minutes of loading, not after
     space = _load_space(embeddings, top, word_filter)
@@ -375,6 +393,7 @@ def audit(
     from ._rng import as_generator, seed_entropy
     from .audit import audit as run_audit
 
+    _check_destinations(json=json_path, plot=plot)
     space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(mechanism, space, epsilon)
     generator = as_generator(seed)
@@ -592,6 +611,7 @@ def diagnose(
     from .kde import KDEPrior
     from .mechanisms import DensityAwareLaplace
 
+    _check_destinations(plot=plot)
     space = _load_space(embeddings, top, word_filter)
     word_id = space.ids(word)  # the text path's case back-off; UnknownWordError names it
     prior = KDEPrior.fit(space, bandwidth="scott", max_points=prior_points, rng=0)

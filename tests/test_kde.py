@@ -380,3 +380,24 @@ def test_sup_bound_is_cached_and_validated(small_space):
         prior.log_sup_bound(n_neighbors=0)
     with pytest.raises(ValueError, match="`max_starts` must be"):
         prior.log_sup_lower(max_starts=0)
+
+
+@pytest.mark.parametrize("distance", [1e3, 1e8, 1e10, 1e15, 1e100])
+def test_log_density_is_finite_far_from_the_data(distance):
+    """Far away the log-sum-exp's cut rounds to its own maximum; the maximum must still count
+    (log densities of -1e20 and beyond came back as -inf)."""
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(50, 3))
+    prior = dd.KDEPrior.fit(dd.EmbeddingSpace([f"w{i}" for i in range(50)], points), bandwidth=0.5)
+    query = np.array([[distance, 0.0, 0.0]])
+    got = prior.log_density(query)
+    expected = twin.log_density(query, prior.references, 0.5)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bandwidth", [1e-200, 1e-160, 1e160, 1e300])
+def test_bandwidths_whose_scale_overflows_are_refused(bandwidth):
+    space = dd.EmbeddingSpace(["a", "b", "c"], np.random.default_rng(0).normal(size=(3, 2)))
+    with pytest.raises(ValueError, match="`bandwidth` must lie in .* finite positive float64"):
+        dd.KDEPrior.fit(space, bandwidth=bandwidth)

@@ -240,7 +240,9 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
             running_max = block_max
         cut = running_max + _NEGLIGIBLE
         for r in range(width):
-            if scratch[r] > cut:
+            # >=: far from every point (|log| > 1e19) the cut rounds to the maximum itself,
+            # which must still count (">" returned -inf there)
+            if scratch[r] >= cut:
                 total += math.exp(scratch[r] - running_max)
     if total == 0.0:
         return -np.inf

@@ -38,6 +38,9 @@ ADAPTIVE_K = 10
 #: Methods of :meth:`KDEPrior.log_sup_bound`, and the largest prior that ``"auto"`` bounds with the
 #: all-pairs pass.
 SUP_METHODS = ("auto", "pairs", "neighbors")
+#: Bandwidths outside this range make 0.5 / h^2 overflow to inf or underflow to 0 in float64.
+MIN_BANDWIDTH = math.sqrt(0.5 / np.finfo(np.float64).max)
+MAX_BANDWIDTH = math.sqrt(0.5 / np.finfo(np.float64).tiny)
 SUP_PAIRS_LIMIT = 50_000
 #: Default number of cells of the distance axis, and of exact neighbours per reference point for
 #: ``method="neighbors"`` (see :meth:`KDEPrior.log_sup_bound`).
@@ -119,6 +122,14 @@ class KDEPrior:
             raise ValueError(
                 f"`bandwidths` must be {len(references)} numbers > 0; got shape {bandwidths.shape}."
             )
+        with np.errstate(over="ignore", divide="ignore", under="ignore"):
+            scale = 0.5 / bandwidths**2
+        if not (np.isfinite(scale) & (scale > 0)).all():
+            bad = float(bandwidths[~(np.isfinite(scale) & (scale > 0))][0])
+            raise ValueError(
+                f"`bandwidth` must lie in [{MIN_BANDWIDTH:.3g}, {MAX_BANDWIDTH:.3g}] so that "
+                f"0.5 / h^2 is a finite positive float64; got {bad!r}."
+            )
         lossless = np.array_equal(references.astype(np.float32), references)
         self.references = references.astype(np.float32 if lossless else np.float64)
         self.references.flags.writeable = False
@@ -133,7 +144,7 @@ class KDEPrior:
         self.seed = seed or {"entropy": None, "spawn_key": []}
         n_points, dim = references.shape
         self._references_t = np.ascontiguousarray(self.references.T)
-        self._inv_two_h2 = 0.5 / bandwidths**2
+        self._inv_two_h2 = scale
         self._log_weights = -math.log(n_points) - dim * np.log(bandwidths) - 0.5 * dim * _LOG_2PI
         # results of the (deterministic) supremum passes, keyed by their arguments
         self._memo: dict[tuple[Any, ...], Any] = {}

@@ -78,4 +78,22 @@ def test_chains_that_never_move_are_reported_not_crashed():
     assert np.isnan(table["r_hat"]).all()
     with pytest.warns(dd.ConvergenceWarning, match="R-hat of position\\[0\\] is undefined"):
         verdict = dd.diagnose(_result(frozen))
-    assert not verdict.converged and verdict.max_r_hat == np.inf
+    assert not verdict.converged and np.isnan(verdict.max_r_hat)
+    assert "max R-hat undefined" in str(verdict) and "never vary" in str(verdict)
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason", "not_said"),
+    [
+        ((1, 500, 2), "only 1 chain: R-hat compares chains", "never vary"),
+        ((4, 3, 2), "only 3 draw(s) per chain", "never vary"),
+        ((2, 2, 2), "only 2 draw(s) per chain", "never vary"),
+    ],
+)
+def test_too_few_chains_or_draws_are_explained_as_such(shape, reason, not_said):
+    moving = np.random.default_rng(0).normal(size=shape)
+    with pytest.warns(dd.ConvergenceWarning):
+        verdict = dd.diagnose(_result(moving))
+    text = str(verdict)
+    assert reason in text and not_said not in text and "inf" not in text
+    assert not verdict.converged

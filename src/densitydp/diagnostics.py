@@ -8,6 +8,7 @@ mix; they do not certify a privacy guarantee (see the density-aware guide).
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -110,13 +111,18 @@ class Diagnosis:
     table: pd.DataFrame
 
     def __str__(self) -> str:
+        r_hat = "undefined" if math.isnan(self.max_r_hat) else f"{self.max_r_hat:.4f}"
         head = (
-            f"max R-hat {self.max_r_hat:.4f}, min bulk ESS {self.min_ess_bulk:.0f}, "
+            f"max R-hat {r_hat}, min bulk ESS {self.min_ess_bulk:.0f}, "
             f"min tail ESS {self.min_ess_tail:.0f} ({self.n_chains} chains x {self.n_draws} draws)"
         )
         if self.converged:
             return f"converged: {head}"
         return "NOT converged: " + head + "\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+#: Draws per chain below which split R-hat and ESS are not defined.
+MIN_DRAWS = 4
 
 
 def diagnose(result: ChainResult, var_names: list[str] | None = None) -> Diagnosis:
@@ -130,17 +136,31 @@ def diagnose(result: ChainResult, var_names: list[str] | None = None) -> Diagnos
     n_chains, n_draws = result.n_chains, result.n_draws
     needed = ESS_PER_CHAIN * n_chains
     r_hat = table["r_hat"].to_numpy()
-    # NaN (undefined) counts as the worst value
-    max_r_hat = float(np.max(np.where(np.isnan(r_hat), np.inf, r_hat)))
+    # NaN (undefined) anywhere makes the maximum undefined: reported as such, with its reason
+    max_r_hat = float("nan") if np.isnan(r_hat).any() else float(np.max(r_hat))
     min_bulk = float(np.min(np.nan_to_num(table["ess_bulk"].to_numpy(), nan=0.0)))
     min_tail = float(np.min(np.nan_to_num(table["ess_tail"].to_numpy(), nan=0.0)))
     problems = []
     undefined = list(table.index[np.isnan(r_hat)])
-    if undefined:
+    if n_draws < MIN_DRAWS:
         problems.append(
-            f"R-hat of {undefined[0]} is undefined: its draws never vary (the chains never "
-            "moved, or the quantity is constant). Check the proposal and the starting points."
+            f"only {n_draws} draw(s) per chain: R-hat and ESS need at least {MIN_DRAWS} (each "
+            "chain is split in halves). Run more draws."
         )
+    elif n_chains < 2 and undefined:
+        problems.append(
+            "only 1 chain: R-hat compares chains and is undefined for one; run at least 4 "
+            "chains from dispersed starting points."
+        )
+    elif undefined:
+        constant = [q for q in undefined if not table.loc[q, "sd"] > 0]
+        if constant:
+            problems.append(
+                f"R-hat of {constant[0]} is undefined: its draws never vary (the chains never "
+                "moved, or the quantity is constant). Check the proposal and the starting points."
+            )
+        else:
+            problems.append(f"R-hat of {undefined[0]} is undefined (not a number).")
     elif not max_r_hat <= RHAT_THRESHOLD:
         worst = table["r_hat"].idxmax()
         problems.append(
@@ -155,7 +175,7 @@ def diagnose(result: ChainResult, var_names: list[str] | None = None) -> Diagnos
             f"({ESS_PER_CHAIN} per chain): the draws are too autocorrelated for stable "
             "estimates of the centre and the 5 % / 95 % tails. Run more draws."
         )
-    if n_chains < 4:
+    if 2 <= n_chains < 4 or (n_chains == 1 and not undefined):
         problems.append(
             f"only {n_chains} chain(s): R-hat needs at least 4 chains to detect poor mixing."
         )

@@ -391,7 +391,7 @@ def test_options_of_other_samplers_are_refused(space, prior):
 def test_extreme_bandwidths_and_epsilons_build_and_state_their_table_error(space):
     """A very wide prior (acceptance rounding to 1) and a large epsilon (a table that would
     once have needed millions of points) both build; the budget delta stays a probability."""
-    wide = dd.KDEPrior.fit(space, bandwidth=1e6)
+    wide = dd.KDEPrior.fit(space, bandwidth=2e5)
     budget = dd.DensityAwareLaplace(space, 3.0, wide, sampler="budget")
     assert 0.0 <= budget.min_acceptance() <= 1.0
     assert 0.0 <= budget.privacy_bound().delta <= 1.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -446,3 +447,42 @@ def test_gumbel_with_a_poisson_mean_far_above_the_vocabulary(space):
     assert out.min() >= 0 and out.max() < len(space)
     _, probabilities = mechanism.output_distribution(0)
     assert np.isfinite(probabilities).all() and probabilities.sum() == pytest.approx(1.0)
+
+
+def _build_or_refusal(maker, value):
+    try:
+        return maker(value), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+EXTREME = (5e-324, 1e-300, 1e-30, 1e7, 1e10, 1e30, 1e300, 1.7e308)
+
+
+@pytest.mark.parametrize("value", EXTREME)
+@pytest.mark.parametrize(
+    "name", ["laplace", "exponential", "tem", "gumbel", "gumbel-scale", "density", "dtl"]
+)
+def test_extreme_parameters_work_exactly_or_are_refused_by_name(space, name, value):
+    prior = dd.KDEPrior.fit(space)
+    makers = {
+        "laplace": lambda e: dd.MultivariateLaplace(space, e),
+        "exponential": lambda e: dd.ExponentialMechanism(space, e),
+        "tem": lambda e: dd.TruncatedExponential(space, e),
+        "gumbel": lambda e: dd.TruncatedGumbel(space, e),
+        "gumbel-scale": lambda e: dd.TruncatedGumbel(space, scale=e),
+        "density": lambda e: dd.DensityAwareLaplace(space, e, prior),
+        "dtl": lambda e: dd.DistanceTruncatedLaplace(space, e, radius=5.0),
+    }
+    argument = "scale" if name == "gumbel-scale" else "epsilon"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dd.PrivacyWarning)
+        mechanism, refusal = _build_or_refusal(makers[name], value)
+    if refusal is not None:  # refused: by the argument's name, at construction
+        assert f"`{argument}`" in refusal
+        return
+    out = mechanism.sample(np.arange(20), rng=0)
+    assert out.min() >= 0 and out.max() < len(space)
+    if mechanism.exact:
+        _, probabilities = mechanism.output_distribution(0)
+        assert np.isfinite(probabilities).all() and probabilities.sum() == pytest.approx(1.0)

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from .._rng import RNGLike, as_generator, spawn
 from .._validation import (
     check_choice,
-    check_epsilon,
     check_int,
     check_number,
     check_open_unit,
@@ -36,7 +35,7 @@ from ..mcmc import ChainResult, IndependenceProposal, run_chains
 from . import _kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, PrivacyWarning, group_tokens
 from .exponential import ExponentialMechanism, _restart
-from .laplace import MultivariateLaplace
+from .laplace import MultivariateLaplace, check_decodable_epsilon
 from .tilted import LogNormalizerTable, log_laplace_mass, stack_tables
 
 __all__ = ["DensityAwareLaplace", "DistanceTruncatedLaplace", "PriorWeightedExponential"]
@@ -59,6 +58,11 @@ SAMPLERS = ("exact", "budget", "certified", "chain")
 DEFAULT_MAX_PROPOSALS = 40
 DEFAULT_DELTA = 1e-9
 DEFAULT_MAX_STEPS = 100_000
+# Largest ``epsilon * bandwidth`` the exact samplers support: beyond ~1e7 the mixing law's
+# envelope and its quadrature lose their digits (the measured acceptance falls from 0.99999 at
+# 1e5 to 1e-56 at 1.4e9); there the noise is a millionth of the kernel width, so the prior
+# factor is constant across it and plain Laplace noise (tilt=0) is the same law.
+MAX_EPSILON_BANDWIDTH = 1e6
 
 #: Multiply-adds of prior evaluations above which sampling shows a progress bar by default
 #: (about 10 seconds on one core).
@@ -228,7 +232,7 @@ class DensityAwareLaplace(MultivariateLaplace):
         # own parameters first: the parent's __init__ validates the rest and freezes
         self.prior = _check_prior(prior, space)
         self.tilt = _check_tilt(tilt)
-        epsilon = check_epsilon(epsilon)
+        epsilon = check_decodable_epsilon(space, epsilon)
         if sampler is None:
             sampler = "chain" if n_steps is not None else "certified" if self.tilt > 1 else "exact"
         self.sampler = check_choice(sampler, "sampler", SAMPLERS)
@@ -285,6 +289,18 @@ class DensityAwareLaplace(MultivariateLaplace):
                 PrivacyWarning,
                 stacklevel=2,
             )
+        if exact_family:
+            widest = self.prior.bandwidth / math.sqrt(min(self.tilt, 1.0))
+            if epsilon * widest > MAX_EPSILON_BANDWIDTH:
+                raise ValueError(
+                    f"`epsilon` * prior bandwidth{'' if self.tilt >= 1 else ' / sqrt(tilt)'} "
+                    f"must be <= {MAX_EPSILON_BANDWIDTH:g} for sampler={self.sampler!r} (the "
+                    f"mixing law's arithmetic loses its digits beyond); got epsilon={epsilon!r}, "
+                    f"bandwidth {self.prior.bandwidth:.4g} (product {epsilon * widest:.4g}). At "
+                    "this epsilon the noise is far narrower than the prior's kernels: use "
+                    "tilt=0 (plain Laplace noise, the same law up to the prior's variation "
+                    "across the noise)."
+                )
         super().__init__(space, epsilon, table_k=table_k)
         if exact_family:
             self._table(self.prior.bandwidth)  # built now: its measured error is in the bound
@@ -800,7 +816,8 @@ class PriorWeightedExponential(ExponentialMechanism):
         )
 
     def _log_probabilities(self, word_id: int) -> np.ndarray:
-        return log_softmax(-0.5 * self.epsilon * self._distances(word_id) + self._log_weights())
+        with np.errstate(over="ignore"):  # an overflowing exponent is a weight of exactly 0
+            return log_softmax(-0.5 * self.epsilon * self._distances(word_id) + self._log_weights())
 
     def _log_weights(self) -> np.ndarray:
         return self.tilt * self.log_prior
@@ -917,7 +934,8 @@ class DistanceTruncatedLaplace(MultivariateLaplace):
         noise = super()._noise(n_samples, generator)
         if math.isfinite(self.radius):
             norms = np.linalg.norm(noise, axis=1, keepdims=True)
-            noise *= np.minimum(1.0, self.radius / norms)
+            with np.errstate(divide="ignore"):  # a norm underflowed to 0 needs no cap
+                noise *= np.minimum(1.0, self.radius / norms)
         return noise
 
 

@@ -87,10 +87,11 @@ class ExponentialMechanism(Mechanism):
         row_ids, row_distances, reach = self._rows(words)
         # rejection from the rows pays when the outside words carry little proposal mass
         clipped = np.minimum(row_distances, gamma)
-        row_mass = np.exp(-half_epsilon * clipped).sum(axis=1)
-        outside_mass = (len(self.space) - row_ids.shape[1]) * np.exp(
-            -half_epsilon * np.minimum(reach, gamma)
-        )
+        with np.errstate(over="ignore"):  # an overflowing exponent is a weight of exactly 0
+            row_mass = np.exp(-half_epsilon * clipped).sum(axis=1)
+            outside_mass = (len(self.space) - row_ids.shape[1]) * np.exp(
+                -half_epsilon * np.minimum(reach, gamma)
+            )
         by_rows = outside_mass <= REJECTION_RATIO * row_mass
         if by_rows.any():
             slots = np.flatnonzero(by_rows)
@@ -163,7 +164,8 @@ class ExponentialMechanism(Mechanism):
 
     def _log_probabilities(self, word_id: int) -> np.ndarray:
         distances = np.minimum(self._distances(word_id), self._clip())
-        return log_softmax(-0.5 * self.epsilon * distances)
+        with np.errstate(over="ignore"):  # an overflowing exponent is a weight of exactly 0
+            return log_softmax(-0.5 * self.epsilon * distances)
 
     def output_distribution(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
         """``(all word ids, probabilities)``, exact (float64)."""

@@ -108,20 +108,38 @@ class TruncatedGumbel(Mechanism):
             a = (epsilon - offset) / 3.0
             lambert = lambertw(2.0 * a * self.max_distance)
             if lambert.imag != 0.0 or not np.isfinite(lambert.real):
-                raise ValueError(f"the Lambert W calibration failed for epsilon = {epsilon:g}.")
+                raise ValueError(
+                    f"`epsilon` = {epsilon:g} is too large for the truncated Gumbel calibration "
+                    "in float64 (its Lambert W argument overflows)."
+                )
             self.scale = (
                 2.0 * self.max_distance / min(lambert.real, math.log(a * self.min_distance))
             )
             self.epsilon = epsilon
         else:
             self.scale = check_number(scale, "scale", minimum=0.0)
-            a = math.exp(2.0 * self.max_distance / self.scale) * max(
-                1.0 / self.scale, 1.0 / self.min_distance
+            log_a = 2.0 * self.max_distance / self.scale - math.log(
+                min(self.scale, self.min_distance)
             )
-            self.epsilon = 3.0 * a + offset
+            if not log_a < _LOG_LARGEST_A:
+                raise ValueError(
+                    f"`scale` must be larger: at scale {self.scale:g} the calibrated epsilon "
+                    "3 exp(2 max_distance / scale) max(1 / scale, 1 / min_distance) exceeds the "
+                    f"float64 range (max_distance = {self.max_distance:.6g})."
+                )
+            self.epsilon = 3.0 * math.exp(log_a) + offset
         bound = self.max_distance
         self._lower = _gumbel_cdf(-bound, self.scale)
         self._width = _gumbel_cdf(bound, self.scale) - self._lower
+        if not self._width >= MIN_WINDOW:
+            name, value = ("scale", scale) if epsilon is None else ("epsilon", epsilon)
+            raise ValueError(
+                f"`{name}` gives a noise scale {self.scale:.6g} so large against max_distance "
+                f"{self.max_distance:.6g} that the truncated noise window F(D) - F(-D) = "
+                f"{self._width:.3g} < {MIN_WINDOW:g} cannot be sampled exactly in float64 "
+                f"(scale at most about {2.0 * self.max_distance / (math.e * MIN_WINDOW):.3g}); "
+                f"got {value!r}."
+            )
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
@@ -280,6 +298,12 @@ def candidate_probabilities(
         result[c] += count_probabilities[c + 1 : n_candidates + 1] @ given_k
     return result
 
+
+#: Smallest probability window ``F(D) - F(-D)`` of the truncated noise sampled by inverse CDF:
+#: below it the uniforms' float64 spacing (1e-16) is a sizeable part of the window.
+MIN_WINDOW = 1e-8
+#: ``ln a`` above which ``epsilon = 3 a + offset`` leaves the float64 range.
+_LOG_LARGEST_A = math.log(np.finfo(np.float64).max / 4.0)
 
 #: Rounds of resampling before the exact inverse-CDF draw takes over (each round keeps a
 #: token with probability ``P[k > top] < 1/2``, so 32 rounds leave at most 2^-32 of them).

@@ -62,17 +62,10 @@ class MultivariateLaplace(Mechanism):
         self, space: EmbeddingSpace, epsilon: float, *, table_k: int | None = None
     ) -> None:
         super().__init__(space)
-        self.epsilon = check_epsilon(epsilon)
-        scale = max(1.0, float(np.sqrt(space._sqnorms.max())))
+        self.epsilon = check_decodable_epsilon(space, epsilon)
         #: Below this the noise radius (mean ``dim / epsilon``) would exceed ``MAX_RADIUS``
         #: times the largest vector norm and floating-point decoding could not stay exact.
-        self.min_epsilon = space.dim * scale / MAX_RADIUS
-        if self.epsilon < self.min_epsilon:
-            raise ValueError(
-                f"`epsilon` must be >= {self.min_epsilon:.3g} for exact decoding on this space "
-                f"(mean noise radius dim / epsilon at most {MAX_RADIUS:.0e} x the largest "
-                f"vector norm; far beyond that every output is noise); got {self.epsilon!r}."
-            )
+        self.min_epsilon = min_decodable_epsilon(space)
         if table_k is None:
             table_k = min(TABLE_K, len(space))
         self.table_k = check_int(table_k, "table_k", minimum=1, maximum=len(space))
@@ -129,3 +122,22 @@ class MultivariateLaplace(Mechanism):
         if not decided.all():
             out[~decided] = self.space.nearest(points[~decided], progress=False)
         return out
+
+
+def min_decodable_epsilon(space: EmbeddingSpace) -> float:
+    """``dim * max(1, largest vector norm) / MAX_RADIUS``: the smallest epsilon whose Laplace
+    noise is decoded exactly (see :class:`MultivariateLaplace`, *Range*)."""
+    return space.dim * max(1.0, float(np.sqrt(space._sqnorms.max()))) / MAX_RADIUS
+
+
+def check_decodable_epsilon(space: EmbeddingSpace, epsilon: Any) -> float:
+    """``epsilon`` checked (finite, > 0) and at least :func:`min_decodable_epsilon`."""
+    epsilon = check_epsilon(epsilon)
+    floor = min_decodable_epsilon(space)
+    if epsilon < floor:
+        raise ValueError(
+            f"`epsilon` must be >= {floor:.3g} for exact decoding on this space (mean noise "
+            f"radius dim / epsilon at most {MAX_RADIUS:.0e} x the largest vector norm; far "
+            f"beyond that every output is noise); got {epsilon!r}."
+        )
+    return epsilon

@@ -486,3 +486,19 @@ def test_extreme_parameters_work_exactly_or_are_refused_by_name(space, name, val
     if mechanism.exact:
         _, probabilities = mechanism.output_distribution(0)
         assert np.isfinite(probabilities).all() and probabilities.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("factor", [1e-30, 1e-20, 1e20, 1e30])
+def test_outputs_do_not_depend_on_the_units_of_the_vectors(space, factor):
+    """Vectors times ``factor`` and epsilon divided by it: the same law, so the same outputs for
+    the same seed (the exact search's float32 screen underflowed at 1e-25 and overflowed at
+    1e19; the Laplace range was not relative)."""
+    scaled = dd.EmbeddingSpace(list(space.vocabulary), space.vectors.astype(np.float64) * factor)
+    tokens = np.arange(len(space)).repeat(3)
+    for cls, epsilon in (
+        (dd.MultivariateLaplace, 5.0),
+        (dd.TruncatedExponential, 5.0),
+        (dd.TruncatedGumbel, 2000.0),
+    ):
+        expected = cls(space, epsilon).sample(tokens, rng=0)
+        np.testing.assert_array_equal(cls(scaled, epsilon / factor).sample(tokens, rng=0), expected)

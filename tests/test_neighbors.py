@@ -60,6 +60,46 @@ def test_uncertifiable_rows_fall_back_to_an_exact_scan():
     assert table.max_distance == pytest.approx(max_distance, rel=1e-12)
 
 
+@pytest.mark.parametrize("magnitude", [1e-30, 1e-25, 1e-15, 1e-5, 1.0, 1e5, 1e15, 1e19, 1e25, 1e30])
+def test_exact_and_certified_at_every_scale(magnitude):
+    """The float32 screen is scaled by a power of two: vectors of norm 1e-25 underflowed (every
+    product subnormal: wrong rows certified) and 1e19 overflowed; now exact against float64
+    brute force, and certified without the full-scan fallback, from 1e-30 to 1e30."""
+    generator = np.random.default_rng(4)
+    base = generator.standard_normal((400, 7))
+    vectors = (base * magnitude).astype(np.float32)
+    ids, distances, min_distance, max_distance = ref.table(vectors, 6)
+    table = nb.build_table(vectors, 6, progress=False)
+    np.testing.assert_array_equal(table.ids, ids)
+    np.testing.assert_allclose(table.distances, distances, rtol=1e-6)
+    assert table.n_exact_fallback == 0
+    assert table.min_distance == pytest.approx(min_distance, rel=1e-12)
+    assert table.max_distance == pytest.approx(max_distance, rel=1e-12)
+    points = base[:60] * magnitude + generator.standard_normal((60, 7)) * magnitude * 0.4
+    truth = np.argmin(ref.squared_distances(points, vectors), axis=1)
+    np.testing.assert_array_equal(nb.nearest_ids(points, vectors, progress=False), truth)
+
+
+def test_exact_with_a_dynamic_range_beyond_float32():
+    """Tiny vectors beside large ones (products far below the float32 normal range) and points
+    whose products overflow float32: still exact (uncertifiable rows are scanned in float64)."""
+    generator = np.random.default_rng(5)
+    vectors = generator.standard_normal((300, 5))
+    vectors[:100] *= 1e-30
+    vectors[100:200] *= 1e-3
+    vectors = vectors.astype(np.float32)
+    ids, *_ = ref.table(vectors, 5)
+    np.testing.assert_array_equal(nb.build_table(vectors, 5, progress=False).ids, ids)
+    points = generator.standard_normal((40, 5)) * np.logspace(-35, 45, 40)[:, None]
+    # far points: distances equal to an ulp, so sum in the kernel's order (coordinate by
+    # coordinate) for the same float64 values
+    squared = np.zeros((len(points), len(vectors)))
+    for t in range(vectors.shape[1]):
+        squared += (points[:, t, None] - vectors[None, :, t].astype(np.float64)) ** 2
+    truth = np.argmin(squared, axis=1)
+    np.testing.assert_array_equal(nb.nearest_ids(points, vectors, progress=False), truth)
+
+
 def test_results_do_not_depend_on_thread_count(small_space):
     before = numba.get_num_threads()
     try:
@@ -129,9 +169,9 @@ def test_update_topk_kernel_matches_twin():
     heap_ids = np.full((40, capacity), -1, dtype=np.int64)
     largest = np.full(40, -np.inf)
     # two tiles, as the wrapper feeds them
-    _kernels.update_topk(products[:, :120], 0, sqnorms[:120], heap_scores, heap_ids, largest)
-    _kernels.update_topk(products[:, 120:], 120, sqnorms[120:], heap_scores, heap_ids, largest)
-    kept, row_max = ref.update_topk(products, 0, sqnorms, capacity)
+    _kernels.update_topk(products[:, :120], 2.0, 0, sqnorms[:120], heap_scores, heap_ids, largest)
+    _kernels.update_topk(products[:, 120:], 2.0, 120, sqnorms[120:], heap_scores, heap_ids, largest)
+    kept, row_max = ref.update_topk(products, 2.0, 0, sqnorms, capacity)
     np.testing.assert_array_equal(np.sort(heap_scores, axis=1), kept)
     np.testing.assert_array_equal(largest, row_max)
     scores = sqnorms[heap_ids] - 2.0 * np.take_along_axis(products, heap_ids, 1).astype(float)

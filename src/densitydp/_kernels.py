@@ -29,13 +29,15 @@ from ._jit import jit, parallel_jit
 
 
 @jit
-def update_topk(products, column_offset, column_sqnorms, heap_scores, heap_ids, row_max):
+def update_topk(products, factor, column_offset, column_sqnorms, heap_scores, heap_ids, row_max):
     """Merge one block of inner products into the per-row max-heaps.
 
-    ``products[i, j]`` is ``q_i . y_{column_offset + j}`` (float32); the score is
-    ``column_sqnorms[j] - 2 products[i, j]``. ``heap_scores[i, 0]`` is the largest kept score.
-    A score equal to the heap top is not inserted, so every screened-out column scores at least
-    the final heap top.
+    ``products[i, j]`` is ``q'_i . y_{column_offset + j}`` (float32) for the query scaled by
+    ``2 / factor`` (a power of two); the score is ``column_sqnorms[j] - factor * products[i, j]``.
+    ``heap_scores[i, 0]`` is the largest kept score. A score equal to the heap top is not
+    inserted, so every screened-out column scores at least the final heap top. A product that
+    overflowed (inf or NaN) scores ``-inf``: the column becomes a candidate (its distance is
+    recomputed exactly) and the row's largest score ``+inf`` (the diameter rescans it).
     """
     n_rows, n_columns = products.shape
     capacity = heap_scores.shape[1]
@@ -43,7 +45,10 @@ def update_topk(products, column_offset, column_sqnorms, heap_scores, heap_ids, 
         top = heap_scores[i, 0]
         largest = row_max[i]
         for j in range(n_columns):
-            score = column_sqnorms[j] - 2.0 * products[i, j]
+            score = column_sqnorms[j] - factor * products[i, j]
+            if not math.isfinite(score):
+                score = -np.inf
+                largest = np.inf
             if score > largest:
                 largest = score
             if score < top:

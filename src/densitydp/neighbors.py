@@ -46,6 +46,9 @@ _ROW_BLOCK = 512
 _COLUMN_BLOCK = 4096
 #: Unit round-off of float32, and the safety factor of the error bound (see ``_error_bounds``).
 _FLOAT32_ROUNDOFF = 2.0**-24
+#: Largest absolute error of one float32 rounding below the normal range (half the smallest
+#: subnormal).
+_FLOAT32_UNDERFLOW = 2.0**-150
 _SAFETY = 2.0
 
 
@@ -172,15 +175,39 @@ def _sqnorms(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _error_bounds(query_sqnorms: np.ndarray, max_norm: float, dim: int) -> np.ndarray:
+def _screen_scale(max_norm: float) -> tuple[float, float]:
+    """``(query_scale, factor)``: the screen multiplies each query by ``query_scale`` before
+    rounding it to float32 and scores ``||y||^2 - factor * fl32(q' . y)``.
+
+    Both are powers of two, ``factor = 2 / query_scale``, so the scaling itself is exact. With
+    ``max_norm = m 2^e`` (``0.5 <= m < 1``), ``query_scale = 2^(-2e)`` puts the products of a query
+    near the space at magnitude about 1 whatever the space's scale: no float32 overflow for
+    vectors up to 1e30 and no underflow for vectors down to 1e-30 (vectors of norm 1e-25 made
+    every product subnormal, and 1e19 overflowed).
+    """
+    if not max_norm > 0.0:
+        return 0.5, 4.0  # all vectors are zero: any scale
+    exponent = math.frexp(max_norm)[1]
+    return math.ldexp(1.0, -2 * exponent), math.ldexp(2.0, 2 * exponent)
+
+
+def _error_bounds(
+    query_sqnorms: np.ndarray, max_norm: float, dim: int, factor: float
+) -> np.ndarray:
     """Bound on |approximate score - exact score| for each query row.
 
-    The screen computes ``||y||^2 - 2 fl32(fl32(q) . y)``. Rounding ``q`` to float32 and any
-    float32 dot product of length ``dim`` (any summation order, with or without FMA) err by at
-    most ``(dim + 2) u ||q|| ||y||`` with ``u = 2**-24`` (Higham, Accuracy and Stability, 3.1);
-    the score doubles it. A further factor ``_SAFETY`` covers the lower-order terms.
+    The screen computes ``||y||^2 - factor fl32(fl32(q') . y)`` with ``q' = 2 q / factor``.
+    Rounding ``q'`` to float32 and any float32 dot product of length ``dim`` (any summation
+    order, with or without FMA) err by at most ``(dim + 2) u ||q'|| ||y||`` relative terms with
+    ``u = 2**-24`` (Higham, Accuracy and Stability, 3.1) plus, where values fall below the
+    float32 normal range, an absolute ``eta = 2**-150`` per rounded entry and per product
+    (additions of subnormals are exact): ``eta (sqrt(dim) ||y|| + dim)``. Times ``factor``, the
+    relative term is ``2 (dim + 2) u ||q|| ||y||``. A further factor ``_SAFETY`` covers the
+    lower-order terms.
     """
-    return _SAFETY * 2.0 * (dim + 2) * _FLOAT32_ROUNDOFF * np.sqrt(query_sqnorms) * max_norm
+    relative = 2.0 * (dim + 2) * _FLOAT32_ROUNDOFF * np.sqrt(query_sqnorms) * max_norm
+    underflow = factor * _FLOAT32_UNDERFLOW * (math.sqrt(dim) * max_norm + dim)
+    return _SAFETY * (relative + underflow)
 
 
 def _progress(total: int, desc: str, progress: bool | None) -> tqdm:
@@ -222,6 +249,7 @@ def exact_search(
     if column_sqnorms is None:
         column_sqnorms = _sqnorms(vectors)
     max_norm = math.sqrt(float(column_sqnorms.max()))
+    query_scale, factor = _screen_scale(max_norm)
     if self_ids is None:
         self_ids = np.full(n_queries, -1, dtype=np.int64)
     ids = np.empty((n_queries, k), dtype=np.int64)
@@ -233,7 +261,8 @@ def exact_search(
     def search_block(start: int) -> int:
         stop = min(start + _ROW_BLOCK, n_queries)
         block = queries[start:stop]
-        block32 = block.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf products, never certified
+            block32 = (block * query_scale).astype(np.float32)
         rows = stop - start
         heap_scores = np.full((rows, capacity), np.inf)
         heap_ids = np.full((rows, capacity), -1, dtype=np.int64)
@@ -242,9 +271,11 @@ def exact_search(
         for column in range(0, n_words, _COLUMN_BLOCK):
             columns = vectors[column : column + _COLUMN_BLOCK]
             tile = products if len(columns) == _COLUMN_BLOCK else products[:, : len(columns)]
-            np.matmul(block32, columns.T, out=tile)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.matmul(block32, columns.T, out=tile)
             _kernels.update_topk(
                 tile,
+                factor,
                 column,
                 column_sqnorms[column : column + _COLUMN_BLOCK],
                 heap_scores,
@@ -252,7 +283,7 @@ def exact_search(
                 largest,
             )
         query_sqnorms = _sqnorms(block)
-        errors = _error_bounds(query_sqnorms, max_norm, dim)
+        errors = _error_bounds(query_sqnorms, max_norm, dim, factor)
         _kernels.refine_rows(
             block,
             query_sqnorms,

@@ -42,12 +42,18 @@ def table(vectors: np.ndarray, k: int):
     return ids, distances, float(np.sqrt(sq.min())), float(np.sqrt(row_max.max()))
 
 
-def update_topk(products, column_offset, column_sqnorms, capacity):
+def update_topk(products, factor, column_offset, column_sqnorms, capacity):
     """Twin of ``update_topk`` on one tile from empty heaps: the ``capacity`` smallest scores of
-    each row (as a sorted array) and the largest score."""
-    scores = column_sqnorms[None, :] - 2.0 * products.astype(np.float64)
+    each row (as a sorted array) and the largest score (non-finite scores: -inf kept, +inf
+    largest)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scores = column_sqnorms[None, :] - factor * products.astype(np.float64)
+    bad = ~np.isfinite(scores)
+    scores[bad] = -np.inf
     kept = np.sort(scores, axis=1)[:, :capacity]
-    return kept, scores.max(axis=1)
+    largest = scores.max(axis=1)
+    largest[bad.any(axis=1)] = np.inf
+    return kept, largest
 
 
 def refine_rows(queries, vectors, candidate_ids, self_ids, k):

@@ -40,9 +40,11 @@ class MultivariateLaplace(Mechanism):
 
     Notes
     -----
-    *Range.* ``epsilon`` below ``min_epsilon = dim * max(1, max_v ||phi(v)||) / 1e6`` is
-    refused: the noise would be millions of times the size of the space (every output pure
-    noise) and float64 decoding of such points is not exact (5e-4 on GloVe 50-d).
+    *Range.* ``epsilon`` below ``min_epsilon = dim / (1e6 max_v ||phi(v)||)`` is refused: the
+    mean noise radius ``dim / epsilon`` would exceed a million times the size of the space
+    (every output pure noise) and the float64 distances of such points to different words
+    would differ in their last digits only. The range is relative, so it does not depend on the
+    units of the vectors (3.5e-6 on GloVe 6B 50-d).
 
     *Guarantee.* ``epsilon * d``-metric DP (Feyisetan et al., WSDM 2020, Theorem 2): the noisy
     vector is ``epsilon * d``-private and decoding is post-processing. Decoding is always exact: the
@@ -125,9 +127,10 @@ class MultivariateLaplace(Mechanism):
 
 
 def min_decodable_epsilon(space: EmbeddingSpace) -> float:
-    """``dim * max(1, largest vector norm) / MAX_RADIUS``: the smallest epsilon whose Laplace
+    """``dim / (MAX_RADIUS * largest vector norm)``: the smallest epsilon whose Laplace
     noise is decoded exactly (see :class:`MultivariateLaplace`, *Range*)."""
-    return space.dim * max(1.0, float(np.sqrt(space._sqnorms.max()))) / MAX_RADIUS
+    largest = float(np.sqrt(space._sqnorms.max()))
+    return space.dim / (MAX_RADIUS * (largest if largest > 0.0 else 1.0))
 
 
 def check_decodable_epsilon(space: EmbeddingSpace, epsilon: Any) -> float:

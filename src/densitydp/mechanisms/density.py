@@ -182,6 +182,17 @@ class DensityAwareLaplace(MultivariateLaplace):
     (:meth:`privacy_delta_bound`), ``eta`` being the reported ``delta``. ``"chain"``: no
     guarantee can be stated.
 
+    *Range and termination.* The exact samplers need ``epsilon * h <= 1e6`` (``h`` the prior's
+    bandwidth, divided by ``sqrt(tilt)`` below tilt 1); larger products are refused (the
+    mixing law's arithmetic loses its digits there, and the noise is so much narrower than the
+    kernels that ``tilt=0`` is the same law). Their rejection loops end with probability 1
+    and a number of proposals that is geometric with a mean bounded over the range: at tilt 1
+    the acceptance of one proposal is at least :meth:`min_acceptance` (0.84 to 0.99999 from
+    ``epsilon * h = 1e-4`` to ``1e6`` on a synthetic space; 1.16 proposals per token at most on
+    average); below tilt 1 the envelope's mass ratio (about 6 proposals at tilt 0.5, 20 at
+    tilt 0.1, 1 from ``epsilon * h = 100`` up). For a bounded number of proposals use
+    ``"budget"`` (tilt 1) or ``"certified"``.
+
     *Timing.* The exact samplers' running time depends on the word (its component masses, the
     number of rejections, the decoding); the ``"budget"`` sampler removes the data-dependent
     number of proposals of the mixing weight, not the rest. Protect against timing side

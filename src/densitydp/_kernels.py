@@ -594,3 +594,131 @@ def farthest_distances(word_ids, vectors, centre, order, radii, slack, out, out_
         out[i] = best_distance
         out_ids[i] = best_id
         scanned[i] = count
+
+
+# -- neighbour cache validation ----------------------------------------------------------------
+#
+# A table read from disk is checked against the vectors before any kernel reads its ids (see
+# ``neighbors._validate``). Status codes of ``check_table_rows`` / ``check_table_symmetry``: 0 row
+# valid, 1 column 0 is not the row's word, 2 id out of range, 3 distances not non-decreasing (or
+# NaN), 4 a distance differs from its pair's exact distance, 5 an id repeated, 6 a word closer
+# than another word's last neighbour is missing from that word's row.
+
+
+@parallel_jit
+def check_table_rows(ids, distances, vectors, out_status):
+    """Validate each row of a full table: ids in range, the row's word first, ids distinct,
+    distances non-decreasing and each equal to ``float32(sqrt(squared_distance))`` of its pair
+    (the exact value the search stores)."""
+    n_rows, k = ids.shape
+    n_words = vectors.shape[0]
+    for i in prange(n_rows):
+        status = 0
+        if ids[i, 0] != i:
+            status = 1
+        previous = np.float32(0.0)
+        for j in range(k):
+            if status != 0:
+                break
+            word = ids[i, j]
+            if word < 0 or word >= n_words:
+                status = 2
+                break
+            stored = distances[i, j]
+            if not stored >= previous:
+                status = 3
+                break
+            if np.float32(math.sqrt(squared_distance(vectors[i], vectors[word]))) != stored:
+                status = 4
+                break
+            # a repeated id has the same exact distance: look back over the equal run only
+            back = j - 1
+            while back >= 0 and distances[i, back] == stored:
+                if ids[i, back] == word:
+                    status = 5
+                back -= 1
+            previous = stored
+        out_status[i] = status
+
+
+@parallel_jit
+def check_table_symmetry(ids, distances, out_status):
+    """For a table whose rows passed :func:`check_table_rows`: word ``i`` listed in row ``i``
+    at a distance below the last distance of the neighbour's own row must be listed in that row
+    (it is strictly closer than the neighbour's k-th neighbour). Status 6 when it is not."""
+    n_rows, k = ids.shape
+    for i in prange(n_rows):
+        status = 0
+        for j in range(1, k):
+            other = ids[i, j]
+            stored = distances[i, j]
+            if stored < distances[other, k - 1]:
+                low = 0
+                high = k
+                while low < high:
+                    middle = (low + high) // 2
+                    if distances[other, middle] < stored:
+                        low = middle + 1
+                    else:
+                        high = middle
+                found = False
+                while low < k and distances[other, low] == stored:
+                    if ids[other, low] == i:
+                        found = True
+                        break
+                    low += 1
+                if not found:
+                    status = 6
+                    break
+        out_status[i] = status
+
+
+@parallel_jit
+def grid_closest_pairs(
+    vectors, order, cell_starts, cell_keys, cell_ranks, widths, offsets, out_sq, out_pairs
+):
+    """Smallest squared distance between a word of each occupied grid cell and a word of the
+    same cell or of a neighbour cell listed in ``offsets`` (rank steps per grid axis).
+
+    Words ``order[cell_starts[c]:cell_starts[c + 1]]`` fill cell ``c`` whose packed key is
+    ``cell_keys[c]`` (sorted) and ranks ``cell_ranks[c]``. ``out_sq[c]`` is inf when no pair was
+    met; ``out_pairs[c]`` the two word ids.
+    """
+    n_cells = cell_keys.shape[0]
+    n_axes = widths.shape[0]
+    for c in prange(n_cells):
+        best = np.inf
+        first = -1
+        second = -1
+        for o in range(offsets.shape[0]):
+            key = 0
+            inside = True
+            for t in range(n_axes):
+                rank = cell_ranks[c, t] + offsets[o, t]
+                if rank < 0 or rank >= widths[t]:
+                    inside = False
+                    break
+                key = key * widths[t] + rank
+            if not inside:
+                continue
+            low = 0
+            high = n_cells
+            while low < high:
+                middle = (low + high) // 2
+                if cell_keys[middle] < key:
+                    low = middle + 1
+                else:
+                    high = middle
+            if low == n_cells or cell_keys[low] != key:
+                continue
+            for a in range(cell_starts[c], cell_starts[c + 1]):
+                start = a + 1 if low == c else cell_starts[low]
+                for b in range(start, cell_starts[low + 1]):
+                    squared = squared_distance(vectors[order[a]], vectors[order[b]])
+                    if squared < best:
+                        best = squared
+                        first = order[a]
+                        second = order[b]
+        out_sq[c] = best
+        out_pairs[c, 0] = first
+        out_pairs[c, 1] = second

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
+import stat
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +34,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import _kernels
-from ._io import atomic_write
 from ._validation import check_word_ids
 
 __all__ = ["DEFAULT_K", "CacheWarning", "NeighborTable", "cache_dir"]
@@ -39,7 +41,7 @@ __all__ = ["DEFAULT_K", "CacheWarning", "NeighborTable", "cache_dir"]
 #: Table width built when ``min_distance`` / ``max_distance`` need the all-pairs pass.
 DEFAULT_K = 64
 #: Bumped whenever the algorithm or the cache format changes; old cache files are then ignored.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 #: Rows of queries per task and columns of the space per BLAS tile (tile: 512 x 4096 float32,
 #: 8 MB, stays in cache between the product and the screen).
 _ROW_BLOCK = 512
@@ -53,7 +55,8 @@ _SAFETY = 2.0
 
 
 class CacheWarning(UserWarning):
-    """A cache file was unreadable or corrupt and has been rebuilt."""
+    """The neighbour cache was not used: a cache file failed validation (it is rebuilt), or the
+    cache folder is unsafe or unwritable (the table is computed and returned, not cached)."""
 
 
 def cache_dir() -> Path:
@@ -90,6 +93,16 @@ class NeighborTable:
     _row_of: dict[int, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        if self.ids.ndim != 2 or self.distances.shape != self.ids.shape:
+            raise ValueError(
+                f"`ids` and `distances` must be (n_rows, k) arrays; got {self.ids.shape}."
+            )
+        if self.word_ids is None and self.ids.size:
+            # a full table: kernels index the vectors with these ids, so they must be in range
+            if self.ids.min() < 0 or self.ids.max() >= len(self.ids):
+                raise ValueError("a full table's neighbour ids must lie in [0, n_rows).")
+            if not np.array_equal(self.ids[:, 0], np.arange(len(self.ids))):
+                raise ValueError("a full table's row i must start with word i.")
         for array in (self.ids, self.distances, self.word_ids):
             if array is not None:
                 array.setflags(write=False)
@@ -413,6 +426,35 @@ def nearest_ids(
 
 
 # ----------------------------------------------------------------------------- disk cache
+#
+# Threat model (docs/neighbors.md, "Cache and threat model"): only the user may write the cache
+# folder; a folder that others can write, or that another user owns, is refused. A file that is
+# not a regular file owned by the user, is truncated, foreign or tampered with is detected: every
+# id and every distance is checked against the vectors, a fresh OS-random sample of rows is
+# recomputed exactly, and the min / max distance are certified exactly from witness pairs. No
+# field of a file is used unless it is validated or harmless.
+
+#: Rows recomputed exactly at every load, chosen afresh from OS entropy (a forger cannot know
+#: which): a forgery of a fraction ``f`` of the rows escapes with probability below
+#: ``(1 - f) ** _VERIFIED_ROWS`` (``exp(-10.2)``, 3.6e-5, for ``f = 1 %``).
+_VERIFIED_ROWS = 1024
+#: Grid axes of the closest-pair certificate.
+_GRID_AXES = 3
+_ARRAYS = ("ids", "distances", "meta")
+_STATUS = {
+    1: "column 0 is not the row's word",
+    2: "neighbour id out of range",
+    3: "distances not non-decreasing",
+    4: "a distance differs from its pair's exact distance",
+    5: "a neighbour id repeated",
+    6: "a closer word missing from its neighbour's row",
+}
+#: Extremes already certified in this process, by fingerprint (they depend only on the vectors).
+_CERTIFIED: dict[str, tuple[float, float]] = {}
+
+
+class _Rejected(ValueError):
+    """A cache file that must not be used (the message says why)."""
 
 
 def fingerprint(vectors: np.ndarray) -> str:
@@ -422,82 +464,348 @@ def fingerprint(vectors: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _checksum(ids: np.ndarray, distances: np.ndarray) -> str:
-    digest = hashlib.sha256(memoryview(np.ascontiguousarray(ids)).cast("B"))
-    digest.update(memoryview(np.ascontiguousarray(distances)).cast("B"))
-    return digest.hexdigest()
+def _warn(message: str) -> None:
+    warnings.warn(message, CacheWarning, stacklevel=4)
 
 
-def _table_path(key: str, k: int) -> Path:
-    return cache_dir() / f"neighbors-{key[:24]}-k{k}.npz"
+def _cache_folder(*, create: bool) -> Path | None:
+    """The cache folder if it is safe to use, else None (with a CacheWarning unless it simply
+    does not exist yet and ``create`` is False).
 
-
-def _cached_widths(key: str) -> list[int]:
+    Safe: a directory owned by the current user that neither group nor others can write. It is
+    created with mode 0700.
+    """
     folder = cache_dir()
-    if not folder.is_dir():
+    try:
+        if create:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except FileNotFoundError:
+        if create:
+            _warn(f"neighbour cache folder {folder} cannot be created; the cache is not used.")
+        return None
+    except OSError as exc:
+        _warn(f"neighbour cache folder {folder} is unusable ({exc}); the cache is not used.")
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        reason = "is not a directory"
+    elif hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        reason = f"is owned by another user (uid {info.st_uid})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        reason = f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+    else:
+        return folder
+    _warn(f"neighbour cache folder {folder} {reason}; the cache is not used.")
+    return None
+
+
+def _table_path(folder: Path, key: str, k: int) -> Path:
+    return folder / f"neighbors-{key[:24]}-k{k}.npz"
+
+
+def _cached_widths(key: str, folder: Path | None = None) -> list[int]:
+    if folder is None:
+        folder = _cache_folder(create=False)
+    if folder is None:
         return []
     prefix = f"neighbors-{key[:24]}-k"
     widths = []
     for path in folder.glob(f"{prefix}*.npz"):
         suffix = path.name[len(prefix) : -len(".npz")]
-        if suffix.isdigit():
+        if suffix.isdigit() and not suffix.startswith("0"):
             widths.append(int(suffix))
     return sorted(widths)
 
 
-def _read_meta(archive: Any) -> dict[str, Any]:
-    return json.loads(bytes(archive["meta"]).decode("utf-8"))
-
-
-def _load(path: Path, key: str, n_words: int, *, meta_only: bool = False) -> Any:
-    """Load and verify one cache file; None (and a CacheWarning, file removed) if it is bad."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = _read_meta(archive)
+def _read(path: Path, key: str, n_words: int, k: int) -> tuple[dict[str, Any], Any]:
+    """Open one cache file safely: a regular file (never a symlink, a directory or a FIFO)
+    owned by the user, of a plausible size, holding exactly the expected arrays. Returns the
+    metadata and the open archive's reader (call it to get ``(ids, distances)``)."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise _Rejected("not a regular file (a symlink, directory or device)")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise _Rejected(f"owned by another user (uid {info.st_uid})")
+    limit = n_words * k * 8 + (1 << 20)  # the two arrays plus headers and metadata
+    if info.st_size > limit:
+        raise _Rejected(f"{info.st_size} bytes, more than a table of this size needs")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as stream:
+        opened = os.fstat(stream.fileno())
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise _Rejected("replaced while being opened")
+        with np.load(stream, allow_pickle=False) as archive:
+            members = {entry.filename: entry.file_size for entry in archive.zip.infolist()}
+            if sorted(members) != sorted(f"{name}.npy" for name in _ARRAYS):
+                raise _Rejected(f"unexpected members {sorted(members)}")
+            if max(members.values()) > limit:
+                raise _Rejected("a member larger than a table of this size")
+            meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
+            if not isinstance(meta, dict):
+                raise _Rejected("metadata is not a mapping")
+            if meta.get("format_version") != _FORMAT_VERSION:
+                raise _Rejected(f"format version {meta.get('format_version')!r}")
             if meta.get("fingerprint") != key or meta.get("n_words") != n_words:
-                raise ValueError("fingerprint does not match the vectors")
-            if meta_only:
-                return meta
+                raise _Rejected("fingerprint does not match the vectors")
+            if meta.get("k") != k:
+                raise _Rejected(f"width {meta.get('k')!r} does not match the file name (k{k})")
             ids, distances = archive["ids"], archive["distances"]
-        if ids.shape != (n_words, meta["k"]) or distances.shape != ids.shape:
-            raise ValueError(f"array shape {ids.shape} does not match the metadata")
-        if _checksum(ids, distances) != meta["checksum"]:
-            raise ValueError("checksum mismatch")
-    except Exception as exc:  # any unreadable file is rebuilt, never trusted
-        warnings.warn(
-            f"ignoring corrupt neighbour cache {path} ({exc}); it will be rebuilt.",
-            CacheWarning,
-            stacklevel=3,
-        )
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return None
-    return NeighborTable(
-        ids=ids,
-        distances=distances,
-        min_distance=meta["min_distance"],
-        max_distance=meta["max_distance"],
-        n_exact_fallback=meta["n_exact_fallback"],
+    return meta, (ids, distances)
+
+
+def _exact_distance(vectors: np.ndarray, first: int, second: int) -> float:
+    """The exact float64 distance of a pair, computed as the search computes it."""
+    return math.sqrt(
+        float(_kernels.squared_distance(vectors[first].astype(np.float64), vectors[second]))
     )
 
 
-def _save(table: NeighborTable, key: str) -> Path:
-    """Write ``table`` atomically (temporary file + rename) into the cache folder."""
-    path = _table_path(key, table.k)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "fingerprint": key,
-        "n_words": len(table),
-        "k": table.k,
-        "min_distance": table.min_distance,
-        "max_distance": table.max_distance,
-        "n_exact_fallback": table.n_exact_fallback,
-        "checksum": _checksum(table.ids, table.distances),
-        "format_version": _FORMAT_VERSION,
-    }
-    payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with atomic_write(path) as stream:
-        np.savez(stream, ids=table.ids, distances=table.distances, meta=payload)
+def _witness(meta: dict[str, Any], name: str, n_words: int) -> tuple[int, int, float]:
+    pair = meta.get(f"{name}_pair")
+    value = meta.get(name)
+    if (
+        not isinstance(pair, list)
+        or len(pair) != 2
+        or not all(type(word) is int and 0 <= word < n_words for word in pair)
+        or pair[0] == pair[1]
+    ):
+        raise _Rejected(f"{name} witness pair {pair!r} is not two distinct word ids")
+    if type(value) is not float or not math.isfinite(value):
+        raise _Rejected(f"{name} {value!r} is not a finite float")
+    return pair[0], pair[1], value
+
+
+def _closest_pair(vectors: np.ndarray, bound: float) -> tuple[float, int, int]:
+    """``(d, a, b)``: the exact smallest distance among the pairs that may be closer than
+    ``bound`` (inf, -1, -1 when no pair is). Every pair at distance below ``bound`` differs by
+    less than ``bound`` on each coordinate, so it lies in the same or adjacent cells of a grid
+    of side ``bound`` over ``_GRID_AXES`` coordinates; only those pairs are computed. Cells are
+    ranked per axis (adjacent cells get adjacent ranks), so the grid is exact whatever the
+    coordinates' range; axes whose values are too large against ``bound`` for ``floor`` to be
+    exact are skipped (no axis left: every pair is a candidate)."""
+    n_words = len(vectors)
+    side = bound * (1.0 + 1e-9)  # margin over the rounding of x / side
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        spans = (vectors.max(axis=0).astype(np.float64) - vectors.min(axis=0)) / side
+        largest = np.abs(vectors).max(axis=0).astype(np.float64) / side
+    usable = np.flatnonzero(np.isfinite(largest) & (largest < 2.0**50))
+    axes = usable[np.argsort(-spans[usable], kind="stable")][:_GRID_AXES]
+    ranks, widths = [], []
+    packed = 1
+    for axis in axes:
+        cells = np.floor(vectors[:, axis].astype(np.float64) / side)
+        rank = np.unique(cells, return_inverse=True)[1].astype(np.int64).ravel()
+        width = int(rank.max()) + 1
+        if packed * width >= 2**62:
+            break
+        packed *= width
+        ranks.append(rank)
+        widths.append(width)
+    keys = np.zeros(n_words, dtype=np.int64)
+    for rank, width in zip(ranks, widths, strict=True):
+        keys = keys * width + rank
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    cell_keys, cell_starts = np.unique(keys[order], return_index=True)
+    cell_starts = np.append(cell_starts, n_words).astype(np.int64)
+    cell_ranks = np.empty((len(cell_keys), len(widths)), dtype=np.int64)
+    remaining = cell_keys.copy()
+    for t in range(len(widths) - 1, -1, -1):
+        cell_ranks[:, t] = remaining % widths[t]
+        remaining //= widths[t]
+    steps = [s for s in itertools.product((-1, 0, 1), repeat=len(widths)) if s >= (0,) * len(s)]
+    offsets = np.array(steps, dtype=np.int64).reshape(len(steps), len(widths))
+    best = np.empty(len(cell_keys))
+    pairs = np.empty((len(cell_keys), 2), dtype=np.int64)
+    _kernels.grid_closest_pairs(
+        vectors,
+        order,
+        cell_starts,
+        cell_keys,
+        cell_ranks,
+        np.array(widths, dtype=np.int64),
+        offsets,
+        best,
+        pairs,
+    )
+    cell = int(np.argmin(best))
+    if not np.isfinite(best[cell]):
+        return math.inf, -1, -1
+    return math.sqrt(float(best[cell])), int(pairs[cell, 0]), int(pairs[cell, 1])
+
+
+def _farthest_pair(vectors: np.ndarray, bound: float) -> tuple[float, int, int]:
+    """``(d, a, b)``: the exact largest distance among the pairs that may be farther than
+    ``bound`` (``bound`` a distance achieved by some pair). With ``c`` the centroid and ``r``
+    the distances to it, ``d(u, v) <= r_u + max r``: only words with ``r_u + max r >= bound``
+    can be in a farther pair, and each one's farthest word is found by the pruned scan of
+    :func:`densitydp._kernels.farthest_distances`."""
+    dim = vectors.shape[1]
+    slack = 1.0 + 4.0 * (dim + 8) * 2.0**-53  # rounding of the radii, as farthest_distance
+    centre = vectors.mean(axis=0, dtype=np.float64)
+    radii = np.empty(len(vectors))
+    _kernels.centre_distances(vectors, centre, radii)
+    order = np.argsort(-radii, kind="stable").astype(np.int64)
+    sorted_radii = np.ascontiguousarray(radii[order])
+    candidates = order[(sorted_radii + sorted_radii[0]) * slack >= bound]
+    if candidates.size == 0:
+        return -math.inf, -1, -1
+    farthest = np.empty(candidates.size)
+    farthest_ids = np.empty(candidates.size, dtype=np.int64)
+    _kernels.farthest_distances(
+        candidates,
+        vectors,
+        centre,
+        order,
+        sorted_radii,
+        slack,
+        farthest,
+        farthest_ids,
+        np.empty(candidates.size, dtype=np.int64),
+    )
+    best = int(np.argmax(farthest))
+    return float(farthest[best]), int(candidates[best]), int(farthest_ids[best])
+
+
+def _certify_extremes(vectors: np.ndarray, key: str, meta: dict[str, Any]) -> tuple[float, float]:
+    """Check the metadata's min and max distance exactly against the vectors.
+
+    Each value must be the exact distance of its stored witness pair; no pair may be closer than
+    the min (grid certificate) and none farther than the max (centroid certificate).
+    """
+    n_words = len(vectors)
+    low_a, low_b, low = _witness(meta, "min_distance", n_words)
+    high_a, high_b, high = _witness(meta, "max_distance", n_words)
+    if _exact_distance(vectors, low_a, low_b) != low:
+        raise _Rejected("min_distance is not the distance of its witness pair")
+    if _exact_distance(vectors, high_a, high_b) != high:
+        raise _Rejected("max_distance is not the distance of its witness pair")
+    if _CERTIFIED.get(key) == (low, high):
+        return low, high
+    if low > 0.0 and _closest_pair(vectors, low)[0] < low:
+        raise _Rejected("a pair is closer than min_distance")
+    if _farthest_pair(vectors, high)[0] > high:
+        raise _Rejected("a pair is farther than max_distance")
+    _CERTIFIED[key] = (low, high)
+    return low, high
+
+
+def _validate(
+    vectors: np.ndarray, key: str, meta: dict[str, Any], ids: np.ndarray, distances: np.ndarray
+) -> NeighborTable:
+    """The table of a cache file once every check passed (see the module's threat model)."""
+    n_words = len(vectors)
+    k = meta["k"]
+    if ids.dtype != np.int32 or distances.dtype != np.float32:
+        raise _Rejected(f"array dtypes {ids.dtype} / {distances.dtype}")
+    if ids.shape != (n_words, k) or distances.shape != ids.shape or not 2 <= k <= n_words:
+        raise _Rejected(f"array shape {ids.shape} does not match the metadata")
+    fallback = meta.get("n_exact_fallback")
+    if type(fallback) is not int or not 0 <= fallback <= n_words:
+        raise _Rejected(f"n_exact_fallback {fallback!r}")
+    ids = np.ascontiguousarray(ids)
+    distances = np.ascontiguousarray(distances)
+    status = np.empty(n_words, dtype=np.int8)
+    for check in (
+        lambda: _kernels.check_table_rows(ids, distances, vectors, status),
+        lambda: _kernels.check_table_symmetry(ids, distances, status),
+    ):
+        check()
+        bad = np.flatnonzero(status)
+        if bad.size:
+            raise _Rejected(f"row {bad[0]}: {_STATUS.get(int(status[bad[0]]), 'invalid')}")
+    # a fresh OS-random sample of rows, recomputed exactly
+    sample = np.random.default_rng().choice(n_words, min(n_words, _VERIFIED_ROWS), replace=False)
+    exact = partial_table(vectors, sample, k, progress=False)
+    rows = exact.word_ids
+    if not (
+        np.array_equal(exact.ids, ids[rows]) and np.array_equal(exact.distances, distances[rows])
+    ):
+        raise _Rejected("a sampled row differs from its exact recomputation")
+    low, high = _certify_extremes(vectors, key, meta)
+    if np.float32(low) != distances[:, 1].min() or np.float32(high) < distances[:, -1].max():
+        raise _Rejected("min_distance / max_distance disagree with the table")
+    return NeighborTable(
+        ids=ids,
+        distances=distances,
+        min_distance=low,
+        max_distance=high,
+        n_exact_fallback=fallback,
+    )
+
+
+def _discard(path: Path, reason: str) -> None:
+    _warn(f"ignoring corrupt neighbour cache {path} ({reason}); it will be rebuilt.")
+    with contextlib.suppress(OSError):
+        if not path.is_dir() or path.is_symlink():
+            path.unlink()  # a symlink is removed itself, never its target
+
+
+def _load(path: Path, vectors: np.ndarray, key: str, k: int, *, extremes_only: bool = False) -> Any:
+    """A validated table (or its certified ``(min, max)``) from one cache file; None, with a
+    CacheWarning and the file removed, if the file fails any check."""
+    try:
+        meta, (ids, distances) = _read(path, key, len(vectors), k)
+        if extremes_only:
+            return _certify_extremes(vectors, key, meta)
+        return _validate(vectors, key, meta, ids, distances)
+    except Exception as exc:  # any unreadable or invalid file is rebuilt, never trusted
+        _discard(path, str(exc) or type(exc).__name__)
+        return None
+
+
+def _witnesses(vectors: np.ndarray, table: NeighborTable) -> tuple[list[int], list[int]]:
+    """Pairs at the table's min and max distance (exact), stored so a load can check them."""
+    assert table.min_distance is not None and table.max_distance is not None
+    rows = np.flatnonzero(table.distances[:, 1] == np.float32(table.min_distance))
+    low = next(
+        [int(row), int(table.ids[row, 1])]
+        for row in rows
+        if _exact_distance(vectors, int(row), int(table.ids[row, 1])) == table.min_distance
+    )
+    value, first, second = _farthest_pair(vectors, table.max_distance)
+    if value != table.max_distance:
+        raise RuntimeError(f"diameter {value!r} differs from the table's {table.max_distance!r}")
+    return low, [first, second]
+
+
+def _save(table: NeighborTable, vectors: np.ndarray, key: str) -> Path | None:
+    """Write ``table`` into the cache folder: a private temporary file (mode 0600) renamed over
+    the final name, so a partial file is never visible and a symlink planted at that name is
+    replaced, never written through. Any failure warns and returns None."""
+    folder = _cache_folder(create=True)
+    if folder is None:
+        return None
+    path = _table_path(folder, key, table.k)
+    temporary = None
+    try:
+        low, high = _witnesses(vectors, table)
+        meta = {
+            "fingerprint": key,
+            "n_words": len(table),
+            "k": table.k,
+            "min_distance": table.min_distance,
+            "max_distance": table.max_distance,
+            "min_distance_pair": low,
+            "max_distance_pair": high,
+            "n_exact_fallback": table.n_exact_fallback,
+            "format_version": _FORMAT_VERSION,
+        }
+        payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as stream:
+            np.savez(stream, ids=table.ids, distances=table.distances, meta=payload)
+        os.replace(temporary, path)
+        temporary = None
+    except (OSError, RuntimeError, StopIteration) as exc:
+        _warn(f"could not save the neighbour cache {path} ({exc}); the table is not cached.")
+        return None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+    assert table.min_distance is not None and table.max_distance is not None
+    _CERTIFIED[key] = (table.min_distance, table.max_distance)
     return path
 
 
@@ -505,24 +813,31 @@ def cached_table(
     vectors: np.ndarray, key: str, k: int, *, cache: bool = True, progress: bool | None = None
 ) -> NeighborTable:
     """The full table of width ``k``: from the cache (any cached width >= k is sliced, since a
-    prefix of an exact table is the exact narrower table), else built and cached."""
-    n_words = len(vectors)
+    prefix of an exact table is the exact narrower table) once validated, else built and
+    cached. A cache that cannot be read or written warns (CacheWarning) and is skipped."""
     if cache:
-        for width in _cached_widths(key):
+        folder = _cache_folder(create=False)
+        for width in _cached_widths(key, folder):
             if width >= k:
-                table = _load(_table_path(key, width), key, n_words)
+                assert folder is not None
+                table = _load(_table_path(folder, key, width), vectors, key, width)
                 if table is not None:
                     return table.narrow(k)
     table = build_table(vectors, max(k, 2), progress=progress)
     if cache:
-        _save(table, key)
+        _save(table, vectors, key)
     return table.narrow(k)
 
 
 def cached_extremes(vectors: np.ndarray, key: str) -> tuple[float, float] | None:
-    """``(min_distance, max_distance)`` from any cached full table of these vectors, or None."""
-    for width in _cached_widths(key):
-        meta = _load(_table_path(key, width), key, len(vectors), meta_only=True)
-        if meta is not None:
-            return float(meta["min_distance"]), float(meta["max_distance"])
+    """``(min_distance, max_distance)`` from a cached full table of these vectors, certified
+    exactly against the vectors (the table itself is not read), or None."""
+    if key in _CERTIFIED:
+        return _CERTIFIED[key]
+    folder = _cache_folder(create=False)
+    for width in _cached_widths(key, folder):
+        assert folder is not None
+        found = _load(_table_path(folder, key, width), vectors, key, width, extremes_only=True)
+        if found is not None:
+            return found
     return None

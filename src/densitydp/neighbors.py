@@ -438,8 +438,10 @@ def nearest_ids(
 #: which): a forgery of a fraction ``f`` of the rows escapes with probability below
 #: ``(1 - f) ** _VERIFIED_ROWS`` (``exp(-10.2)``, 3.6e-5, for ``f = 1 %``).
 _VERIFIED_ROWS = 1024
-#: Grid axes of the closest-pair certificate.
-_GRID_AXES = 3
+#: Grid axes of the closest-pair certificate: at least 3, more (up to 6) while the grid spans
+#: fewer than 64 cells per word (measured: 3 axes suit all 400,000 GloVe words, min distance
+#: 0.0054; 5 the 20,000 most frequent, min distance 0.35, 3x faster there than 3 axes).
+_GRID_AXES = (3, 6)
 _ARRAYS = ("ids", "distances", "meta")
 _STATUS = {
     1: "column 0 is not the row's word",
@@ -580,8 +582,8 @@ def _closest_pair(vectors: np.ndarray, bound: float) -> tuple[float, int, int]:
     """``(d, a, b)``: the exact smallest distance among the pairs that may be closer than
     ``bound`` (inf, -1, -1 when no pair is). Every pair at distance below ``bound`` differs by
     less than ``bound`` on each coordinate, so it lies in the same or adjacent cells of a grid
-    of side ``bound`` over ``_GRID_AXES`` coordinates; only those pairs are computed. Cells are
-    ranked per axis (adjacent cells get adjacent ranks), so the grid is exact whatever the
+    of side ``bound`` over a few coordinates (``_GRID_AXES``); only those pairs are computed.
+    Cells are ranked per axis (adjacent cells get adjacent ranks), so the grid is exact whatever the
     coordinates' range; axes whose values are too large against ``bound`` for ``floor`` to be
     exact are skipped (no axis left: every pair is a candidate)."""
     n_words = len(vectors)
@@ -590,10 +592,12 @@ def _closest_pair(vectors: np.ndarray, bound: float) -> tuple[float, int, int]:
         spans = (vectors.max(axis=0).astype(np.float64) - vectors.min(axis=0)) / side
         largest = np.abs(vectors).max(axis=0).astype(np.float64) / side
     usable = np.flatnonzero(np.isfinite(largest) & (largest < 2.0**50))
-    axes = usable[np.argsort(-spans[usable], kind="stable")][:_GRID_AXES]
+    axes = usable[np.argsort(-spans[usable], kind="stable")][: _GRID_AXES[1]]
     ranks, widths = [], []
     packed = 1
     for axis in axes:
+        if len(widths) >= _GRID_AXES[0] and packed >= 64 * n_words:
+            break
         cells = np.floor(vectors[:, axis].astype(np.float64) / side)
         rank = np.unique(cells, return_inverse=True)[1].astype(np.int64).ravel()
         width = int(rank.max()) + 1

@@ -519,10 +519,12 @@ def _cached_widths(key: str, folder: Path | None = None) -> list[int]:
     return sorted(widths)
 
 
-def _read(path: Path, key: str, n_words: int, k: int) -> tuple[dict[str, Any], Any]:
+def _read(
+    path: Path, key: str, n_words: int, k: int, *, arrays: bool = True
+) -> tuple[dict[str, Any], Any]:
     """Open one cache file safely: a regular file (never a symlink, a directory or a FIFO)
     owned by the user, of a plausible size, holding exactly the expected arrays. Returns the
-    metadata and the open archive's reader (call it to get ``(ids, distances)``)."""
+    metadata and ``(ids, distances)`` (None when ``arrays`` is False)."""
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode):
         raise _Rejected("not a regular file (a symlink, directory or device)")
@@ -552,6 +554,8 @@ def _read(path: Path, key: str, n_words: int, k: int) -> tuple[dict[str, Any], A
                 raise _Rejected("fingerprint does not match the vectors")
             if meta.get("k") != k:
                 raise _Rejected(f"width {meta.get('k')!r} does not match the file name (k{k})")
+            if not arrays:
+                return meta, None
             ids, distances = archive["ids"], archive["distances"]
     return meta, (ids, distances)
 
@@ -593,7 +597,8 @@ def _closest_pair(vectors: np.ndarray, bound: float) -> tuple[float, int, int]:
         largest = np.abs(vectors).max(axis=0).astype(np.float64) / side
     usable = np.flatnonzero(np.isfinite(largest) & (largest < 2.0**50))
     axes = usable[np.argsort(-spans[usable], kind="stable")][: _GRID_AXES[1]]
-    ranks, widths = [], []
+    ranks: list[np.ndarray] = []
+    widths: list[int] = []
     packed = 1
     for axis in axes:
         if len(widths) >= _GRID_AXES[0] and packed >= 64 * n_words:
@@ -751,10 +756,10 @@ def _load(path: Path, vectors: np.ndarray, key: str, k: int, *, extremes_only: b
     """A validated table (or its certified ``(min, max)``) from one cache file; None, with a
     CacheWarning and the file removed, if the file fails any check."""
     try:
-        meta, (ids, distances) = _read(path, key, len(vectors), k)
+        meta, tables = _read(path, key, len(vectors), k, arrays=not extremes_only)
         if extremes_only:
             return _certify_extremes(vectors, key, meta)
-        return _validate(vectors, key, meta, ids, distances)
+        return _validate(vectors, key, meta, *tables)
     except Exception as exc:  # any unreadable or invalid file is rebuilt, never trusted
         _discard(path, str(exc) or type(exc).__name__)
         return None

@@ -171,7 +171,7 @@ def test_from_file_other_errors(tmp_path):
     with pytest.raises(dd.EmbeddingFileError, match="expected a word2vec header"):
         dd.EmbeddingSpace.from_file(word2vec_required, format="word2vec")
     with pytest.raises(ValueError, match="`format` must be one of"):
-        dd.EmbeddingSpace.from_file(word2vec_required, format="fasttext")
+        dd.EmbeddingSpace.from_file(word2vec_required, format="word2vec-text")
 
 
 def test_from_file_forced_glove_reads_two_number_first_line(tmp_path):

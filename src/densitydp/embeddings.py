@@ -1,15 +1,14 @@
 """Embedding spaces: a vocabulary and one float32 vector per word.
 
 :class:`EmbeddingSpace` is immutable: its vectors are a read-only float32 C-contiguous copy, so a
-space can be shared, hashed (for the neighbour cache) and pickled safely. Loaders read GloVe and
-word2vec text files (plain or gzip), the bundled GloVe 6B-50d (extra ``glove``), and
-:func:`synthetic_space` makes clustered test spaces.
+space can be shared, hashed (for the neighbour cache) and pickled safely. Files are read and
+written by ``_formats`` (GloVe, word2vec, fastText text and word2vec binary; plain, gzip, bz2,
+xz), gensim ``KeyedVectors`` convert both ways, :func:`load_glove` reads the bundled GloVe
+6B-50d (extra ``glove``), and :func:`synthetic_space` makes clustered test spaces.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,9 +19,9 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from . import _kernels
+from . import _formats, _kernels
 from . import neighbors as _neighbors
-from ._io import atomic_write
+from ._formats import EmbeddingFileError
 from ._rng import RNGLike, as_generator
 from ._validation import (
     check_choice,
@@ -56,10 +55,6 @@ class UnknownWordError(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would show the repr of the message
         return str(self.args[0]) if self.args else ""
-
-
-class EmbeddingFileError(ValueError):
-    """An embedding file is malformed; the message names the file and the line."""
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -750,111 +745,195 @@ class EmbeddingSpace:
         cls,
         path: str | os.PathLike[str],
         *,
-        format: Literal["auto", "glove", "word2vec"] = "auto",
+        format: Literal["auto", "glove", "word2vec", "word2vec-binary", "fasttext"] = "auto",
         encoding: str = "utf-8",
         max_words: int | None = None,
+        on_duplicate: Literal["error", "first", "last"] = "error",
         name: str | None = None,
     ) -> EmbeddingSpace:
-        """Read a GloVe or word2vec text file, plain or gzip-compressed.
+        """Read an embedding file: GloVe, word2vec or fastText text, or word2vec binary.
 
-        GloVe lines are ``word v1 ... vd``; word2vec text files start with a header line
-        ``n_words dim``. ``format="auto"`` takes a first line of exactly two integers as a
-        word2vec header. Fields are separated by single spaces; blank lines are skipped.
+        Compression (gzip, bz2, xz) is detected from the file's first bytes, whatever its name.
+        A UTF-8 byte-order mark at the start of the file is dropped. The file is read in bounded
+        chunks into one preallocated float32 array; numbers are read as Python's ``float`` reads
+        them, then rounded to float32 (the values numpy and gensim give).
+
+        Text lines are ``word v1 ... vd``, fields separated by single spaces; a line may end
+        with spaces and CRLF; blank lines are skipped. The last ``dim`` fields are the vector
+        and the rest is the word, so a word may hold single spaces (GloVe 840B) unless its last
+        part is a number. Tabs, commas, two spaces in a row and carriage returns inside a line
+        are refused with a message saying what was found.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A regular file (directories, FIFOs and devices such as ``/dev/zero`` are refused).
+        format : {"auto", "glove", "word2vec", "word2vec-binary", "fasttext"}
+            ``"glove"``: no header; the dimension is the most common number of fields, less one,
+            among the first 1,000 lines. ``"word2vec"`` and ``"fasttext"`` (``.vec``): text
+            after a header line ``n_words dim``. ``"word2vec-binary"`` (``.bin``, GoogleNews
+            layout): the header, then per word ``word`` + space + ``dim`` little-endian float32,
+            with or without a line feed after each. ``"auto"`` takes a first line of two ASCII
+            integers as a header and sniffs text or binary from the bytes after it.
+        encoding : str
+            Encoding of the words; it must be ASCII-compatible (utf-8, latin-1, cp1252, ...).
+        max_words : int, optional
+            Read only the first ``max_words`` distinct words (>= 2).
+        on_duplicate : {"error", "first", "last"}
+            A word seen twice is an error, or keeps its first or its last vector (at the
+            position of its first occurrence).
+        name : str, optional
+            Name of the space; the file name by default.
+
+        Returns
+        -------
+        EmbeddingSpace
+            ``n_words`` words, vectors float32 of shape ``(n_words, dim)``.
 
         Raises
         ------
         EmbeddingFileError
-            On an empty file, a wrong number of fields, a value that is not a finite number, a
-            duplicate word or a header that disagrees with the body; the message names the file
-            and the line.
+            A malformed file: no vectors, a wrong number of fields, a value that is not a
+            finite number, a duplicate word, text not valid in ``encoding``, an empty word, a
+            line longer than its dimension allows, a header that disagrees with the body, a
+            truncated or corrupt compressed stream, or a format we do not read (the message
+            names the format detected). The message names the file and the line (``record N``
+            in binary files).
+        FileNotFoundError
+            ``path`` does not exist.
+        ValueError
+            A bad argument, or ``path`` is not a regular file.
         """
-        check_choice(format, "format", ("auto", "glove", "word2vec"))
+        check_choice(format, "format", _formats.FORMATS)
+        check_choice(on_duplicate, "on_duplicate", _formats.DUPLICATE_POLICIES)
+        encoding = _formats.check_encoding(encoding)
         if max_words is not None:
             max_words = check_int(max_words, "max_words", minimum=2)
         path = Path(path)
-        words: list[str] = []
-        rows: list[np.ndarray] = []
-        seen: dict[str, int] = {}
-        dim = header_words = None
-        with _open_binary(path) as stream:
-            for line_number, raw in enumerate(stream, start=1):
-                try:
-                    line = raw.decode(encoding)
-                    if line_number == 1 and line.startswith("\ufeff"):
-                        line = line[1:]  # a byte-order mark is not part of the first word
-                except UnicodeDecodeError as exc:
-                    raise EmbeddingFileError(
-                        f"{path}:{line_number}: not valid {encoding} text ({exc.reason})."
-                    ) from None
-                fields = line.rstrip("\r\n").rstrip(" ").split(" ")
-                if fields == [""]:
-                    continue
-                if dim is None and format != "glove":
-                    header = _parse_header(fields)
-                    if header is not None:
-                        header_words, dim = header
-                        continue
-                    if format == "word2vec":
-                        raise EmbeddingFileError(
-                            f"{path}:{line_number}: expected a word2vec header "
-                            f"'n_words dim'; got {line.strip()[:60]!r}."
-                        )
-                if dim is None:
-                    dim = len(fields) - 1
-                    if dim < 1:
-                        raise EmbeddingFileError(
-                            f"{path}:{line_number}: expected a word and its vector; "
-                            f"got {line.strip()[:60]!r}."
-                        )
-                rows.append(_parse_vector(fields, dim, path, line_number))
-                word = fields[0]
-                first = seen.setdefault(word, line_number)
-                if first != line_number:
-                    raise EmbeddingFileError(
-                        f"{path}:{line_number}: duplicate word {word!r} (first on line {first})."
-                    )
-                words.append(word)
-                if max_words is not None and len(words) == max_words:
-                    break
-        if not words:
-            raise EmbeddingFileError(f"{path}: holds no word vectors (empty file).")
-        if header_words is not None and max_words is None and header_words != len(words):
-            raise EmbeddingFileError(
-                f"{path}: the header announces {header_words} words but the file holds "
-                f"{len(words)}."
-            )
-        if len(words) < 2:
-            raise EmbeddingFileError(f"{path}: holds {len(words)} word; at least 2 are needed.")
-        vectors = np.ascontiguousarray(np.stack(rows))
-        return cls._trusted(Vocabulary(words), vectors, name or path.name)
+        words, vectors = _formats.read_embeddings(
+            path,
+            format=format,
+            encoding=encoding,
+            max_words=max_words,
+            on_duplicate=on_duplicate,
+        )
+        return cls._trusted(Vocabulary._trusted(tuple(words)), vectors, name or path.name)
 
     def to_file(
         self,
         path: str | os.PathLike[str],
         *,
-        format: Literal["glove", "word2vec"] = "glove",
+        format: Literal["glove", "word2vec", "word2vec-binary", "fasttext"] = "glove",
         precision: int = 9,
+        encoding: str = "utf-8",
     ) -> Path:
-        """Write the space as a GloVe or word2vec text file (gzip if ``path`` ends in ``.gz``).
+        """Write the space in a format :meth:`from_file` reads back exactly.
 
-        The file is written atomically: a temporary file in the same folder renamed into place.
-        The default ``precision`` of 9 significant digits round-trips float32 exactly.
+        The file is written atomically (a temporary file in the same folder renamed into
+        place) and compressed by the suffix of ``path``: ``.gz``, ``.bz2`` or ``.xz``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write.
+        format : {"glove", "word2vec", "word2vec-binary", "fasttext"}
+            ``"word2vec"`` and ``"fasttext"`` write the same text with a header line
+            ``n_words dim``; ``"word2vec-binary"`` writes little-endian float32 records, each
+            followed by a line feed (the word2vec C tool's layout).
+        precision : int
+            Significant digits of text values (1 to 17); the default 9 round-trips float32
+            exactly.
+        encoding : str
+            Encoding of the words (ASCII-compatible).
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        ValueError
+            A word the format cannot hold as it is (the message is the one :meth:`from_file`
+            gives for such a line): a line feed, a tab, a carriage return, leading, trailing or
+            doubled spaces, a space before a last part that is a number (text) or any space
+            (binary), a character ``encoding`` cannot encode; for ``"glove"`` also a first word
+            starting with a byte-order mark, or words with spaces as common as words without
+            among the first 1,000 (the dimension would be misread: use ``"word2vec"``).
         """
-        check_choice(format, "format", ("glove", "word2vec"))
+        check_choice(format, "format", _formats.WRITE_FORMATS)
         precision = check_int(precision, "precision", minimum=1, maximum=17)
-        for word in self._vocabulary:
-            if any(c.isspace() for c in word):
-                raise ValueError(f"word {word!r} contains whitespace; text formats cannot hold it.")
+        encoding = _formats.check_encoding(encoding)
         path = Path(path)
-        with atomic_write(path) as raw:
-            binary = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
-            with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
-                if format == "word2vec":
-                    stream.write(f"{len(self)} {self.dim}\n")
-                for word, vector in zip(self._vocabulary, self._vectors, strict=True):
-                    values = " ".join(f"{v:.{precision}g}" for v in vector.tolist())
-                    stream.write(f"{word} {values}\n")
+        _formats.write_embeddings(
+            path,
+            self._vocabulary,
+            self._vectors,
+            format=format,
+            precision=precision,
+            encoding=encoding,
+        )
         return path
+
+    # -- gensim ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_gensim(cls, keyed_vectors: Any, *, name: str | None = None) -> EmbeddingSpace:
+        """A space from gensim ``KeyedVectors`` (for a model, pass ``model.wv``).
+
+        Parameters
+        ----------
+        keyed_vectors : gensim.models.KeyedVectors
+            Its ``index_to_key`` (distinct non-empty str) and ``vectors`` (finite, shape
+            ``(n_words, dim)``) are copied, in that order.
+        name : str, optional
+            Name of the space.
+
+        Returns
+        -------
+        EmbeddingSpace
+            Vectors float32, shape ``(n_words, dim)``.
+
+        Raises
+        ------
+        TypeError
+            ``keyed_vectors`` has no ``index_to_key`` and ``vectors`` (such as a ``Word2Vec``
+            model: pass its ``.wv``), or holds keys that are not str.
+        ValueError
+            Fewer than 2 words, empty or repeated keys, non-finite vectors.
+        """
+        keys = getattr(keyed_vectors, "index_to_key", None)
+        vectors = getattr(keyed_vectors, "vectors", None)
+        if keys is None or vectors is None:
+            hint = " (for a model, pass model.wv)" if hasattr(keyed_vectors, "wv") else ""
+            raise TypeError(
+                "`keyed_vectors` must be gensim KeyedVectors, with index_to_key and vectors; "
+                f"got {type(keyed_vectors).__name__}{hint}."
+            )
+        return cls(list(keys), vectors, name=name)
+
+    def to_gensim(self) -> Any:
+        """The space as gensim ``KeyedVectors`` (a float32 copy of the vectors, same order).
+
+        Returns
+        -------
+        gensim.models.KeyedVectors
+            ``vector_size`` is :attr:`dim`, ``index_to_key`` the words.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            gensim is not installed (extra ``gensim``).
+        """
+        try:
+            from gensim.models import KeyedVectors
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                'to_gensim() needs gensim: pip install "densitydp[gensim]"'
+            ) from None
+        keyed_vectors = KeyedVectors(vector_size=self.dim, count=0, dtype=np.float32)
+        keyed_vectors.add_vectors(list(self._vocabulary), np.array(self._vectors))
+        return keyed_vectors
 
 
 def _farthest_slack(dim: int) -> float:
@@ -925,53 +1004,6 @@ def _check_finite_rows(array: np.ndarray, vocabulary: Vocabulary, name: str) -> 
             f"`{name}` must be finite; row {row} ({vocabulary[row]!r}) holds {bad} "
             "(values beyond the float32 range become inf)."
         )
-
-
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    """Open a plain or gzip file for reading bytes (lines are decoded one by one, so that a
-    decoding error can name its line)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"`path` must be an existing file; got {str(path)!r}.")
-    with open(path, "rb") as probe:
-        compressed = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if compressed else open(path, "rb")
-
-
-def _parse_header(fields: list[str]) -> tuple[int, int] | None:
-    if len(fields) == 2 and all(f.isdigit() for f in fields):
-        n_words, dim = int(fields[0]), int(fields[1])
-        if dim >= 1:
-            return n_words, dim
-    return None
-
-
-def _parse_vector(fields: list[str], dim: int, path: Path, line_number: int) -> np.ndarray:
-    if len(fields) != dim + 1:
-        raise EmbeddingFileError(
-            f"{path}:{line_number}: expected a word and {dim} numbers; "
-            f"got {len(fields)} fields (word {fields[0][:40]!r})."
-        )
-    try:
-        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
-            vector = np.array(fields[1:], dtype=np.float32)
-    except ValueError:
-        bad = next(f for f in fields[1:] if not _is_float(f))
-        raise EmbeddingFileError(
-            f"{path}:{line_number}: {bad[:40]!r} is not a number (word {fields[0][:40]!r})."
-        ) from None
-    if not np.isfinite(vector).all():
-        raise EmbeddingFileError(
-            f"{path}:{line_number}: the vector of {fields[0][:40]!r} holds a NaN or infinite value."
-        )
-    return vector
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- loaders

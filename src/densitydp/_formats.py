@@ -37,7 +37,7 @@ DUPLICATE_POLICIES = ("error", "first", "last")
 MAX_WORD_BYTES = 1 << 16  # longest word, in encoded bytes
 MAX_NUMBER_BYTES = 64  # room per number on a line (sign, 17 digits, exponent: 25 are plenty)
 MAX_FIRST_LINE = 1 << 24  # longest line while the dimension is not known yet (16 MiB)
-CHUNK_BYTES = 1 << 22  # read size (4 MiB of decompressed data)
+CHUNK_BYTES = 1 << 20  # read size (1 MiB of decompressed data)
 DIM_SAMPLE_LINES = 1000  # lines whose most common field count gives a headerless file's dim
 MAX_HEADER_BYTES = 128
 
@@ -589,8 +589,8 @@ def _line_blocks(
             _check_length(len(pending), max_line[0], path, line_number)
             continue
         complete, pending = data[:end], data[end + 1 :]
-        if b"\r" in complete:
-            complete = complete.replace(b"\r\n", b"\n")
+        if b"\r" in complete:  # CRLF; the last line's CR is before the LF at data[end]
+            complete = complete.replace(b"\r\n", b"\n").removesuffix(b"\r")
         lines = complete.split(b"\n")
         if len(complete) > max_line[0]:
             longest = max(range(len(lines)), key=lambda i: len(lines[i]))
@@ -681,7 +681,8 @@ def _read_headerless(
         for offset, line in enumerate(lines):
             line = line.rstrip(b" ")
             if line and sum(counts.values()) < DIM_SAMPLE_LINES:
-                n_fields = line.count(b" ") + 1
+                fields = line.split(b" ")
+                n_fields = len(fields) - fields.count(b"")  # "a  1" is a word and a number
                 counts[n_fields] += 1
                 first_of.setdefault(n_fields, line_number + offset)
         if sum(counts.values()) >= DIM_SAMPLE_LINES:
@@ -729,7 +730,7 @@ def _read_binary(source: _Source, rows: _Rows, n_words: int) -> None:
     ended = False
     batch_words: list[bytes] = []
     batch_where: list[int] = []
-    batch = np.empty((max(1, min(4096, (1 << 24) // size)), dim), dtype=np.float32)
+    batch = np.empty((max(1, min(4096, (1 << 22) // size)), dim), dtype=np.float32)
 
     def fill(needed: int, record: int) -> bool:
         """Make ``needed`` bytes available from ``position``; False at the end of the file."""
@@ -763,6 +764,8 @@ def _read_binary(source: _Source, rows: _Rows, n_words: int) -> None:
                 "or not word2vec binary)",
             )
         word = bytes(buffer[position:space])
+        if not word:
+            raise rows.error(record, "empty word")
         if space + 1 + size > len(buffer):
             raise rows.error(
                 record,

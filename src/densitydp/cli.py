@@ -41,7 +41,16 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--embeddings",
         type=click.Path(dir_okay=False),
         default=None,
-        help="GloVe or word2vec text file (.txt / .gz) instead of the bundled GloVe.",
+        help="Embedding file instead of the bundled GloVe: GloVe, word2vec or fastText text, "
+        "word2vec binary; plain, gzip, bz2 or xz (detected).",
+    )(command)
+    command = click.option(
+        "--encoding",
+        default="utf-8",
+        show_default=True,
+        expose_value=False,  # kept in the context for _load_space (no new parameter per command)
+        callback=lambda context, _, value: context.meta.__setitem__("densitydp.encoding", value),
+        help="Text encoding of the words of --embeddings (ASCII-compatible).",
     )(command)
     command = click.option(
         "--words",
@@ -173,7 +182,9 @@ def _load_space(embeddings: str | None, top: int | None, words: str = "all") -> 
     alpha = words == "alpha"
     if embeddings is None:
         return load_glove(top=top, words="alpha" if alpha else None)
-    space = EmbeddingSpace.from_file(embeddings)
+    context = click.get_current_context(silent=True)
+    encoding = context.meta.get("densitydp.encoding", "utf-8") if context else "utf-8"
+    space = EmbeddingSpace.from_file(embeddings, encoding=encoding)
     if alpha:
         space = space.subset(str.isalpha)
     return space.top(top) if top is not None and top < len(space) else space

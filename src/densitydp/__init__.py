@@ -6,6 +6,8 @@ empirical privacy audits, over word-embedding spaces.
 
 from importlib.metadata import PackageNotFoundError, version
 
+# first: chooses numba's threading layer and compile cache before numba is imported
+from . import _runtime  # isort: skip
 from .audit import (
     AuditReport,
     audit,
@@ -49,6 +51,8 @@ from .text import (
     tokenize,
 )
 from .utility import classification_utility, privacy_utility_curve, semantic_similarity
+
+_runtime.emit_warnings()  # a refused numba cache folder (CacheWarning exists only now)
 
 try:
     __version__ = version("densitydp")

@@ -469,6 +469,16 @@ def test_a_user_numba_cache_dir_is_respected(tmp_path):
 
 @pytestmark_linux
 @pytest.mark.slow
+def test_a_cache_dir_set_in_numba_config_before_the_import_is_respected(tmp_path):
+    chosen = tmp_path / "configured"
+    script = f"import numba; numba.config.CACHE_DIR = {str(chosen)!r}\n" + CACHE_REPORT
+    report = last_json(run_python(script, env=cache_env(tmp_path)))
+    assert report == {"cache": True, "folder": str(chosen), "source": "user", "refused": None}
+    assert cached_files(chosen)
+
+
+@pytestmark_linux
+@pytest.mark.slow
 def test_an_unusable_user_numba_cache_dir_compiles_in_memory(tmp_path):
     """A folder under a regular file cannot be created (NotADirectoryError, even for root)."""
     blocker = tmp_path / "file"

@@ -43,7 +43,8 @@ Compile cache
     kernels are compiled in memory (``cache=False``: slower start, same results). So is a home
     that cannot be written (read-only installs): ``cache=True`` would raise "no locator
     available" at import. ``NUMBA_CACHE_DIR`` set by the user is used as given (only checked to
-    be writable): whoever sets it vouches for who can write it. numba's fallback locations
+    be writable; ``numba.config.CACHE_DIR`` set before the import counts too): whoever sets it
+    vouches for who can write it. numba's fallback locations
     (``__pycache__`` beside the sources, ``~/.cache/numba``) are never used for our kernels.
 """
 
@@ -148,6 +149,9 @@ def _private_cache_dir() -> tuple[Path | None, str | None]:
 
 def _configure_cache() -> None:
     configured = os.environ.get(CACHE_ENV)
+    numba = sys.modules.get("numba")
+    if not configured and numba is not None and numba.config.CACHE_DIR:
+        configured = str(numba.config.CACHE_DIR)  # set in code before densitydp was imported
     if configured and Path(configured) != default_cache_dir().resolve():
         # the user's folder: used as given, only checked to be usable
         settings.cache_source = "user"

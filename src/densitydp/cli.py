@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import click
@@ -91,13 +93,38 @@ def _mechanism_options(purpose: str) -> Callable[[Callable[..., Any]], Callable[
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         command = click.option(
-            "--epsilon", "-e", type=float, required=True, help="Privacy parameter (metric)."
+            "--epsilon",
+            "-e",
+            type=float,
+            required=True,
+            callback=_positive_finite,
+            help="Privacy parameter (metric).",
         )(command)
         return click.option(
             "--mechanism", "-m", type=click.Choice(MECHANISMS), required=True, help=purpose
         )(command)
 
     return decorate
+
+
+def _positive_finite(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    """Refuse NaN, infinities and values <= 0 as a usage error (exit code 2) naming the
+    option."""
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a finite number > 0; got {value!r}.")
+    return value
+
+
+def _mask_token_checked(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    """The mask token's rules (non-empty, no line breaks) as a usage error naming the option."""
+    from .embeddings import Vocabulary
+    from .text import TextCodec
+
+    try:
+        TextCodec(Vocabulary(["x"]), mask_token=value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("`mask_token` ", "")) from None
+    return value
 
 
 def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,10 +180,14 @@ def _check_destinations(**destinations: str | None) -> None:
     for option, destination in destinations.items():
         if destination is None or destination == "-":
             continue
-        path = os.path.abspath(destination)
+        path = os.path.realpath(destination)  # a symlink is written through to its target
         flag = "--" + option.replace("_", "-")
         if os.path.isdir(path):
             raise ValueError(f"`{flag}` {destination!r} is a folder; give a file name.")
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device: written to
+            if not os.access(path, os.W_OK):
+                raise ValueError(f"`{flag}` {destination!r} is not writable.")
+            continue
         folder = os.path.dirname(path)
         if not os.path.isdir(folder):
             raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} does not exist.")
@@ -240,7 +271,8 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
     "--mask-token",
     default=DEFAULT_MASK,
     show_default=True,
-    help="What --unknown mask writes.",
+    callback=_mask_token_checked,
+    help="What --unknown mask writes (non-empty, no line breaks).",
 )
 @_density_options
 @_progress_option("on a terminal")
@@ -255,7 +287,8 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
     "-o",
     type=click.Path(dir_okay=False, allow_dash=True),
     default=None,
-    help="Output file, written atomically (default or '-': standard output).",
+    help="Output file, written atomically (default or '-': standard output; a symlink is "
+    "written through, a FIFO or device such as /dev/null written directly).",
 )
 @_one_line_errors
 def perturb(
@@ -283,19 +316,26 @@ def perturb(
     error: tokens perturbed, changed and unknown, and the claimed guarantee per line (basic
     composition: a line differing in one word, and in every word).
 
+    Standard output gets exactly the bytes -o writes (undecodable input bytes and control
+    characters as they are). Input is read in bounded chunks (memory bounded by bytes, not by
+    lines); an interrupted run (SIGTERM, SIGHUP, SIGINT) leaves no temporary file.
+
     The density-aware Laplace (-m density-laplace) samples its tilted target exactly by default
     (tilt <= 1; guarantee 2 epsilon, delta 0); --sampler certified (the default for tilt > 1)
     runs the chain length that certifies --delta; --sampler chain is uncertified.
     """
-    from ._io import atomic_write
-    from ._rng import as_generator, seed_entropy
-    from .text import perturb_file, perturb_text
+    from ._io import WriteError, atomic_write
 
     input_path = None if input_path == "-" else input_path
     output = None if output == "-" else output
     _check_destinations(output=output)
-    if input_path is None and output is not None:
-        _refuse_stdin_as_output(output)  # before minutes of loading, not after
+    if output is not None:
+        if input_path is None:
+            _refuse_stdin_as_output(output)  # before minutes of loading, not after
+        elif os.path.exists(output) and os.path.samefile(input_path, output):
+            raise ValueError(
+                f"`--output` {output!r} is the input file (the input is never modified)."
+            )
     space = _load_space(embeddings, top, word_filter)
     chosen = build_mechanism(
         mechanism,
@@ -308,41 +348,93 @@ def perturb(
         max_proposals=max_proposals,
         prior_points=prior_points,
     )
+    from ._rng import as_generator, seed_entropy
+
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
     click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
     options: dict[str, Any] = {"rng": generator, "unknown": unknown, "mask_token": mask_token}
-    with warnings.catch_warnings():  # the report says it on stderr, once, without a traceback
-        warnings.simplefilter("ignore", PrivacyWarning)
-        if input_path is not None and output is not None:
-            _, report = perturb_file(
-                input_path, output, chosen, progress=progress, return_report=True, **options
-            )
-        else:
-            source: IO[str]
-            if input_path is None:  # the same decoding as a file: undecodable bytes kept
-                source = io.TextIOWrapper(
-                    sys.stdin.buffer,
-                    encoding="utf-8",
-                    errors="surrogateescape",
-                    newline="",
-                )
-            else:
-                source = open(input_path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-            with source:
-                lines, report = perturb_text(iter(source), chosen, return_report=True, **options)
-                if output is None:  # exactly the bytes -o would write
-                    stdout = sys.stdout.buffer
-                    for line in lines:
-                        stdout.write(line.encode("utf-8", "surrogateescape"))
-                    stdout.flush()
-                else:
-                    with atomic_write(
-                        output, "w", encoding="utf-8", errors="surrogateescape", newline=""
-                    ) as stream:
-                        stream.writelines(lines)
-    report.unit = "line"
+    try:
+        with (
+            _input_stream(input_path) as reader,
+            atomic_write(output, "wb") if output is not None else _stdout() as writer,
+        ):
+            report = _perturb_streams(reader, writer, chosen, input_path, progress, options)
+    except KeyboardInterrupt:  # SIGINT: end as killed by it (exit status 130 in a shell)
+        _die_by(signal.SIGINT)
+        raise
+    except BrokenPipeError:  # the reader of standard output went away (`| head`)
+        _silence_stdout()
+        sys.exit(141)
+    except WriteError as exc:  # names the user's path (never a temporary file)
+        raise click.ClickException(exc.strerror) from exc
     click.echo(str(report), err=True)
+
+
+def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[IO[bytes]]:
+    """The input as a binary stream (standard input for None); read errors name the path."""
+    if input_path is None:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return open(input_path, "rb")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {input_path!r}: {exc.strerror}") from exc
+
+
+@contextlib.contextmanager
+def _stdout() -> Iterator[IO[bytes]]:
+    stream = sys.stdout.buffer
+    yield stream
+    stream.flush()
+
+
+def _perturb_streams(
+    reader: IO[bytes],
+    writer: IO[bytes],
+    mechanism: Any,
+    input_path: str | None,
+    progress: bool | None,
+    options: dict[str, Any],
+) -> Any:
+    """Perturb ``reader`` into ``writer`` (the same bytes for a file and standard output),
+    with a progress bar in bytes on a terminal."""
+    from tqdm.auto import tqdm
+
+    from ._io import WriteError
+    from .text import _perturb_stream
+
+    size = None
+    if input_path is not None and os.path.isfile(input_path):
+        size = os.path.getsize(input_path)
+    disable = None if progress is None else not progress
+    name = os.path.basename(input_path) if input_path else "stdin"
+    with (
+        warnings.catch_warnings(),  # the report says it on stderr, once, without a traceback
+        tqdm(total=size, unit="B", unit_scale=True, desc=name, disable=disable, leave=False) as bar,
+    ):
+        warnings.simplefilter("ignore", PrivacyWarning)
+        try:
+            return _perturb_stream(reader, writer, mechanism, bar=bar, **options)
+        except (WriteError, BrokenPipeError):
+            raise
+        except OSError as exc:  # not of the write: of the read
+            where = repr(input_path) if input_path else "standard input"
+            raise click.ClickException(f"cannot read {where}: {exc.strerror or exc}") from exc
+
+
+def _die_by(signum: int) -> None:
+    """End the process as killed by ``signum`` (the shell convention for interruptions)."""
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point standard output at /dev/null so that Python's final flush
+    does not print a second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @main.command()

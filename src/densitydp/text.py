@@ -10,13 +10,20 @@ Words that are not in the vocabulary follow a policy (:data:`UNKNOWN_POLICIES`):
 text), ``"drop"`` (removed), ``"keep"`` (left as they are: no guarantee covers them, and
 :func:`perturb_text` warns) or ``"error"``.
 
-Word pieces are maximal runs of letters, digits and combining marks (Unicode-aware; a vowel
-sign or a decomposed accent stays with its word), so ``"don't"`` is ``don``, ``'``, ``t`` and
-``"state-of-the-art"`` is four words; pass another ``pattern`` for another rule.
+Word pieces are maximal runs of letters and digits, each with the combining marks that follow
+it (Unicode-aware; a vowel sign or a decomposed accent stays with its letter, and a mark whose base
+is punctuation or a space stays with that separator), so ``"don't"`` is ``don``, ``'``, ``t`` and
+``"state-of-the-art"`` is four words; pass another ``pattern`` for another rule. Texts that differ
+only in their Unicode normalization form (NFC, NFD) give the same words and the same output for
+the same seed, each output word in its input word's form (see ``docs/text.md``).
+
+Files and streams are read in bounded chunks: memory is bounded by bytes, not by lines (see
+:meth:`TextCodec.map_file`).
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import re
@@ -26,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import IO, Any, NamedTuple, overload
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -71,9 +78,13 @@ def _escape(code: int) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-#: Default word pattern: runs of Unicode letters, digits and combining marks (so that a vowel
-#: sign or the accent of decomposed text stays with its word).
-WORD_PATTERN = rf"(?:[^\W_]|{_combining_marks()})+"
+_MARKS = _combining_marks()
+
+#: Default word pattern: runs of Unicode letters and digits, each followed by its combining
+#: marks (so that a vowel sign or the accent of decomposed text stays with its letter; a mark
+#: after punctuation, a space or at the start of a text stays with that separator). Word
+#: boundaries are the same in every canonical normalization form (NFC, NFD).
+WORD_PATTERN = rf"(?:[^\W_]{_MARKS}*)+"
 #: What can happen to a word outside the vocabulary; the first is the default of every call that
 #: privatises text.
 UNKNOWN_POLICIES = ("mask", "drop", "keep", "error")
@@ -81,11 +92,28 @@ UNKNOWN_POLICIES = ("mask", "drop", "keep", "error")
 DEFAULT_MASK = "[UNK]"
 
 _DEFAULT_REGEX = re.compile(f"({WORD_PATTERN})")
+#: The last character that can end a chunk of a long line: one that is neither a letter, a digit
+#: nor a combining mark (so a cut before it never splits a word or a combining sequence).
+_LAST_SEPARATOR = re.compile(rf"(?s).*(?:[^\w{_MARKS[1:-1]}]|_)")
+_FIRST_SEPARATOR = re.compile(rf"(?:[^\w{_MARKS[1:-1]}]|_)")
+_NEWLINE = re.compile("\r\n|\r|\n")
 
 #: ``replace`` maps an int64 array of word ids to an array of the same shape.
 Replace = Callable[[np.ndarray], np.ndarray]
-#: ``observe(encoded, known_ids, new_ids, counts)`` sees every batch a codec maps.
-Observe = Callable[[list["EncodedText"], np.ndarray, np.ndarray, np.ndarray], None]
+#: ``observe(encoded, known_ids, new_ids, counts, ends)`` sees every batch a codec maps: the
+#: encoded fragments (a long text may be cut between words into several fragments, over several
+#: batches), the known ids, their new ids, the known words of each fragment, and whether each
+#: fragment ends its text.
+Observe = Callable[[list["EncodedText"], np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+#: Streaming limits (characters of text, word tokens): chunks a long line is cut into, the
+#: longest run of letters, digits and marks accepted without a separator, and the size of one
+#: vectorised batch besides its number of texts (see ``docs/text.md``).
+CHUNK_CHARS = 1 << 18
+MAX_RUN_CHARS = 1 << 20
+BATCH_WORDS = 1 << 17
+BATCH_CHARS = 1 << 22
+_READ_BYTES = 1 << 20
 
 
 def _compile(pattern: str | None) -> re.Pattern[str]:
@@ -234,17 +262,25 @@ class TextCodec:
         )
 
     def encode(self, text: str, *, where: str = "") -> EncodedText:
-        """Tokenize ``text`` and look its words up (exact form, then the other case forms)."""
+        """Tokenize ``text`` and look its words up: their NFC form (the form of GloVe and most
+        vocabularies; then NFD), each with the case back-off of
+        :meth:`~densitydp.embeddings.Vocabulary.lookup`. Canonically equivalent spellings
+        (``"café"`` composed or decomposed) therefore get the same id."""
         if not isinstance(text, str):
             raise TypeError(f"`text` must be a str; got {type(text).__name__}.")
+        return self._encode(text, where)
+
+    def _encode(self, text: str, where: str | Callable[[], str], offset: int = 0) -> EncodedText:
+        """:meth:`encode` of a fragment starting at character ``offset`` of its text."""
         pieces = self._regex.split(text)
-        lookup = self.vocabulary.lookup
-        ids = np.fromiter((lookup(w) for w in pieces[1::2]), dtype=np.int64, count=len(pieces) // 2)
+        lookup = functools.partial(_lookup, self.vocabulary.lookup)
+        ids = np.fromiter(map(lookup, pieces[1::2]), dtype=np.int64, count=len(pieces) // 2)
         if self.unknown == "error" and (ids < 0).any():
             position = int(np.flatnonzero(ids < 0)[0])
-            offset = sum(len(p) for p in pieces[: 2 * position + 1])
+            offset += sum(len(p) for p in pieces[: 2 * position + 1])
             raise UnknownWordError(
-                f"unknown word {pieces[2 * position + 1]!r} at character {offset}{where} "
+                f"unknown word {pieces[2 * position + 1]!r} at character {offset}"
+                f"{where() if callable(where) else where} "
                 "(not in the vocabulary; with the unknown-word policy mask, drop or keep the "
                 "call goes on)."
             )
@@ -265,20 +301,35 @@ class TextCodec:
                 f"`new_ids` must have one id per word ({len(encoded.word_ids)}); "
                 f"got {len(new_ids)}."
             )
-        pieces = list(encoded.pieces)
+        pieces = self._output_pieces(encoded, new_ids)
+        if self.unknown == "drop":
+            for index in range(1, len(pieces), 2):
+                if pieces[index] is None:
+                    pieces[index] = ""
+                    _close_gap(pieces, index)  # type: ignore[arg-type]
+        return "".join(pieces)  # type: ignore[arg-type]
+
+    def _output_pieces(self, encoded: EncodedText, new_ids: np.ndarray) -> list[str | None]:
+        """The pieces of ``encoded`` with each word mapped: a known word written from its new
+        id in the input word's case pattern and normalization form, an unknown one kept or
+        masked; ``None`` marks a dropped word."""
+        pieces: list[str | None] = list(encoded.pieces)
         words = self.vocabulary
         policy = self.unknown
-        for position, (old, new) in enumerate(zip(encoded.word_ids, new_ids, strict=True)):
+        keep = self.keep_spelling
+        for position, (old, new) in enumerate(
+            zip(encoded.word_ids.tolist(), np.asarray(new_ids).tolist(), strict=True)
+        ):
             index = 2 * position + 1
             if old >= 0:
-                if new != old or not self.keep_spelling:
-                    pieces[index] = match_case(words[int(new)], pieces[index])
+                if new != old or not keep:
+                    template = encoded.pieces[index]
+                    pieces[index] = _in_form_of(match_case(words[new], template), template)
             elif policy == "mask":
                 pieces[index] = self.mask_token
             elif policy == "drop":
-                pieces[index] = ""
-                _close_gap(pieces, index)
-        return "".join(pieces)
+                pieces[index] = None
+        return pieces
 
     def encode_batch(
         self, texts: Sequence[str], where: Callable[[int], str] = lambda i: ""
@@ -302,32 +353,6 @@ class TextCodec:
             start += count
             out.append(self.decode(item, ids))
         return out
-
-    def _map_batch(
-        self,
-        texts: Sequence[str],
-        replace: Replace,
-        where: Callable[[int], str],
-        observe: Observe | None = None,
-    ) -> list[str]:
-        """Encode a batch, call ``replace`` once on all its known ids, decode."""
-        encoded, flat, counts = self.encode_batch(texts, where)
-        mapped = np.asarray(replace(flat)) if flat.size else flat
-        if mapped.shape != flat.shape:
-            raise ValueError(
-                f"`replace` must return one id per input id; got shape {mapped.shape} "
-                f"for {flat.shape}."
-            )
-        if mapped.size and (mapped.dtype.kind not in "iu"):
-            raise TypeError(f"`replace` must return integer word ids; got dtype {mapped.dtype}.")
-        if mapped.size and (mapped.min() < 0 or mapped.max() >= len(self.vocabulary)):
-            bad = int(mapped[(mapped < 0) | (mapped >= len(self.vocabulary))][0])
-            raise ValueError(
-                f"`replace` must return word ids in [0, {len(self.vocabulary) - 1}]; got {bad}."
-            )
-        if observe is not None:
-            observe(encoded, flat, mapped, counts)
-        return self.decode_batch(encoded, counts, mapped)
 
     @overload
     def map_texts(  # type: ignore[overload-overlap]
@@ -376,7 +401,7 @@ class TextCodec:
         """
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         if isinstance(texts, str):
-            return self._map_batch([texts], replace, lambda i: "", observe)[0]
+            return "".join(self._whole_texts(iter([texts]), replace, batch_size, observe, None))
         if isinstance(texts, (bytes, bytearray, Mapping, AbstractSet)):
             what = (
                 "bytes (decode them first)"
@@ -387,34 +412,119 @@ class TextCodec:
         if not isinstance(texts, (list, tuple)) and _is_sequence(texts):
             texts = list(texts)  # a numpy array, a pandas Series: a list comes back
         if isinstance(texts, (list, tuple)):
-            return [
-                out
-                for batch in self._batches(iter(texts), replace, batch_size, observe=observe)
-                for out in batch
-            ]
+            return list(self._whole_texts(iter(texts), replace, batch_size, observe))
         if not isinstance(texts, Iterable):
             raise TypeError(
                 f"`texts` must be a str or an iterable of str; got {type(texts).__name__}."
             )
-        batches = self._batches(iter(texts), replace, batch_size, observe=observe)
-        return (out for batch in batches for out in batch)
+        return self._whole_texts(iter(texts), replace, batch_size, observe)
 
-    def _batches(
+    def _whole_texts(
         self,
         texts: Iterator[str],
         replace: Replace,
         batch_size: int,
-        label: str = "text",
-        observe: Observe | None = None,
-    ) -> Iterator[list[str]]:
+        observe: Observe | None,
+        label: str | None = "text",
+    ) -> Iterator[str]:
+        """One output string per input text (the texts are whole fragments)."""
+        parts: list[str] = []
+        fragments = ((_checked_text(text), True) for text in texts)
+        for output, ends in self._stream(fragments, replace, batch_size, label, observe):
+            parts.append(output)
+            if ends:
+                yield "".join(parts)
+                parts.clear()
+
+    def _stream(
+        self,
+        fragments: Iterable[tuple[str, bool]],
+        replace: Replace,
+        batch_lines: int,
+        label: str | None,
+        observe: Observe | None,
+    ) -> Iterator[tuple[str, bool]]:
+        """Map a stream of text fragments ``(fragment, ends_its_text)``; yield the output as
+        ``(fragment, ends_its_text)``.
+
+        A batch (one ``replace`` call) closes after ``batch_lines`` texts end, after
+        ``batch_words`` word tokens, or once it spans ``batch_chars`` characters (at that
+        character, or at the end of the word holding it). These rules depend on the text only,
+        never on how it was cut into fragments, so the output is the same for every chunking.
+        """
+        batch_words, batch_chars = BATCH_WORDS, BATCH_CHARS
+        batch: list[_Fragment] = []
+        n_ended = n_words = span = 0
+        text = offset = 0
+        writer = _DropWriter() if self.unknown == "drop" else None
+        for part, ends in fragments:
+            encoded = self._encode(part, functools.partial(_place, label, text, 0), offset)
+            offset = 0 if ends else offset + len(part)
+            n_fragment_words = len(encoded.word_ids)
+            if n_words + n_fragment_words < batch_words and span + len(part) < batch_chars:
+                batch.append(_Fragment(encoded, ends))  # the common case: no cut inside
+                n_words += n_fragment_words
+                span += len(part)
+            else:
+                for piece, close in _cut(encoded, ends, n_words, span, batch_words, batch_chars):
+                    batch.append(piece)
+                    if close:
+                        yield from self._flush(batch, replace, observe, writer)
+                        n_ended = n_words = span = 0
+                n_words = sum(len(f.encoded.word_ids) for f in batch)
+                span = sum(len(p) for f in batch for p in f.encoded.pieces)
+            if ends:
+                text += 1
+                n_ended += 1
+                if n_ended >= batch_lines:
+                    yield from self._flush(batch, replace, observe, writer)
+                    n_ended = n_words = span = 0
+        yield from self._flush(batch, replace, observe, writer)
+
+    def _flush(
+        self,
+        batch: list[_Fragment],
+        replace: Replace,
+        observe: Observe | None,
+        writer: _DropWriter | None,
+    ) -> Iterator[tuple[str, bool]]:
+        """Call ``replace`` once on the batch's known ids; yield its output fragments."""
+        if not batch:
+            return
+        encoded = [f.encoded for f in batch]
+        known = [e.word_ids[e.known] for e in encoded]
+        flat = np.concatenate(known)
+        counts = np.array([len(k) for k in known], dtype=np.int64)
+        mapped = self._checked_ids(np.asarray(replace(flat)) if flat.size else flat, flat)
+        if observe is not None:
+            observe(encoded, flat, mapped, counts, np.array([f.ends for f in batch]))
         start = 0
-        while True:
-            batch = [t for _, t in zip(range(batch_size), texts, strict=False)]
-            if not batch:
-                return
-            where = functools.partial(_place, label, start)
-            yield self._map_batch(batch, replace, where, observe)
-            start += len(batch)
+        for fragment, count in zip(batch, counts.tolist(), strict=True):
+            ids = fragment.encoded.word_ids.copy()
+            ids[fragment.encoded.known] = mapped[start : start + count]
+            start += count
+            pieces = self._output_pieces(fragment.encoded, ids)
+            if writer is None:
+                yield "".join(pieces), fragment.ends  # type: ignore[arg-type]
+            else:
+                yield writer.write(pieces, fragment.ends), fragment.ends
+        batch.clear()
+
+    def _checked_ids(self, mapped: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """``replace``'s answer, checked: one integer id in range per input id."""
+        if mapped.shape != flat.shape:
+            raise ValueError(
+                f"`replace` must return one id per input id; got shape {mapped.shape} "
+                f"for {flat.shape}."
+            )
+        if mapped.size and (mapped.dtype.kind not in "iu"):
+            raise TypeError(f"`replace` must return integer word ids; got dtype {mapped.dtype}.")
+        if mapped.size and (mapped.min() < 0 or mapped.max() >= len(self.vocabulary)):
+            bad = int(mapped[(mapped < 0) | (mapped >= len(self.vocabulary))][0])
+            raise ValueError(
+                f"`replace` must return word ids in [0, {len(self.vocabulary) - 1}]; got {bad}."
+            )
+        return mapped
 
     def map_file(
         self,
@@ -426,41 +536,345 @@ class TextCodec:
         batch_lines: int = 4096,
         progress: bool | None = None,
         observe: Observe | None = None,
+        _chunk_chars: int = CHUNK_CHARS,
     ) -> Path:
-        """Stream ``source`` line by line into ``destination``, mapping the words.
+        """Stream ``source`` into ``destination``, mapping the words.
 
-        Memory is bounded by ``batch_lines`` lines. Line endings and bytes that are not valid in
-        ``encoding`` are preserved (``surrogateescape``). The output is written to a temporary file
-        in the destination folder and renamed into place only when complete; ``source`` is never
-        modified and may not be the destination. ``observe`` as in :meth:`map_texts`.
+        ``source`` is read in bounded chunks (a regular file, a FIFO, a device): memory is
+        bounded by bytes, not by lines. A line longer than :data:`CHUNK_CHARS` characters is
+        cut before a character that is neither a letter, a digit nor a combining mark, so no
+        word, combining sequence, line break or UTF-8 sequence is split and the output is the
+        same as for the whole line; a run of more than :data:`MAX_RUN_CHARS` letters, digits
+        and marks without any other character is refused (``ValueError``). Line endings
+        (``\\n``, ``\\r\\n``, ``\\r``) and bytes that are not valid in ``encoding`` are written
+        back as they are (``surrogateescape``). Each line is one text of a batch of
+        ``batch_lines`` (see :meth:`map_texts`). The output is written to a temporary file in
+        the destination folder and renamed into place only when complete
+        (:func:`densitydp._io.atomic_write`: a symlink is written through, a FIFO or device is
+        written directly); ``source`` is never modified and may not be the destination.
+        ``observe`` as in :meth:`map_texts`.
         """
         source, destination = Path(source), Path(destination)
-        if not source.is_file():
+        if not source.exists() or source.is_dir():
             raise FileNotFoundError(f"`source` must be an existing file; got {str(source)!r}.")
         if destination.exists() and destination.resolve() == source.resolve():
             raise ValueError(
                 "`destination` must differ from `source` (the input is never modified)."
             )
         batch_lines = check_int(batch_lines, "batch_lines", minimum=1)
+        codecs.lookup(encoding)  # an unknown encoding fails before the output is touched
         disable = None if progress is None else not progress
+        size = source.stat().st_size if source.is_file() else None
         with (
-            open(source, encoding=encoding, errors="surrogateescape", newline="") as reader,
-            atomic_write(
-                destination, "w", encoding=encoding, errors="surrogateescape", newline=""
-            ) as writer,
+            open(source, "rb") as reader,
+            atomic_write(destination, "wb") as writer,
             tqdm(
-                total=source.stat().st_size,
-                unit="B",
-                unit_scale=True,
-                desc=source.name,
-                disable=disable,
+                total=size, unit="B", unit_scale=True, desc=source.name, disable=disable,
                 leave=False,
             ) as bar,
-        ):
-            lines = _counted(reader, bar, encoding)
-            for batch in self._batches(lines, replace, batch_lines, "line", observe):
-                writer.writelines(batch)
+        ):  # fmt: skip
+            self._map_binary(
+                reader, writer, replace, encoding, batch_lines, observe, bar, _chunk_chars
+            )
         return destination
+
+    def _map_binary(
+        self,
+        reader: IO[bytes],
+        writer: IO[bytes],
+        replace: Replace,
+        encoding: str,
+        batch_lines: int,
+        observe: Observe | None,
+        bar: Any = None,
+        chunk_chars: int = CHUNK_CHARS,
+    ) -> None:
+        """Map the words of a binary stream into a binary stream (files, stdin / stdout: the
+        same bytes everywhere). Lines are cut into chunks only for the default pattern (a
+        custom pattern may not be local)."""
+        custom = self._regex is not _DEFAULT_REGEX
+        fragments = _read_fragments(
+            reader, encoding, MAX_RUN_CHARS * 64 if custom else chunk_chars, bar, custom
+        )
+        parts: list[str] = []
+        size = 0
+        for output, _ in self._stream(fragments, replace, batch_lines, "line", observe):
+            parts.append(output)
+            size += len(output)
+            if size >= 1 << 16:
+                writer.write("".join(parts).encode(encoding, "surrogateescape"))
+                parts.clear()
+                size = 0
+        writer.write("".join(parts).encode(encoding, "surrogateescape"))
+
+
+class _Fragment(NamedTuple):
+    """A piece of a text (a whole text, or a part cut between words) and whether it ends it."""
+
+    encoded: EncodedText
+    ends: bool
+
+
+def _checked_text(text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a str; got {type(text).__name__}.")
+    return text
+
+
+def _lookup(lookup: Callable[[str], int], word: str) -> int:
+    """The id of ``word`` in its NFC form (then NFD): every canonically equivalent spelling of
+    a word gets the same id."""
+    if word.isascii():
+        return lookup(word)
+    composed = unicodedata.normalize("NFC", word)
+    found = lookup(composed)
+    if found < 0:
+        decomposed = unicodedata.normalize("NFD", composed)
+        if decomposed != composed:
+            found = lookup(decomposed)
+    return found
+
+
+def _in_form_of(word: str, template: str) -> str:
+    """``word`` in the normalization form of ``template``: NFD when the template is NFD and not
+    NFC (decomposed input), otherwise NFC (also when the template is in both forms or in
+    neither)."""
+    if word.isascii():
+        return word
+    decomposed = (
+        not template.isascii()
+        and not unicodedata.is_normalized("NFC", template)
+        and unicodedata.is_normalized("NFD", template)
+    )
+    return unicodedata.normalize("NFD" if decomposed else "NFC", word)
+
+
+def _cut(
+    encoded: EncodedText,
+    ends: bool,
+    n_words: int,
+    span: int,
+    batch_words: int,
+    batch_chars: int,
+) -> Iterator[tuple[_Fragment, bool]]:
+    """Cut a fragment where the batch rules of :meth:`TextCodec._stream` close a batch: yield
+    ``(sub-fragment, the batch closes after it)``; the last one never closes. ``n_words`` and
+    ``span`` are the batch's words and characters before the fragment."""
+    pieces, ids = list(encoded.pieces), encoded.word_ids
+    start = index = 0  # the current sub-fragment starts at pieces[start] (a separator)
+    while index < len(pieces):
+        piece = pieces[index]
+        if index % 2 == 0:  # a separator: the batch closes at its character batch_chars
+            if span + len(piece) >= batch_chars:
+                at = batch_chars - span
+                sub = EncodedText([*pieces[start:index], piece[:at]], ids[start // 2 : index // 2])
+                yield _Fragment(sub, False), True
+                n_words = span = 0
+                pieces[index] = piece[at:]
+                start = index
+                continue  # the rest of the separator opens the next batch
+            span += len(piece)
+        else:  # a word: the batch closes after it
+            n_words += 1
+            span += len(piece)
+            if n_words >= batch_words or span >= batch_chars:
+                sub = EncodedText(
+                    [*pieces[start : index + 1], ""], ids[start // 2 : index // 2 + 1]
+                )
+                yield _Fragment(sub, False), True
+                n_words = span = 0
+                start = index + 1
+        index += 1
+    yield _Fragment(EncodedText(pieces[start:], ids[start // 2 :]), ends), False
+
+
+class _DropWriter:
+    """Writes fragments under ``unknown="drop"``: a dropped word takes one of the blanks
+    around it along, exactly as :meth:`TextCodec.decode` does for a whole text (see
+    :func:`_close_gap`), but with the state carried from one fragment of a text to the next.
+    Trailing spaces and tabs of the last written piece are held (as run lengths) until it is
+    known that no dropped word removes them."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.started = False  # something of the text was written ("before is not None")
+        self.ends_space = False  # the last non-empty piece ends with whitespace
+        self.core_ends_space = False  # ... once its trailing blanks are gone
+        self.held: list[list[Any]] = []  # [blank, count] runs after the last piece's core
+        self.whole = False  # the last piece is all blanks (held entirely)
+        self.previous = (False, False)  # (started, ends_space) before the last piece
+        self.in_separator = False  # the current separator already wrote a part
+        self.pending = False  # a word was dropped, the first character after it is unknown
+        self.stripping = False  # removing the blanks after a dropped word
+        self.out: list[str] = []
+
+    def write(self, pieces: list[str | None], ends: bool) -> str:
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            if index % 2 == 0:
+                self._separator(piece or "", continues=not ends and index == last)
+            else:
+                self._word(piece)
+        if ends:
+            self._flush()
+            out = "".join(self.out)
+            self._reset()
+            return out
+        out = "".join(self.out)
+        self.out.clear()
+        return out
+
+    def _separator(self, piece: str, continues: bool) -> None:
+        if self.pending and (piece or not continues):
+            if piece[:1] in _BLANKS_SET:
+                if not self.started or self.ends_space:
+                    self.stripping = True
+            elif self.started:
+                self._drop_held()
+            self.pending = False
+        if self.stripping and piece:
+            piece = piece.lstrip(_BLANKS)
+            if piece:
+                self.stripping = False
+        if piece:
+            self._emit(piece, separator=True)
+
+    def _word(self, word: str | None) -> None:
+        self.in_separator = False
+        self.stripping = False
+        if self.pending:  # the separator after the last dropped word was empty
+            if self.started:
+                self._drop_held()
+            self.pending = False
+        if word is None:
+            self.pending = True
+        elif word:
+            self._emit(word, separator=False)
+
+    def _emit(self, piece: str, separator: bool) -> None:
+        core = piece.rstrip(_BLANKS)
+        if separator and self.in_separator:  # the same separator as the last part
+            if core:
+                self._flush()
+                self.out.append(core)
+                self.whole = False
+                self.core_ends_space = core[-1].isspace()
+        else:
+            self._flush()
+            self.previous = (self.started, self.ends_space)
+            if core:
+                self.out.append(core)
+            self.whole = not core
+            self.core_ends_space = bool(core) and core[-1].isspace()
+            self.started = True
+            self.in_separator = separator
+        _add_blanks(self.held, piece[len(core) :])
+        self.ends_space = piece[-1].isspace()
+
+    def _drop_held(self) -> None:
+        """``rstrip`` of the last non-empty piece (see :func:`_close_gap`)."""
+        self.held = []
+        if self.whole:  # the piece was all blanks: it is gone, the one before is the last
+            self.started, self.ends_space = self.previous
+            self.core_ends_space = self.ends_space
+            self.whole = False
+        else:
+            self.ends_space = self.core_ends_space
+
+    def _flush(self) -> None:
+        for blank, count in self.held:
+            self.out.append(blank * count)
+        self.held = []
+
+
+_BLANKS_SET = (" ", "\t")
+
+
+def _add_blanks(runs: list[list[Any]], blanks: str) -> None:
+    for match in re.finditer(" +|\t+", blanks):
+        blank, count = match.group()[0], match.end() - match.start()
+        if runs and runs[-1][0] == blank:
+            runs[-1][1] += count
+        else:
+            runs.append([blank, count])
+
+
+def _read_fragments(
+    reader: IO[bytes], encoding: str, chunk_chars: int, bar: Any, whole_lines: bool
+) -> Iterator[tuple[str, bool]]:
+    """Decode a binary stream (``surrogateescape``) into line fragments ``(text, ends_line)``
+    of at most about ``chunk_chars`` characters, each cut before a character that is neither a
+    letter, a digit nor a combining mark (``whole_lines``: lines are never cut)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    read = getattr(reader, "read1", reader.read)
+    buffer = ""
+    line = 1
+    while True:
+        block = read(_READ_BYTES)
+        final = not block
+        if bar is not None and block:
+            bar.update(len(block))
+        buffer += decoder.decode(block, final)
+        start = 0
+        for match in _NEWLINE.finditer(buffer):
+            if match.group() == "\r" and match.end() == len(buffer) and not final:
+                break  # a "\r\n" may be split between two reads
+            yield from _chunks(buffer[start : match.end()], True, chunk_chars, line)
+            line += 1
+            start = match.end()
+        buffer = buffer[start:]
+        if final:
+            if buffer:
+                yield from _chunks(buffer, True, chunk_chars, line)
+            return
+        if not whole_lines:
+            while len(buffer) > chunk_chars:
+                cut = _safe_cut(buffer, chunk_chars, line)
+                if cut < 0:
+                    break  # a long run of letters: read on
+                yield buffer[:cut], False
+                buffer = buffer[cut:]
+        elif len(buffer) > chunk_chars:
+            raise ValueError(
+                f"line {line} is longer than {chunk_chars:,} characters; with a custom "
+                "`pattern` lines are read whole (use the default pattern to stream long lines)."
+            )
+
+
+def _chunks(text: str, ends: bool, chunk_chars: int, line: int) -> Iterator[tuple[str, bool]]:
+    """Cut a complete line into fragments of about ``chunk_chars`` characters."""
+    while len(text) > chunk_chars:
+        cut = _safe_cut(text, chunk_chars, line)
+        if cut < 0 or cut >= len(text) - 2:  # never between "\r" and "\n"
+            break
+        yield text[:cut], False
+        text = text[cut:]
+    yield text, ends
+
+
+def _safe_cut(text: str, limit: int, line: int) -> int:
+    """A position ``0 < p`` at which ``text`` may be cut: ``text[p]`` is neither a letter, a
+    digit nor a combining mark, so no word or combining sequence spans it; the last such
+    position up to ``limit``, or the first after it (-1 when the run goes on past the text)."""
+    match = _LAST_SEPARATOR.match(text, 0, limit + 1)
+    if match is not None and match.end() > 1:
+        cut = match.end() - 1
+        if text[cut] == "\n" and text[cut - 1] == "\r":
+            cut -= 1
+        if cut > 0:
+            return cut
+    match = _FIRST_SEPARATOR.search(text, 1)
+    if match is not None and match.start() <= MAX_RUN_CHARS:
+        return match.start()
+    if len(text) > MAX_RUN_CHARS:
+        raise ValueError(
+            f"line {line} holds a run of more than {MAX_RUN_CHARS:,} letters, digits and "
+            "combining marks without a space or punctuation: not a word (it cannot be "
+            "streamed in bounded memory); split it, or pass another `pattern`."
+        )
+    return -1
 
 
 def _is_sequence(texts: Any) -> bool:
@@ -485,16 +899,10 @@ def _close_gap(pieces: list[str], index: int) -> None:
 _BLANKS = " \t"
 
 
-def _place(label: str, first: int, position: int) -> str:
-    """Where the text at ``position`` of a batch starting at ``first`` is: " of line 12"."""
-    return f" of {label} {first + position + 1}"
-
-
-def _counted(lines: Iterable[str], bar: tqdm, encoding: str) -> Iterator[str]:
-    """Yield ``lines``, advancing ``bar`` by each line's size in bytes."""
-    for line in lines:
-        bar.update(len(line.encode(encoding, "surrogateescape")))
-        yield line
+def _place(label: str | None, first: int, position: int) -> str:
+    """Where the text at ``position`` of a batch starting at ``first`` is: " of line 12"
+    (nothing for a single text, ``label`` None)."""
+    return "" if label is None else f" of {label} {first + position + 1}"
 
 
 # ----------------------------------------------------------------------------- perturbation
@@ -576,6 +984,9 @@ class PerturbationReport:
     unit: str = "text"
     _claims: bool = field(default=True, repr=False, compare=False)
     _warned: bool = field(default=False, repr=False, compare=False)
+    _open_cost: float = field(default=0.0, repr=False, compare=False)
+    _open_delta: float = field(default=0.0, repr=False, compare=False)
+    _open_words: int = field(default=0, repr=False, compare=False)
 
     @property
     def n_unknown_kept(self) -> int:
@@ -701,11 +1112,11 @@ def _observe(
     known_ids: np.ndarray,
     new_ids: np.ndarray,
     counts: np.ndarray,
+    ends: np.ndarray,
 ) -> None:
-    """Add one mapped batch to ``report`` (see :meth:`TextCodec.map_texts`)."""
+    """Add one mapped batch of fragments to ``report`` (see :meth:`TextCodec.map_texts`); a
+    text's claim adds up over its fragments and counts once it ends."""
     n_tokens = sum(len(item.word_ids) for item in encoded)
-    first_text = report.n_texts
-    report.n_texts += len(encoded)
     report.n_tokens += n_tokens
     report.n_perturbed += int(known_ids.size)
     report.n_changed += int(np.count_nonzero(known_ids != new_ids))
@@ -714,20 +1125,33 @@ def _observe(
     if n_unknown and report.unknown == "keep" and not report._warned:
         report._warned = True
         _warn_kept(n_unknown)
-    if not report._claims or not known_ids.size:
+    if not report._claims:
+        report.n_texts += int(np.count_nonzero(ends))
         return
-    costs, deltas = _token_claims(report.guarantee, mechanism, known_ids)
-    nonempty = np.flatnonzero(counts)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-    totals = np.add.reduceat(costs, starts)
-    worst = int(np.argmax(totals))
-    if totals[worst] > report.all_words_epsilon:
-        report.all_words_epsilon = float(totals[worst])
-        report.worst_text = first_text + int(nonempty[worst])
-    report.one_word_epsilon = max(report.one_word_epsilon, float(costs.max()))
-    report.one_word_delta = max(report.one_word_delta, float(deltas.max()))
-    text_deltas = np.minimum(1.0, np.add.reduceat(deltas, starts))
-    report.all_words_delta = max(report.all_words_delta, float(text_deltas.max()))
+    if known_ids.size:
+        costs, deltas = _token_claims(report.guarantee, mechanism, known_ids)
+        report.one_word_epsilon = max(report.one_word_epsilon, float(costs.max()))
+        report.one_word_delta = max(report.one_word_delta, float(deltas.max()))
+        owner = np.repeat(np.arange(len(encoded)), counts)
+        fragment_costs = np.bincount(owner, weights=costs, minlength=len(encoded)).tolist()
+        fragment_deltas = np.bincount(owner, weights=deltas, minlength=len(encoded)).tolist()
+    else:
+        fragment_costs = fragment_deltas = [0.0] * len(encoded)
+    for cost, delta, count, ending in zip(
+        fragment_costs, fragment_deltas, counts.tolist(), ends.tolist(), strict=True
+    ):
+        report._open_cost += cost
+        report._open_delta += delta
+        report._open_words += count
+        if ending:
+            if report._open_words and report._open_cost > report.all_words_epsilon:
+                report.all_words_epsilon = report._open_cost
+                report.worst_text = report.n_texts
+            if report._open_words:
+                report.all_words_delta = max(report.all_words_delta, min(1.0, report._open_delta))
+            report.n_texts += 1
+            report._open_cost = report._open_delta = 0.0
+            report._open_words = 0
 
 
 def _token_claims(
@@ -895,9 +1319,11 @@ def perturb_file(
     batch_lines: int = 4096,
     progress: bool | None = None,
     return_report: bool = False,
+    _chunk_chars: int = CHUNK_CHARS,
 ) -> Any:
     """Perturb a text file line by line into ``destination`` (atomic; see
-    :meth:`TextCodec.map_file`), with a progress bar in bytes.
+    :meth:`TextCodec.map_file`), with a progress bar in bytes, in memory bounded by bytes (a
+    long line is read in chunks cut between words; the output is the same).
 
     Parameters as in :func:`perturb_text`; each line is one text of the report. Returns the
     destination ``Path``, or ``(path, report)`` with ``return_report=True``. A
@@ -914,7 +1340,31 @@ def perturb_file(
         batch_lines=batch_lines,
         progress=progress,
         observe=observe,
+        _chunk_chars=_chunk_chars,
     )
     report.complete = True
     report.unit = "line"
     return (path, report) if return_report else path
+
+
+def _perturb_stream(
+    reader: IO[bytes],
+    writer: IO[bytes],
+    mechanism: Mechanism,
+    *,
+    rng: RNGLike = None,
+    unknown: str = "mask",
+    mask_token: str = DEFAULT_MASK,
+    pattern: str | None = None,
+    encoding: str = "utf-8",
+    batch_lines: int = 4096,
+    bar: Any = None,
+    _chunk_chars: int = CHUNK_CHARS,
+) -> PerturbationReport:
+    """:func:`perturb_file` between two open binary streams (the command line's standard
+    input and output): the same bytes as a file gets. Returns the report."""
+    codec, replace, observe, report = _prepare(mechanism, rng, unknown, mask_token, pattern, True)
+    codec._map_binary(reader, writer, replace, encoding, batch_lines, observe, bar, _chunk_chars)
+    report.complete = True
+    report.unit = "line"
+    return report

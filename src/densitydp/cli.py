@@ -367,7 +367,7 @@ def perturb(
         _silence_stdout()
         sys.exit(141)
     except WriteError as exc:  # names the user's path (never a temporary file)
-        raise click.ClickException(exc.strerror) from exc
+        raise click.ClickException(exc.strerror or str(exc)) from exc
     click.echo(str(report), err=True)
 
 

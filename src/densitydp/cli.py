@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from . import __version__
+from ._io import WriteError
 from .embeddings import EmbeddingSpace, load_glove
 from .mechanisms import MECHANISMS, PrivacyWarning, build_mechanism
 from .mechanisms.density import SAMPLERS
@@ -23,7 +24,15 @@ from .neighbors import DEFAULT_K, cache_dir
 from .text import DEFAULT_MASK, UNKNOWN_POLICIES
 
 #: Errors that come from bad user input: shown as one line, exit code 1.
-_USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, ModuleNotFoundError)
+#: A failed write (WriteError) names the user's path, never a temporary file.
+_USER_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    FileNotFoundError,
+    ModuleNotFoundError,
+    WriteError,
+)
 
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -89,6 +89,29 @@ def test_nfc_and_nfd_give_the_same_output_in_their_own_form(text, unknown):
         assert all(unicodedata.is_normalized("NFC", w) for w in dd.tokenize(out_c)[1::2])
 
 
+def test_canonical_decompositions_keep_word_boundaries():
+    """Every character with a canonical decomposition is of the class (word or separator) of
+    the first character of its NFD, and the rest of its NFD are marks (or letters, for a word):
+    so NFC and NFD texts split at the same places."""
+    mismatches = []
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        decomposed = unicodedata.normalize("NFD", char)
+        if decomposed == char:
+            continue
+        word = char.isalnum()
+        rest_ok = all(
+            c.isalnum() or unicodedata.category(c).startswith("M") if word
+            else unicodedata.category(c).startswith("M")
+            for c in decomposed[1:]
+        )  # fmt: skip
+        if decomposed[0].isalnum() != word or not rest_ok:
+            mismatches.append(hex(code))
+    assert mismatches == []
+
+
 @pytest.mark.parametrize(
     ("text", "separators", "words"),
     [

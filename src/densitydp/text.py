@@ -1163,7 +1163,8 @@ def _token_claims(
     if bound.notion != "metric":
         return np.full(known_ids.size, bound.epsilon), np.full(known_ids.size, bound.delta)
     distances, farthest = mechanism.space._farthest_rows(known_ids)
-    costs = bound.epsilon * distances
+    with np.errstate(over="ignore"):  # a loss beyond the float range is an infinite claim
+        costs = bound.epsilon * distances
     if not bound.delta:
         return costs, np.zeros(known_ids.size)
     deltas = np.asarray(mechanism.privacy_delta_bound(known_ids, farthest), dtype=np.float64)

@@ -135,7 +135,8 @@ class Mechanism(ABC):
         """
         bound = self.privacy_bound()
         if bound.notion == "metric":
-            return bound.epsilon * self.space.distance(word_id, other_id)
+            with np.errstate(over="ignore"):  # beyond the float range: an infinite claim
+                return bound.epsilon * self.space.distance(word_id, other_id)
         same = np.asarray(word_id) == np.asarray(other_id)
         result = np.where(same, 0.0, bound.epsilon)
         return float(result) if result.ndim == 0 else result

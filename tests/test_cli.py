@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -276,3 +277,38 @@ def test_destinations_are_checked_before_the_work(runner, space_file, tmp_path, 
     assert "does not exist" in missing.output  # about the folder, not the embeddings file
     folder = runner.invoke(main, [*base, option, str(tmp_path)], input="x\n")
     assert folder.exit_code == 2 and "is a directory" in folder.output  # click's own check
+
+
+def test_outputs_onto_the_embeddings_file_are_refused(tmp_path):
+    """-o / --json onto the --embeddings file replaced it silently (found by a review)."""
+    embeddings = tmp_path / "syn.txt.gz"
+    dd.synthetic_space(n_words=60, dim=4, rng=0).to_file(embeddings)
+    before = embeddings.read_bytes()
+    source = tmp_path / "in.txt"
+    source.write_text("c00w0001 hello\n")
+    runner = CliRunner()
+    for arguments in (
+        ["perturb", "-m", "tem", "-e", "5", "--embeddings", str(embeddings), str(source),
+         "-o", str(embeddings)],
+        ["audit", "-m", "tem", "-e", "5", "--embeddings", str(embeddings),
+         "--json", str(embeddings)],
+    ):  # fmt: skip
+        result = runner.invoke(main, arguments)
+        assert result.exit_code != 0 and "is the --embeddings file" in result.output
+    assert embeddings.read_bytes() == before
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-"])
+def test_closed_standard_streams_give_one_line(tmp_path, closed):
+    embeddings = tmp_path / "syn.txt"
+    dd.synthetic_space(n_words=60, dim=4, rng=0).to_file(embeddings)
+    source = tmp_path / "in.txt"
+    source.write_text("c00w0001 hello\n")
+    argument = "" if closed == "<&-" else shlex.quote(str(source))
+    command = (
+        f"{shlex.quote(sys.executable)} -m densitydp.cli perturb -m tem -e 5 --no-progress "
+        f"--embeddings {shlex.quote(str(embeddings))} {argument} {closed}"
+    )
+    result = subprocess.run(command, shell=True, capture_output=True, timeout=300)
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr and b"is closed" in result.stderr

@@ -191,6 +191,7 @@ def _check_destinations(**destinations: str | None) -> None:
             continue
         path = os.path.realpath(destination)  # a symlink is written through to its target
         flag = "--" + option.replace("_", "-")
+        _refuse_input_as_destination(flag, destination)
         if os.path.isdir(path):
             raise ValueError(f"`{flag}` {destination!r} is a folder; give a file name.")
         if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device: written to
@@ -204,13 +205,30 @@ def _check_destinations(**destinations: str | None) -> None:
             raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} is not writable.")
 
 
+def _refuse_input_as_destination(flag: str, destination: str) -> None:
+    """Refuse a destination that is one of the command's input files (the embeddings, the
+    text): writing it would replace the user's data (inputs are never modified)."""
+    context = click.get_current_context(silent=True)
+    if context is None or not os.path.exists(destination):
+        return
+    for label, source in (("the --embeddings file", context.params.get("embeddings")),
+                          ("the input file", context.params.get("input_path"))):  # fmt: skip
+        if (
+            source
+            and source != "-"
+            and os.path.exists(source)
+            and os.path.samefile(source, destination)
+        ):
+            raise ValueError(f"`{flag}` {destination!r} is {label} (inputs are never modified).")
+
+
 def _refuse_stdin_as_output(output: str) -> None:
     """Refuse ``-o FILE < FILE``: the output would replace the input being read."""
     try:
         read = os.fstat(sys.stdin.buffer.fileno())
         written = os.stat(output)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return  # stdin is not a file, or the output does not exist yet
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return  # stdin is not a file (or closed), or the output does not exist yet
     if (read.st_dev, read.st_ino) == (written.st_dev, written.st_ino):
         raise ValueError(
             f"`--output` {output!r} is the file standard input reads from (the input is never "
@@ -383,6 +401,8 @@ def perturb(
 def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[IO[bytes]]:
     """The input as a binary stream (standard input for None); read errors name the path."""
     if input_path is None:
+        if sys.stdin is None:  # started with standard input closed (`<&-`)
+            raise click.ClickException("standard input is closed: give an INPUT file.")
         return contextlib.nullcontext(sys.stdin.buffer)
     try:
         return open(input_path, "rb")
@@ -392,6 +412,8 @@ def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[I
 
 @contextlib.contextmanager
 def _stdout() -> Iterator[IO[bytes]]:
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        raise click.ClickException("standard output is closed: give -o FILE.")
     stream = sys.stdout.buffer
     yield stream
     stream.flush()

@@ -356,6 +356,10 @@ def perturb(
     input_path = None if input_path == "-" else input_path
     output = None if output == "-" else output
     _check_destinations(output=output)
+    if input_path is None and sys.stdin is None:  # before minutes of loading
+        raise click.ClickException("standard input is closed: give an INPUT file.")
+    if output is None and sys.stdout is None:
+        raise click.ClickException("standard output is closed: give -o FILE.")
     if output is not None:
         if input_path is None:
             _refuse_stdin_as_output(output)  # before minutes of loading, not after

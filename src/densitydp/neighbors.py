@@ -188,20 +188,19 @@ def _sqnorms(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _screen_scale(max_norm: float) -> tuple[float, float]:
-    """``(query_scale, factor)``: the screen multiplies each query by ``query_scale`` before
-    rounding it to float32 and scores ``||y||^2 - factor * fl32(q' . y)``.
+def _screen_factor(max_norm: float) -> float:
+    """``factor``: the screen multiplies each query by ``2 / factor`` before rounding it to
+    float32 and scores ``||y||^2 - factor * fl32(q' . y)``.
 
-    Both are powers of two, ``factor = 2 / query_scale``, so the scaling itself is exact. With
-    ``max_norm = m 2^e`` (``0.5 <= m < 1``), ``query_scale = 2^(-2e)`` puts the products of a query
+    A power of two, so the scaling itself is exact. With ``max_norm = m 2^e``
+    (``0.5 <= m < 1``), the query scale ``2 / factor = 2^(-2e)`` puts the products of a query
     near the space at magnitude about 1 whatever the space's scale: no float32 overflow for
     vectors up to 1e30 and no underflow for vectors down to 1e-30 (vectors of norm 1e-25 made
     every product subnormal, and 1e19 overflowed).
     """
     if not max_norm > 0.0:
-        return 0.5, 4.0  # all vectors are zero: any scale
-    exponent = math.frexp(max_norm)[1]
-    return math.ldexp(1.0, -2 * exponent), math.ldexp(2.0, 2 * exponent)
+        return 4.0  # all vectors are zero: any scale
+    return math.ldexp(2.0, 2 * math.frexp(max_norm)[1])
 
 
 def _error_bounds(
@@ -262,7 +261,7 @@ def exact_search(
     if column_sqnorms is None:
         column_sqnorms = _sqnorms(vectors)
     max_norm = math.sqrt(float(column_sqnorms.max()))
-    query_scale, factor = _screen_scale(max_norm)
+    factor = _screen_factor(max_norm)
     if self_ids is None:
         self_ids = np.full(n_queries, -1, dtype=np.int64)
     ids = np.empty((n_queries, k), dtype=np.int64)
@@ -275,7 +274,7 @@ def exact_search(
         stop = min(start + _ROW_BLOCK, n_queries)
         block = queries[start:stop]
         with np.errstate(over="ignore"):  # beyond float32: inf products, never certified
-            block32 = (block * query_scale).astype(np.float32)
+            block32 = (block * (2.0 / factor)).astype(np.float32)
         rows = stop - start
         heap_scores = np.full((rows, capacity), np.inf)
         heap_ids = np.full((rows, capacity), -1, dtype=np.int64)

@@ -37,12 +37,12 @@ def test_bad_input_gives_one_line_and_nonzero_exit(runner, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("a 1 2\nb 1\n", encoding="utf-8")
     result = runner.invoke(main, ["info", "--embeddings", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"Error: {bad}:2: expected a word and 2 numbers; got 2 fields (word 'b')."
     ]
     result = runner.invoke(main, ["info", "--embeddings", str(tmp_path / "none.txt")])
-    assert result.exit_code == 1 and "must be an existing file" in result.output
+    assert result.exit_code == 2 and "must be an existing file" in result.output
 
 
 @pytest.mark.glove
@@ -91,7 +91,7 @@ def test_perturb_stdin_to_stdout_is_seeded(runner, space_file, small_space):
     masked = runner.invoke(main, [*arguments, "--mask-token", "<?>"], input=text)
     assert masked.stdout.endswith(", <?>!\n")
     failed = runner.invoke(main, [*arguments, "--unknown", "error"], input=text)
-    assert failed.exit_code == 1 and "unknown word 'unknown' at character" in failed.stderr
+    assert failed.exit_code == 2 and "unknown word 'unknown' at character" in failed.stderr
 
 
 def test_perturb_file_to_file(runner, space_file, small_space, tmp_path):
@@ -124,7 +124,7 @@ def test_perturb_refuses_meaningless_gumbel_epsilon(runner, space_file):
     result = runner.invoke(
         main, ["perturb", "-m", "gumbel", "-e", "1", "--embeddings", str(space_file)], input="x\n"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "the smallest meaningful epsilon" in result.output
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -151,7 +151,7 @@ def test_diagnose_prints_summary_verdict_and_saves_plots(runner, space_file, sma
     assert strict.exit_code == 1 and "NOT converged" in strict.output
     unknown = runner.invoke(main, ["diagnose", "--word", "zzzz", "--epsilon", "5",
                                    "--embeddings", str(space_file)])  # fmt: skip
-    assert unknown.exit_code == 1 and "zzzz" in unknown.output
+    assert unknown.exit_code == 2 and "zzzz" in unknown.output
 
 
 def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space):
@@ -227,7 +227,7 @@ def test_calibrate(runner, space_file, tmp_path):
     bad = runner.invoke(main, [*base, "-t", "N_w=half"])
     assert bad.exit_code == 2 and "expected STATISTIC=VALUE" in bad.output
     unknown = runner.invoke(main, [*base, "-t", "S_w=3"])
-    assert unknown.exit_code == 1 and "`target`" in unknown.output
+    assert unknown.exit_code == 2 and "`target`" in unknown.output
 
 
 def test_perturb_writes_escape_sequences_as_they_are(runner, space_file, small_space):
@@ -258,7 +258,7 @@ def test_perturb_paths_dash_missing_input_and_stdin_as_output(runner, space_file
             [sys.executable, "-m", "densitydp.cli", *base, "-o", str(source)],
             stdin=stdin, capture_output=True, text=True, check=False,
         )  # fmt: skip
-    assert result.returncode == 1 and "is the file standard input reads from" in result.stderr
+    assert result.returncode == 2 and "is the file standard input reads from" in result.stderr
     assert source.read_bytes() == text.encode("utf-8") + b"\xff\n"
 
 
@@ -272,7 +272,7 @@ def test_destinations_are_checked_before_the_work(runner, space_file, tmp_path, 
         "diagnose": ["diagnose", "--word", "c00w0001", "-e", "5"],
     }[command] + ["--embeddings", str(tmp_path / "never-read.txt")]
     missing = runner.invoke(main, [*base, option, str(tmp_path / "no" / "out.json")], input="x\n")
-    assert missing.exit_code == 1, missing.output
+    assert missing.exit_code == 2, missing.output
     assert f"`{flag}`" in missing.output
     assert "does not exist" in missing.output  # about the folder, not the embeddings file
     folder = runner.invoke(main, [*base, option, str(tmp_path)], input="x\n")
@@ -310,5 +310,5 @@ def test_closed_standard_streams_give_one_line(tmp_path, closed):
         f"--embeddings {shlex.quote(str(embeddings))} {argument} {closed}"
     )
     result = subprocess.run(command, shell=True, capture_output=True, timeout=300)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert b"Traceback" not in result.stderr and b"is closed" in result.stderr

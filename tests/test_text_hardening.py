@@ -404,7 +404,7 @@ def test_cli_output_onto_symlink_device_and_fifo(space_file, tmp_path):
     assert run_cli(space_file, str(source), "-o", "/dev/null").returncode == 0
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     full = run_cli(space_file, str(source), "-o", "/dev/full")
-    assert full.returncode == 1
+    assert full.returncode == 2
     assert full.stderr.decode().strip().splitlines()[-1] == (
         "Error: cannot write '/dev/full': No space left on device"
     )
@@ -421,7 +421,7 @@ def test_cli_output_onto_symlink_device_and_fifo(space_file, tmp_path):
     try:
         denied = run_cli(space_file, str(source), "-o", str(readonly / "out.txt"))
         if os.geteuid() != 0:
-            assert denied.returncode == 1 and b"not writable" in denied.stderr
+            assert denied.returncode == 2 and b"not writable" in denied.stderr
     finally:
         readonly.chmod(0o700)
 

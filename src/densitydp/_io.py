@@ -220,3 +220,28 @@ def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:
     suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
     with atomic_write(path, "wb") as stream:
         figure.savefig(stream, format=suffix, bbox_inches="tight")
+
+
+def axes_and_figure(ax: Any, n_axes: int = 1, **figure_options: Any) -> tuple[Any, Any]:
+    """``(figure, axes)`` for a plot on ``n_axes`` panels: the given matplotlib ``ax`` (one
+    Axes, or a sequence of ``n_axes`` of them) and its figure, or a new figure
+    (``figure_options`` go to :func:`matplotlib.pyplot.subplots`). ``axes`` is one Axes when
+    ``n_axes`` is 1, else a list.
+
+    Raises
+    ------
+    TypeError
+        ``ax`` is not a matplotlib Axes (or not ``n_axes`` of them).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.axes import Axes
+
+    if ax is None:
+        figure, axes = plt.subplots(1, n_axes, **figure_options)
+        return figure, (axes if n_axes == 1 else list(axes))
+    given = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(given) != n_axes or not all(isinstance(a, Axes) for a in given):
+        what = "a matplotlib Axes" if n_axes == 1 else f"{n_axes} matplotlib Axes"
+        raise TypeError(f"`ax` must be {what}; got {type(ax).__name__}.")
+    return given[0].figure, (given[0] if n_axes == 1 else given)

@@ -23,8 +23,8 @@ from .mechanisms.density import SAMPLERS
 from .neighbors import DEFAULT_K, cache_dir
 from .text import DEFAULT_MASK, UNKNOWN_POLICIES
 
-#: Errors that come from bad user input: shown as one line, exit code 1.
-#: A failed write (WriteError) names the user's path, never a temporary file.
+#: Errors that come from bad user input: shown as one line, exit status 2 (a usage error, as
+#: click's own). A failed write (WriteError) names the user's path, never a temporary file.
 _USER_ERRORS = (
     ValueError,
     TypeError,
@@ -34,6 +34,15 @@ _USER_ERRORS = (
     WriteError,
 )
 
+#: Exit status of a usage error: a bad option, argument, input file or output path.
+USAGE_ERROR = 2
+
+
+class InputError(click.ClickException):
+    """A usage error found after parsing (bad input, unwritable output): one line, exit 2."""
+
+    exit_code = USAGE_ERROR
+
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
@@ -42,7 +51,7 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except _USER_ERRORS as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise click.ClickException(message) from exc
+            raise InputError(message) from exc
 
     return wrapper
 
@@ -357,9 +366,9 @@ def perturb(
     output = None if output == "-" else output
     _check_destinations(output=output)
     if input_path is None and sys.stdin is None:  # before minutes of loading
-        raise click.ClickException("standard input is closed: give an INPUT file.")
+        raise InputError("standard input is closed: give an INPUT file.")
     if output is None and sys.stdout is None:
-        raise click.ClickException("standard output is closed: give -o FILE.")
+        raise InputError("standard output is closed: give -o FILE.")
     if output is not None:
         if input_path is None:
             _refuse_stdin_as_output(output)  # before minutes of loading, not after
@@ -398,7 +407,7 @@ def perturb(
         _silence_stdout()
         sys.exit(141)
     except WriteError as exc:  # names the user's path (never a temporary file)
-        raise click.ClickException(exc.strerror or str(exc)) from exc
+        raise InputError(exc.strerror or str(exc)) from exc
     click.echo(str(report), err=True)
 
 
@@ -406,18 +415,18 @@ def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[I
     """The input as a binary stream (standard input for None); read errors name the path."""
     if input_path is None:
         if sys.stdin is None:  # started with standard input closed (`<&-`)
-            raise click.ClickException("standard input is closed: give an INPUT file.")
+            raise InputError("standard input is closed: give an INPUT file.")
         return contextlib.nullcontext(sys.stdin.buffer)
     try:
         return open(input_path, "rb")
     except OSError as exc:
-        raise click.ClickException(f"cannot read {input_path!r}: {exc.strerror}") from exc
+        raise InputError(f"cannot read {input_path!r}: {exc.strerror}") from exc
 
 
 @contextlib.contextmanager
 def _stdout() -> Iterator[IO[bytes]]:
     if sys.stdout is None:  # started with standard output closed (`>&-`)
-        raise click.ClickException("standard output is closed: give -o FILE.")
+        raise InputError("standard output is closed: give -o FILE.")
     stream = sys.stdout.buffer
     yield stream
     stream.flush()
@@ -454,7 +463,7 @@ def _perturb_streams(
             raise
         except OSError as exc:  # not of the write: of the read
             where = repr(input_path) if input_path else "standard input"
-            raise click.ClickException(f"cannot read {where}: {exc.strerror or exc}") from exc
+            raise InputError(f"cannot read {where}: {exc.strerror or exc}") from exc
 
 
 def _die_by(signum: int) -> None:
@@ -472,8 +481,113 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _mechanism_reference(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    """A named mechanism, or ``package.module:attribute`` (a user's factory or function),
+    checked at parse time: a usage error (exit 2) names the option."""
+    if value is None or value in MECHANISMS:
+        return value
+    if ":" not in value:
+        raise click.BadParameter(
+            f"must be one of {', '.join(MECHANISMS)} or package.module:factory; got {value!r}."
+        )
+    return _import_attribute(value)
+
+
+def _import_attribute(reference: str) -> Any:
+    """``package.module:attribute`` imported, the current folder first on the path (as
+    ``python -m`` does)."""
+    import importlib
+
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(f"expected package.module:attribute; got {reference!r}.")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any error while importing it
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc!r}") from None
+    found: Any = module
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise click.BadParameter(f"{module_name!r} has no attribute {attribute!r}.")
+        found = getattr(found, part)
+    return found
+
+
+def _audited_mechanism(
+    chosen: Any, space: EmbeddingSpace, epsilon: float, interface: str | None, notion: str
+) -> tuple[Any, dict[str, Any]]:
+    """The mechanism to audit and the keywords that make it auditable: a named one is built; a
+    user's attribute is the mechanism function itself with ``--interface``, else a factory
+    called as ``factory(space, epsilon)``."""
+    from .mechanisms import PrivacyBound
+
+    if isinstance(chosen, str):
+        return build_mechanism(chosen, space, epsilon), {}
+    if interface is None:
+        if not callable(chosen):
+            raise TypeError(
+                f"--mechanism must name a factory factory(space, epsilon) -> mechanism, or a "
+                f"function with --interface; got {type(chosen).__name__}."
+            )
+        try:
+            chosen = chosen(space, epsilon)
+        except (TypeError, ValueError):
+            raise
+        except Exception as exc:  # the user's factory
+            raise ValueError(f"--mechanism factory raised {exc!r}") from None
+    claim = PrivacyBound(notion, epsilon)  # type: ignore[arg-type]
+    keywords: dict[str, Any] = {"space": space, "interface": interface}
+    if interface is not None or not hasattr(chosen, "privacy_loss_bound"):
+        keywords["claim"] = claim
+    if hasattr(chosen, "sample"):  # an object: its own space
+        keywords.pop("interface")
+        if getattr(chosen, "space", None) is not None:
+            keywords.pop("space")
+    return chosen, keywords
+
+
 @main.command()
-@_mechanism_options("Which mechanism to audit.")
+@click.option(
+    "--mechanism",
+    "-m",
+    required=True,
+    callback=_mechanism_reference,
+    help=f"Which mechanism to audit: one of {', '.join(MECHANISMS)}, or "
+    "package.module:factory, a factory(space, epsilon) returning any object with "
+    "space / sample(word_ids, rng) / privacy_loss_bound(w, w'); with --interface, "
+    "package.module:function is the mechanism itself.",
+)
+@click.option(
+    "--epsilon",
+    "-e",
+    type=float,
+    required=True,
+    callback=_positive_finite,
+    help="Privacy parameter (metric); the claim of a user's function.",
+)
+@click.option(
+    "--interface",
+    type=click.Choice(["ids", "words"]),
+    default=None,
+    help="--mechanism names a function: fn(word_ids, rng) -> word_ids (ids) or "
+    "fn(list_of_words) -> words with its own randomness (words).",
+)
+@click.option(
+    "--notion",
+    type=click.Choice(["metric", "pure"]),
+    default="metric",
+    show_default=True,
+    help="The claim of a mechanism that states none: epsilon * d(w, w') (metric) or epsilon.",
+)
+@click.option(
+    "--reference",
+    type=click.Choice(MECHANISMS),
+    default=None,
+    help="Also test the audited mechanism's law against this one of ours (at --epsilon) on "
+    "the words of the pairs.",
+)
 @click.option(
     "--pairs",
     type=click.Choice(["nearest", "stratified", "random"]),
@@ -493,6 +607,13 @@ def _silence_stdout() -> None:
     "--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
     show_default=True,
 )  # fmt: skip
+@click.option(
+    "--min-tested",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of the pairs that must be tested for PASS (else INCONCLUSIVE).",
+)
 @_space_options
 @_seed_option("the audit")
 @click.option(
@@ -500,7 +621,7 @@ def _silence_stdout() -> None:
     "json_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the full report as JSON (atomically).",
+    help="Write the full report as JSON (atomically); dd.AuditReport.from_json reads it.",
 )
 @click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Save the report's figure."
@@ -508,12 +629,16 @@ def _silence_stdout() -> None:
 @_progress_option("on long runs")
 @_one_line_errors
 def audit(
-    mechanism: str,
+    mechanism: Any,
     epsilon: float,
+    interface: str | None,
+    notion: str,
+    reference: str | None,
     pairs: str,
     n_pairs: int,
     samples: int,
     confidence: float,
+    min_tested: float,
     embeddings: str | None,
     top: int | None,
     word_filter: str,
@@ -525,18 +650,67 @@ def audit(
     """Audit a mechanism empirically against the privacy loss it claims.
 
     Prints one row per pair (claimed loss, sampled estimate, lower confidence bound, the event,
-    exact loss for exact mechanisms) and a one-line verdict. Exit status 1 when a violation (or,
-    for exact mechanisms, a goodness-of-fit failure) is found, so it can guard a CI pipeline.
+    exact loss for exact mechanisms) and a one-line verdict. Exit status: 0 PASS, 1 FAIL (a
+    violation, a goodness-of-fit failure or a law that differs from --reference), 2 usage error
+    (bad option, input or output path; nothing audited), 3 INCONCLUSIVE (too few pairs
+    testable: the verdict says what sample size would test them), 4 internal error (the
+    audited mechanism or densitydp failed; traceback on stderr).
     """
+    try:
+        _run_audit(**locals())
+    except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
+        raise
+    except _USER_ERRORS:
+        raise
+    except Exception as exc:  # not a verdict: a crash must not read as FAIL (1)
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"Error: the audit could not run: {exc!r}", err=True)
+        raise SystemExit(AUDIT_CRASHED) from None
+
+
+#: Exit status of ``densitydp audit`` when the audited mechanism (or densitydp) crashed.
+AUDIT_CRASHED = 4
+
+
+def _run_audit(
+    mechanism: Any,
+    epsilon: float,
+    interface: str | None,
+    notion: str,
+    reference: str | None,
+    pairs: str,
+    n_pairs: int,
+    samples: int,
+    confidence: float,
+    min_tested: float,
+    embeddings: str | None,
+    top: int | None,
+    word_filter: str,
+    seed: int | None,
+    json_path: str | None,
+    plot: str | None,
+    progress: bool | None,
+) -> None:
     from ._rng import as_generator, seed_entropy
     from .audit import audit as run_audit
+    from .audit.blackbox import checked_mechanism
 
     _check_destinations(json=json_path, plot=plot)
+    if interface is not None and isinstance(mechanism, str):
+        raise click.BadParameter(
+            "--interface is for a user's function (--mechanism package.module:function).",
+            param_hint="--interface",
+        )
     space = _load_space(embeddings, top, word_filter)
-    chosen = build_mechanism(mechanism, space, epsilon)
+    chosen, keywords = _audited_mechanism(mechanism, space, epsilon, interface, notion)
+    chosen = checked_mechanism(chosen, needs_claim=True, **keywords)
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
-    click.echo(f"claims: {chosen.privacy_bound()}")
+    from .audit.report import _claim_text
+
+    click.echo(f"claims: {_claim_text(chosen)}")
     report = run_audit(
         chosen,
         pairs=pairs,
@@ -544,6 +718,8 @@ def audit(
         n_samples=samples,
         confidence=confidence,
         rng=generator,
+        reference=None if reference is None else build_mechanism(reference, space, epsilon),
+        min_tested=min_tested,
         progress=progress,
     )
     columns = ["word", "other", "distance", "claimed", "eps_hat", "eps_lower", "event", "n"]
@@ -558,6 +734,10 @@ def audit(
                 f"goodness of fit FAILED for {row.word}: p = {row.p_value:.3g} over {row.bins} "
                 f"bins, {row.outside} draws outside the exact support"
             )
+    if report.law is not None:
+        click.echo(report.law.verdict())
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if json_path is not None:
         report.to_json(json_path)
         click.echo(f"saved {json_path}")
@@ -565,8 +745,8 @@ def audit(
         report.plot(plot)
         click.echo(f"saved {plot}")
     click.echo(report.verdict())
-    if not report.passed:
-        raise SystemExit(1)
+    if report.exit_code:
+        raise SystemExit(report.exit_code)
 
 
 @main.command()

@@ -199,14 +199,37 @@ def classification_utility(
 
 
 def semantic_similarity(
-    mechanism: Mechanism, word_ids: Any, n_samples: int = 100, rng: RNGLike = None
+    mechanism: Any,
+    word_ids: Any,
+    n_samples: int = 100,
+    rng: RNGLike = None,
+    *,
+    space: EmbeddingSpace | None = None,
+    interface: str | None = None,
 ) -> float:
     """Mean cosine similarity between each word and its substitutes (``n_samples`` draws per
-    word; a word kept unchanged counts 1)."""
+    word; a word kept unchanged counts 1).
+
+    ``mechanism`` is anything :func:`densitydp.as_mechanism` accepts (no claim needed).
+
+    Raises
+    ------
+    ValueError
+        A word-level function returned words outside the space (they have no vector).
+    """
+    from .audit.blackbox import checked_mechanism, output_words
+
+    mechanism = checked_mechanism(mechanism, space=space, interface=interface)
     ids = mechanism_and_words(mechanism, word_ids)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     tokens = np.repeat(ids, n_samples)
     outputs = mechanism.sample(tokens, rng=rng)
+    outside = outputs >= len(mechanism.space)
+    if outside.any():
+        raise ValueError(
+            f"{mechanism!r} returned {int(outside.sum())} word(s) outside the space (first: "
+            f"{output_words(mechanism, outputs[outside][0])!r}); they have no vector to compare."
+        )
     vectors = mechanism.space._vectors64
     a, b = vectors[tokens], vectors[outputs]
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -247,12 +270,13 @@ class UtilityCurve:
             ]
         return pd.DataFrame(rows, index=pd.Index(list(levels), name=by)).T
 
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+    def plot(self, path: str | os.PathLike[str] | None = None, *, ax: Any = None) -> Any:
         """Accuracy against ``N_w`` and against epsilon, one line per mechanism, the clean
-        accuracy drawn; saved atomically to ``path`` when given."""
-        import matplotlib.pyplot as plt
+        accuracy drawn, on ``ax`` (two matplotlib Axes; default a new figure); the figure is
+        saved atomically to ``path`` when given. Returns the figure."""
+        from ._io import axes_and_figure
 
-        figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+        figure, axes = axes_and_figure(ax, 2, figsize=(11, 4))
         baselines = self.table[self.table["epsilon"].isna()]  # clean, unknown words masked
         for name, group in self.table[self.table["epsilon"].notna()].groupby("mechanism"):
             group = group.sort_values("epsilon")
@@ -271,8 +295,9 @@ class UtilityCurve:
         axes[1].set_xlabel("epsilon")
         axes[1].set_xscale("log")
         axes[0].legend(fontsize=8)
-        figure.suptitle(f"{self.dataset}: train perturbed, test clean")
-        figure.tight_layout()
+        if ax is None:  # the figure is ours to title and lay out
+            figure.suptitle(f"{self.dataset}: train perturbed, test clean")
+            figure.tight_layout()
         if path is not None:
             save_figure(figure, path)
         return figure

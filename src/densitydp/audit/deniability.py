@@ -12,7 +12,8 @@ import numpy as np
 from .._io import save_figure
 from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int
-from ..mechanisms.base import Mechanism, mechanism_and_words
+from ..mechanisms.base import mechanism_and_words
+from .blackbox import checked_mechanism
 from .sampling import sample_counts
 
 if TYPE_CHECKING:
@@ -22,14 +23,19 @@ __all__ = ["plausible_deniability", "plot_plausible_deniability"]
 
 
 def plausible_deniability(
-    mechanism: Mechanism,
+    mechanism: Any,
     word_ids: Any,
     n_samples: int = 1_000,
     rng: RNGLike = None,
     *,
+    space: Any = None,
+    interface: str | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """``N_w`` and ``S_w`` of each word over ``n_samples`` draws (through ``mechanism.sample``).
+
+    ``mechanism`` is anything :func:`densitydp.as_mechanism` accepts (an object with ``space``
+    and ``sample(word_ids, rng)``, or a function with ``space=``); no claim is needed.
 
     Returns
     -------
@@ -48,6 +54,7 @@ def plausible_deniability(
     """
     import pandas as pd
 
+    mechanism = checked_mechanism(mechanism, space=space, interface=interface)
     ids = mechanism_and_words(mechanism, word_ids)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     generator = as_generator(rng)
@@ -77,16 +84,26 @@ def plausible_deniability(
 
 
 def plot_plausible_deniability(
-    tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str] | None = None
+    tables: Mapping[str, pd.DataFrame],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    ax: Any = None,
 ) -> Any:
     """Distributions of ``N_w`` and ``S_w`` across words, one curve per labelled table (for
     example one per epsilon: ``{"epsilon 5": table5, "epsilon 10": table10}``), as empirical
-    CDFs. Saved atomically to ``path`` when given; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
+    CDFs, on ``ax`` (two matplotlib Axes, for ``N_w`` and ``S_w``; default a new figure). The
+    figure is saved atomically to ``path`` when given; returns the figure.
+
+    Raises
+    ------
+    TypeError
+        ``ax`` is not a pair of Axes.
+    """
+    from .._io import axes_and_figure
 
     if not tables:
         raise ValueError("`tables` must hold at least one labelled table; got none.")
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure, axes = axes_and_figure(ax, 2, figsize=(10, 3.8))
     for label, table in tables.items():
         for axis, column in zip(axes, ("N_w", "S_w"), strict=True):
             values = np.sort(table[column].to_numpy(dtype=np.float64))
@@ -96,7 +113,8 @@ def plot_plausible_deniability(
     axes[0].set(xlabel="N_w: fraction of draws returning the word", ylabel="fraction of words")
     axes[1].set(xlabel="S_w: distinct outputs", xscale="log")
     axes[0].legend(fontsize=8)
-    figure.tight_layout()
+    if ax is None:
+        figure.tight_layout()
     if path is not None:
         save_figure(figure, path)
     return figure

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_open_unit
-from ..mechanisms.base import Mechanism
+from .blackbox import checked_mechanism
 
 __all__ = [
     "ExactLoss",
@@ -80,35 +80,43 @@ class ExactLoss:
     output: int
     claimed: float
     unresolved: int
+    lower_bound: bool = False
 
     @property
     def violation(self) -> bool:
-        """Loss above the claim (beyond 1e-9 relative, for rounding)."""
+        """Loss (or its certified lower bound) above the claim (beyond 1e-9 relative, for
+        rounding)."""
         return self.loss > self.claimed * (1.0 + 1e-9) + 1e-12
 
 
-def exact_privacy_loss(mechanism: Mechanism, word_id: int, other_id: int) -> ExactLoss:
+def exact_privacy_loss(
+    mechanism: Any, word_id: int, other_id: int, *, claim: Any = None
+) -> ExactLoss:
     """``max_y |ln P(y | w) - ln P(y | w')|`` from the exact output distributions, its arg-max
     output and the claimed ``privacy_loss_bound(w, w')``.
 
-    Exact mechanisms only. Outputs below probability 1e-12 under both words are skipped (no
-    relative precision); for the truncated Gumbel, outputs in the omitted tail of one word
-    (probability below 1e-15) are counted in ``unresolved`` instead of giving ``inf``.
+    ``mechanism`` is any object stating its exact law (:class:`densitydp.ExactMechanismProtocol`:
+    ``space``, ``sample``, ``output_distribution(word_id)``, and ``privacy_loss_bound`` or
+    ``claim=``). Outputs below probability 1e-12 under both words are skipped (no relative
+    precision). For a law that leaves out a tail of mass at most ``omitted_mass`` (the
+    truncated Gumbel: 1e-15), an output present under one word and left out under the other
+    has a loss of at least ``ln(p / omitted_mass)``: the result is then a certified lower bound
+    (``lower_bound=True``; ``unresolved`` counts those outputs), never an understatement
+    presented as exact.
+
+    Raises
+    ------
+    TypeError
+        ``mechanism`` states no exact law or no claim (the message names the missing member).
     """
     from ..testing import exact_loss
 
-    if not isinstance(mechanism, Mechanism):
-        raise TypeError(f"`mechanism` must be a Mechanism; got {type(mechanism).__name__}.")
-    if not mechanism.exact:
-        raise ValueError(
-            f"`mechanism` must be exact (output_distribution); {type(mechanism).__name__} is "
-            "not: use monte_carlo_loss or audit."
-        )
+    mechanism = checked_mechanism(mechanism, claim=claim, needs_claim=True, needs_law=True)
     word_id = mechanism._check_word(word_id, "word_id")
     other_id = mechanism._check_word(other_id, "other_id")
-    loss, output, unresolved = exact_loss(mechanism, word_id, other_id)
+    loss, output, unresolved, lower = exact_loss(mechanism, word_id, other_id)
     claimed = float(mechanism.privacy_loss_bound(word_id, other_id))
-    return ExactLoss(word_id, other_id, loss, output, claimed, unresolved)
+    return ExactLoss(word_id, other_id, loss, output, claimed, unresolved, lower)
 
 
 @dataclass(frozen=True)

@@ -104,11 +104,12 @@ def sample_counts(
     per_word = 2 * half
     n_words = len(word_ids)
     parts: list[list[list[SparseCounts]]] = [[[], []] for _ in range(n_words)]
-    per_call = max(1, TOKENS_PER_CALL // per_word)  # whole words per call
-    chunk = min(per_word, TOKENS_PER_CALL)  # draws per word per call
+    tokens_per_call = getattr(mechanism, "_tokens_per_call", TOKENS_PER_CALL)
+    per_call = max(1, tokens_per_call // per_word)  # whole words per call
+    chunk = min(per_word, tokens_per_call)  # draws per word per call
     n_calls = math.ceil(n_words / per_call) * math.ceil(per_word / chunk)
     children = generator.spawn(n_calls)
-    show = progress if progress is not None else n_words * per_word > 20_000_000
+    show = progress if progress is not None else n_words * per_word > 20 * tokens_per_call // 4
     bar = tqdm(total=n_words * per_word, desc="audit samples", unit="draw", disable=not show)
     call = 0
     with bar:

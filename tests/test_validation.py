@@ -95,3 +95,44 @@ def test_points_of_a_coercible_dtype_are_refused():
         space.nearest(np.array([[1 + 1j, 0j]]))
     with pytest.raises(TypeError, match="`points` must be a plain array .*masked array"):
         space.nearest(np.ma.masked_array([[1.0, 2.0]], mask=[[True, False]]))
+
+
+# ---- Issue 12 (review): integers and fractions beyond the float range ----------------------
+
+HUGE = (10**400, -(10**400))
+
+
+@pytest.mark.parametrize("value", HUGE, ids=["1e400", "-1e400"])
+def test_check_number_huge_int_is_a_value_error_naming_the_argument(value):
+    sign = "-" if value < 0 else ""
+    expected = rf"^`epsilon` must be a finite number > 0; got {sign}1\.000e\+400 \(an int of 401"
+    with pytest.raises(ValueError, match=expected):
+        check_epsilon(value)
+    with pytest.raises(ValueError, match=r"^`beta` must be a finite number > 0; got "):
+        check_open_unit(value, "beta")
+
+
+def test_check_number_huge_fraction_and_numpy_ints():
+    from fractions import Fraction
+
+    with pytest.raises(ValueError, match=r"^`scale` must be a finite number > 0; got Fraction"):
+        check_epsilon(Fraction(10**400, 3), "scale")
+    assert check_epsilon(np.int64(2**62)) == float(2**62)
+    assert check_epsilon(10**308) == 1e308  # the largest ints that fit are accepted
+
+
+@pytest.mark.parametrize("value", HUGE, ids=["1e400", "-1e400"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda space, v: dd.TruncatedExponential(space, epsilon=v),
+        lambda space, v: dd.MultivariateLaplace(space, epsilon=v),
+        lambda space, v: dd.TruncatedGumbel(space, scale=v),
+        lambda space, v: dd.TruncatedExponential(space, epsilon=1.0, beta=v),
+    ],
+    ids=["exponential-epsilon", "laplace-epsilon", "gumbel-scale", "tem-beta"],
+)
+def test_public_parameters_refuse_huge_ints_with_their_name(build, value):
+    space = dd.synthetic_space(n_words=50, dim=3, n_clusters=2, rng=0)
+    with pytest.raises(ValueError, match=r"^`(epsilon|scale|beta)` must be a finite number"):
+        build(space, value)

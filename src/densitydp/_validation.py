@@ -30,8 +30,22 @@ __all__ = [
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        digits = str(abs(int(value)))
+        if len(digits) > 20:  # 10**400: its size, not 400 digits cut off
+            sign = "-" if value < 0 else ""
+            size = f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+            return f"{sign}{size} (an int of {len(digits)} digits)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_float(value: Any) -> float | None:
+    """``float(value)``, or None where it overflows (an int or a Fraction beyond 1.8e308)."""
+    try:
+        return float(value)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return None
 
 
 def check_number(
@@ -45,7 +59,8 @@ def check_number(
     """Return ``value`` as a finite float within bounds (``minimum`` exclusive when ``strict``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
-    number = float(value)
+    converted = _as_float(value)
+    number = math.inf if converted is None else converted
     bound = ""
     if minimum is not None:
         bound = f" {'>' if strict else '>='} {minimum:g}"
@@ -70,7 +85,9 @@ def check_open_unit(value: Any, name: str) -> float:
     """Return ``value`` as a float strictly inside (0, 1)."""
     number = check_number(value, name, minimum=0.0)
     if number >= 1.0:
-        raise ValueError(f"`{name}` must be a number in the open interval (0, 1); got {value!r}.")
+        raise ValueError(
+            f"`{name}` must be a number in the open interval (0, 1); got {_show(value)}."
+        )
     return number
 
 

@@ -127,7 +127,7 @@ def test_words_outside_the_space_are_outputs_with_their_own_labels(space):
                 },
             )(),
             "`output_distribution(word_id)`",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_missing_members_are_named(space, build, message):
@@ -199,6 +199,21 @@ def test_foreign_failures_and_bad_laws_are_mechanism_errors(space):
 
     with pytest.raises(MechanismError, match="a claim must be in"):
         dd.audit(NegativeClaim(space, 1.0), n_pairs=2, n_samples=100, rng=0)
+
+
+def test_the_documented_example_runs_as_documented():
+    """docs/auditing.md, "Auditing your own mechanism": a mechanism that subclasses nothing
+    passes against our exponential mechanism; a leaky word-level library fails."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "auditing.md").read_text("utf-8")
+    block = text.split("<!-- example: own-mechanism -->")[1].split("<!-- end example -->")[0]
+    code = block.split("```python")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/auditing.md", "exec"), namespace)
+    assert namespace["report"].outcome == "PASS" and namespace["report"].law.passed
+    assert namespace["library_report"].outcome == "FAIL"
+    assert "own randomness" in namespace["library_report"].notes[0]
 
 
 # -- item 2: honest outcomes -----------------------------------------------------------------

@@ -290,6 +290,18 @@ def test_law_test_finds_planted_bugs(space):
     assert report.law is not None and not report.law.passed and report.outcome == "FAIL"
 
 
+def test_law_test_finds_noise_on_squared_distances():
+    """The rare-output bug of the public truncated Gumbel: noise added to squared distances."""
+    grid = np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2) * 2.0
+    lattice = dd.EmbeddingSpace([f"g{i}" for i in range(64)], grid)
+    epsilon = 1.5 * dd.TruncatedGumbel(lattice, scale=1.0).min_epsilon
+    result = dd.compare_laws(
+        broken.SquaredDistanceGumbel(lattice, epsilon=epsilon),
+        dd.TruncatedGumbel(lattice, epsilon=epsilon), [0, 9, 27], n_samples=20_000, rng=0,
+    )  # fmt: skip
+    assert not result.passed and (result.table["tv_lower"] > 0).any()
+
+
 @pytest.mark.statistical
 def test_law_test_keeps_its_level(space):
     """60 seeded self-comparisons at alpha 0.05: rejections must stay within the binomial

@@ -732,8 +732,9 @@ def write_results(rows: list[dict], meta: dict) -> None:
                     f"- finding (law vs reference): word {f['word']!r} ({f['test']}): p_adj "
                     f"{f['p_adjusted']:.2g}, TV in [{f['tv_lower']:.3g}, {f['tv_upper']:.3g}] "
                     f"(hat {f['tv_hat']:.3g}), {f['outside']} draws outside the reference's "
-                    f"support; about {_fmt(f['samples_needed_per_word'], ',.0f')} samples per "
-                    "word detect this TV with power 0.9"
+                    f"support; found with {_fmt(row.get('samples_per_word'), ',')} samples per "
+                    "word (a test sized for ANY law at this TV with power 0.9 would need "
+                    f"{_fmt(f['samples_needed_per_word'], ',.0f')})"
                 )
         if row.get("traceback"):
             lines.append("- traceback (last line): " + row["traceback"].strip().splitlines()[-1])
@@ -782,7 +783,14 @@ def main(argv: list[str] | None = None) -> int:
         "--merge", action="store_true",
         help="keep the rows of the existing results for mechanisms not run this time",
     )  # fmt: skip
+    parser.add_argument(
+        "--rewrite-md", action="store_true", help="rewrite the .md from the existing .json and exit"
+    )
     args = parser.parse_args(argv)
+    if args.rewrite_md:
+        saved = json.loads((RESULTS / "audit_peers.json").read_text())
+        write_results(saved["rows"], saved["meta"])
+        return 0
 
     import densitydp as dd
     from densitydp.embeddings import _glove_files

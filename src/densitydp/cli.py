@@ -481,6 +481,35 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+#: Exit status of ``densitydp audit`` when the audited mechanism (or densitydp) crashed.
+AUDIT_CRASHED = 4
+
+
+def _crash_exits_with(status: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A crash (not a usage error, not a verdict) prints its traceback and exits with
+    ``status``, so that it never reads as the command's own non-zero verdict."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
+                raise
+            except _USER_ERRORS:
+                raise
+            except Exception as exc:
+                import traceback
+
+                traceback.print_exc()
+                click.echo(f"Error: the {command.__name__} could not run: {exc!r}", err=True)
+                raise SystemExit(status) from None
+
+        return wrapper
+
+    return decorate
+
+
 def _mechanism_reference(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
     """A named mechanism, or ``package.module:attribute`` (a user's factory or function),
     checked at parse time: a usage error (exit 2) names the option."""
@@ -628,6 +657,7 @@ def _audited_mechanism(
 )
 @_progress_option("on long runs")
 @_one_line_errors
+@_crash_exits_with(AUDIT_CRASHED)
 def audit(
     mechanism: Any,
     epsilon: float,
@@ -656,43 +686,6 @@ def audit(
     testable: the verdict says what sample size would test them), 4 internal error (the
     audited mechanism or densitydp failed; traceback on stderr).
     """
-    try:
-        _run_audit(**locals())
-    except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
-        raise
-    except _USER_ERRORS:
-        raise
-    except Exception as exc:  # not a verdict: a crash must not read as FAIL (1)
-        import traceback
-
-        traceback.print_exc()
-        click.echo(f"Error: the audit could not run: {exc!r}", err=True)
-        raise SystemExit(AUDIT_CRASHED) from None
-
-
-#: Exit status of ``densitydp audit`` when the audited mechanism (or densitydp) crashed.
-AUDIT_CRASHED = 4
-
-
-def _run_audit(
-    mechanism: Any,
-    epsilon: float,
-    interface: str | None,
-    notion: str,
-    reference: str | None,
-    pairs: str,
-    n_pairs: int,
-    samples: int,
-    confidence: float,
-    min_tested: float,
-    embeddings: str | None,
-    top: int | None,
-    word_filter: str,
-    seed: int | None,
-    json_path: str | None,
-    plot: str | None,
-    progress: bool | None,
-) -> None:
     from ._rng import as_generator, seed_entropy
     from .audit import audit as run_audit
     from .audit.blackbox import checked_mechanism

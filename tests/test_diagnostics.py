@@ -72,6 +72,24 @@ def test_plots_are_saved_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank.png", "trace.png"]
 
 
+def test_trace_and_rank_plots_draw_on_given_axes():
+    pytest.importorskip("arviz_plots")
+    import matplotlib.pyplot as plt
+
+    draws = np.random.default_rng(3).normal(size=(4, 200, 3))
+    result = _result(draws, radius=np.abs(draws[..., 0]))
+    for plot in (dd.plot_trace, dd.plot_rank):
+        count = len(plot(result).axes)  # on its own figure: the number of panels
+        figure, axes = plt.subplots(1, count + 1)
+        assert plot(result, ax=axes[:count]) is figure
+        assert all(axis.has_data() for axis in axes[:count]) and not axes[count].has_data()
+        with pytest.raises(TypeError, match=f"`ax` must hold {count} matplotlib Axes"):
+            plot(result, ax=axes)
+    with pytest.raises(TypeError, match="`ax` must be matplotlib Axes"):
+        dd.plot_trace(result, ax=["left"])
+    plt.close("all")
+
+
 def test_chains_that_never_move_are_reported_not_crashed():
     frozen = np.ones((4, 200, 2))
     table = dd.summary(_result(frozen))

@@ -8,9 +8,11 @@ mix; they do not certify a privacy guarantee (see the density-aware guide).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,7 +200,7 @@ def _default_names(result: ChainResult) -> list[str]:
     return list(result.extras) if result.extras else ["position"]
 
 
-def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any) -> Any:
+def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any, ax: Any) -> Any:
     import arviz_plots as azp
     import matplotlib
 
@@ -207,7 +209,7 @@ def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any
     names = var_names or _default_names(result)
     tree = result.to_datatree()
     coords = {"coordinate": list(range(min(result.dim, 4)))} if "position" in names else None
-    with matplotlib.rc_context({"figure.max_open_warning": 0}):
+    with matplotlib.rc_context({"figure.max_open_warning": 0}), _onto_axes(ax):
         plotter = azp.plot_trace if kind == "trace" else azp.plot_rank
         collection = plotter(tree, var_names=names, coords=coords, backend="matplotlib")
     figure = collection.viz["figure"].item()
@@ -216,21 +218,67 @@ def _plot(kind: str, result: ChainResult, var_names: list[str] | None, path: Any
     return figure
 
 
+@contextlib.contextmanager
+def _onto_axes(ax: Any) -> Iterator[None]:
+    """Make arviz-plots draw on the given matplotlib Axes instead of a new figure: its grid
+    factory (``arviz_plots.backend.matplotlib.create_plotting_grid``, looked up at each call)
+    returns them, in order, while the plot is drawn. ``ax`` must hold one Axes per panel.
+
+    Raises
+    ------
+    TypeError
+        ``ax`` is not a sequence of matplotlib Axes, or holds the wrong number of them.
+    """
+    if ax is None:
+        yield
+        return
+    import arviz_plots.backend.matplotlib as backend
+    from matplotlib.axes import Axes
+
+    given = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object)))
+    if not given or not all(isinstance(a, Axes) for a in given):
+        raise TypeError(f"`ax` must be matplotlib Axes (one per panel); got {type(ax).__name__}.")
+    original = backend.create_plotting_grid
+
+    def grid(number: int, rows: int = 1, cols: int = 1, *args: Any, **kwargs: Any) -> Any:
+        if len(given) != number:
+            raise TypeError(
+                f"`ax` must hold {number} matplotlib Axes for this plot ({rows} x {cols} "
+                f"panels); got {len(given)}."
+            )
+        cells = np.full(rows * cols, None, dtype=object)
+        cells[:number] = given
+        return given[0].figure, cells.reshape(rows, cols)
+
+    backend.create_plotting_grid = grid
+    try:
+        yield
+    finally:
+        backend.create_plotting_grid = original
+
+
 def plot_trace(
     result: ChainResult,
     var_names: list[str] | None = None,
     path: str | os.PathLike[str] | None = None,
+    *,
+    ax: Any = None,
 ) -> Any:
-    """Trace plot (arviz-plots) of the extras (or the first 4 coordinates); saved to ``path``
-    when given (atomically; format from the suffix). Returns the matplotlib figure."""
-    return _plot("trace", result, var_names, path)
+    """Trace plot (arviz-plots) of the extras (or the first 4 coordinates), on ``ax`` (one
+    matplotlib Axes per panel, in arviz-plots' order; default a new figure); the figure is saved
+    to ``path`` when given (atomically; format from the suffix). Returns the matplotlib
+    figure."""
+    return _plot("trace", result, var_names, path, ax)
 
 
 def plot_rank(
     result: ChainResult,
     var_names: list[str] | None = None,
     path: str | os.PathLike[str] | None = None,
+    *,
+    ax: Any = None,
 ) -> Any:
     """Rank plot (arviz-plots, fractional-rank ECDF per chain with its simultaneous envelope):
-    chains that mix well are indistinguishable. Saved to ``path`` when given."""
-    return _plot("rank", result, var_names, path)
+    chains that mix well are indistinguishable. On ``ax`` (one matplotlib Axes per panel;
+    default a new figure); saved to ``path`` when given."""
+    return _plot("rank", result, var_names, path, ax)

@@ -176,7 +176,7 @@ def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space)
                                  str(space_file), "--tilt", "0.5"], input=text)  # fmt: skip
     assert wrong.exit_code != 0 and "takes no option tilt" in wrong.output
     refused = runner.invoke(main, [*arguments, "--tilt", "2", "--sampler", "exact"], input=text)
-    assert refused.exit_code != 0 and "`tilt` must be <= 1" in refused.output
+    assert refused.exit_code != 0 and "`--tilt` must be <= 1" in refused.output
 
 
 def test_audit_prints_table_and_verdict_and_guards_ci(runner, space_file, tmp_path):
@@ -227,7 +227,7 @@ def test_calibrate(runner, space_file, tmp_path):
     bad = runner.invoke(main, [*base, "-t", "N_w=half"])
     assert bad.exit_code == 2 and "expected STATISTIC=VALUE" in bad.output
     unknown = runner.invoke(main, [*base, "-t", "S_w=3"])
-    assert unknown.exit_code == 2 and "`target`" in unknown.output
+    assert unknown.exit_code == 2 and "`--target`" in unknown.output
 
 
 def test_perturb_writes_escape_sequences_as_they_are(runner, space_file, small_space):
@@ -312,3 +312,163 @@ def test_closed_standard_streams_give_one_line(tmp_path, closed):
     result = subprocess.run(command, shell=True, capture_output=True, timeout=300)
     assert result.returncode == 2
     assert b"Traceback" not in result.stderr and b"is closed" in result.stderr
+
+
+# ---- Issue 12 (review): outputs onto inputs, failed writes, options named, --plot ----------
+
+
+def _shell(command, timeout=300):
+    return subprocess.run(command, shell=True, capture_output=True, timeout=timeout)
+
+
+def _cli():
+    return f"{shlex.quote(sys.executable)} -m densitydp.cli"
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    embeddings = tmp_path / "syn.txt"
+    dd.synthetic_space(n_words=60, dim=4, rng=0).to_file(embeddings)
+    source = tmp_path / "in.txt"
+    source.write_text("c00w0001 hello\n")
+    return embeddings, source
+
+
+@pytest.mark.parametrize(
+    ("redirect", "label"),
+    [
+        ("{source} >> {source}", "the input file"),
+        ("< {source} >> {source}", "the file standard input reads from"),
+        ("{source} >> {embeddings}", "the --embeddings file"),
+        ("{source} 1<> {source}", "the input file"),  # read-write, not truncated
+    ],
+    ids=["IN>>IN", "<IN>>IN", ">>EMBEDDINGS", "IN1<>IN"],
+)
+def test_stdout_onto_an_input_file_is_refused(cli_files, redirect, label):
+    """`perturb IN >> IN` read its own output and grew without end (found by a review)."""
+    embeddings, source = cli_files
+    before = (embeddings.read_bytes(), source.read_bytes())
+    files = {"source": shlex.quote(str(source)), "embeddings": shlex.quote(str(embeddings))}
+    result = _shell(
+        f"{_cli()} perturb -m tem -e 5 --no-progress --embeddings "
+        f"{shlex.quote(str(embeddings))} " + redirect.format(**files)
+    )
+    assert result.returncode == 2, result.stderr
+    stderr = result.stderr.decode()
+    assert f"standard output is {label}" in stderr and "Traceback" not in stderr
+    assert (embeddings.read_bytes(), source.read_bytes()) == before
+
+
+def test_stdout_onto_the_embeddings_file_is_refused_for_every_command(cli_files):
+    embeddings, _ = cli_files
+    before = embeddings.read_bytes()
+    result = _shell(f"{_cli()} info --no-progress --embeddings {shlex.quote(str(embeddings))} "
+                    f">> {shlex.quote(str(embeddings))}")  # fmt: skip
+    assert result.returncode == 2 and b"standard output is the --embeddings file" in result.stderr
+    assert embeddings.read_bytes() == before
+
+
+def test_stdout_onto_other_files_is_written(cli_files, tmp_path):
+    embeddings, source = cli_files
+    out = tmp_path / "out.txt"
+    out.write_text("kept\n")
+    base = f"{_cli()} perturb -m tem -e 5 --seed 1 --no-progress --embeddings {embeddings}"
+    assert _shell(f"{base} {source} >> {out}").returncode == 0
+    assert out.read_text().startswith("kept\n") and len(out.read_text().splitlines()) == 2
+    assert _shell(f"{base} {source} > /dev/null").returncode == 0  # a device: not compared
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["perturb", "info", "stats"])
+def test_a_full_standard_output_is_named_not_the_input(cli_files, command):
+    """`perturb IN > /dev/full` said "cannot read 'IN': No space left on device"."""
+    embeddings, source = cli_files
+    arguments = {
+        "perturb": f"perturb -m tem -e 5 {shlex.quote(str(source))}",
+        "info": "info",
+        "stats": "stats -m tem -e 5 --samples 10 --n-words 2",
+    }[command]
+    result = _shell(
+        f"{_cli()} {arguments} --no-progress --embeddings {shlex.quote(str(embeddings))} "
+        "> /dev/full"
+        if command != "stats"
+        else f"{_cli()} {arguments} --embeddings {shlex.quote(str(embeddings))} > /dev/full"
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert "Error: cannot write standard output: No space left on device" in stderr
+    assert "cannot read" not in stderr and "Traceback" not in stderr
+    assert "Exception ignored" not in stderr  # no second report at the exit
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--embeddings", "/dev/zero"], "`--embeddings` must be a regular file"),
+        (["--embeddings", "{tmp}/none.txt"], "`--embeddings` must be an existing file"),
+        (["--encoding", "utf-16"], "Invalid value for '--encoding': must be an ASCII-compatible"),
+        (["--encoding", "nonsense"], "Invalid value for '--encoding': must be a known text"),
+        (["-m", "density-laplace", "--delta", "2"], "`--delta` applies to sampler="),
+        (["-m", "density-laplace", "--tilt", "-1"], "`--tilt` must be a finite number >= 0"),
+        (["-m", "density-laplace", "--max-proposals", "5"], "`--max-proposals` applies to"),
+    ],
+)
+def test_errors_name_the_options_not_the_library_arguments(
+    runner, space_file, tmp_path, arguments, expected
+):
+    arguments = [a.replace("{tmp}", str(tmp_path)) for a in arguments]
+    base = ["perturb", "-e", "5", "--embeddings", str(space_file)]
+    if "-m" not in arguments:
+        base += ["-m", "tem"]
+    result = runner.invoke(main, [*base, *arguments], input="c00w0001\n")
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    for internal in ("`path`", "`encoding`", "`delta`", "`tilt`", "`max_proposals`"):
+        assert internal not in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "plot", "expected"),
+    [
+        ("audit", "out.xyz", "a figure cannot be saved as 'xyz'"),
+        ("diagnose", "out.xyz", "a figure cannot be saved as 'xyz'"),
+        ("diagnose", "t.png", "the file '{tmp}/t-rank.png' it also writes is a folder"),
+        ("diagnose", "sub/t.PDF", "the folder '{tmp}/sub' does not exist"),
+    ],
+)
+def test_every_plot_file_is_checked_before_the_work(runner, tmp_path, command, plot, expected):
+    """--plot out.xyz failed only after a full audit; diagnose's NAME-rank.png was never
+    checked (found by a review). The embeddings file does not exist: nothing was loaded."""
+    (tmp_path / "t-rank.png").mkdir()
+    base = {
+        "audit": ["audit", "-m", "tem", "-e", "1"],
+        "diagnose": ["diagnose", "--word", "w", "-e", "5"],
+    }[command] + ["--embeddings", str(tmp_path / "never-read.txt")]
+    result = runner.invoke(main, [*base, "--plot", str(tmp_path / plot)])
+    assert result.exit_code == 2, result.output
+    assert "`--plot`" in result.output
+    assert expected.replace("{tmp}", str(tmp_path)) in result.output
+    assert "never-read" not in result.output
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "rank"])
+def test_two_outputs_of_one_command_on_one_file_are_refused(runner, tmp_path, how):
+    """--json r.png --plot r.png: the figure replaced the report silently."""
+    report = tmp_path / "r.png"
+    other = report
+    if how == "symlink":
+        other = tmp_path / "link.png"
+        other.symlink_to(report)
+    elif how == "hardlink":
+        report.write_text("{}")
+        other = tmp_path / "hard.png"
+        __import__("os").link(report, other)
+    never = ["--embeddings", str(tmp_path / "never-read.txt")]
+    if how == "rank":  # diagnose: the trace plot onto its own rank plot, through a link
+        (tmp_path / "t-rank.png").symlink_to(tmp_path / "t.png")
+        arguments = ["diagnose", "--word", "w", "-e", "5", "--plot", str(tmp_path / "t.png")]
+    else:
+        arguments = ["audit", "-m", "tem", "-e", "1", "--json", str(report), "--plot", str(other)]
+    result = runner.invoke(main, [*arguments, *never])
+    assert result.exit_code == 2, result.output
+    assert "is the same file as `" in result.output and "never-read" not in result.output

@@ -39,3 +39,25 @@ def test_atomic_write_gives_plain_permissions(tmp_path):
         assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
     finally:
         os.umask(umask)
+
+
+def test_figure_format_is_checked_before_anything_is_written(tmp_path):
+    """An unsupported --plot suffix failed only after the work (Issue 12 review)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from densitydp._io import figure_format, save_figure
+
+    assert figure_format("a.PDF") == "pdf" and figure_format("a") == "png"
+    assert figure_format(tmp_path / "b.svg") == "svg"
+    with pytest.raises(ValueError, match=r"'x\.bmpx': a figure cannot be saved as 'bmpx'"):
+        figure_format("x.bmpx")
+    figure = plt.figure()
+    try:
+        with pytest.raises(ValueError, match="cannot be saved as 'xyz'"):
+            save_figure(figure, tmp_path / "out.xyz")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        plt.close(figure)

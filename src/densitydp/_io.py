@@ -215,9 +215,27 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def figure_format(path: str | os.PathLike[str], what: str | None = None) -> str:
+    """The format a figure saved to ``path`` is written in: its suffix (``png`` when it has
+    none), if matplotlib writes it; otherwise a ValueError naming ``what`` (default: the path)
+    and the formats matplotlib writes. Cheap: checked before the work that makes the figure."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        named = what if what is not None else repr(os.fspath(path))
+        raise ValueError(
+            f"{named}: a figure cannot be saved as {suffix!r}; give a file name ending in one "
+            f"of {', '.join('.' + name for name in sorted(supported))}."
+        )
+    return suffix
+
+
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> None:
-    """Save a matplotlib figure atomically, in the format of the file's suffix (png default)."""
-    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+    """Save a matplotlib figure atomically, in the format of the file's suffix (png default;
+    an unsupported suffix is refused before anything is written)."""
+    suffix = figure_format(path)
     with atomic_write(path, "wb") as stream:
         figure.savefig(stream, format=suffix, bbox_inches="tight")
 

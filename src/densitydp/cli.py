@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import os
+import re
 import signal
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,12 +51,54 @@ def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            _flush_stdout()  # a full device must be reported here, not at the exit
+            return result
         except _USER_ERRORS as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(message) from exc
+            raise InputError(_with_option_names(message)) from exc
+        except OSError as exc:
+            if exc.filename is None and exc.errno in _STDOUT_ERRNOS:
+                _silence_stdout()  # what is buffered cannot be written either
+                raise InputError(f"cannot write standard output: {exc.strerror or exc}") from exc
+            raise
 
     return wrapper
+
+
+#: errno values of a failed write without a file name: only standard output is written
+#: without one (every file output goes through atomic_write, whose WriteError names it).
+_STDOUT_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO") if hasattr(errno, name)
+)
+
+
+def _flush_stdout() -> None:
+    stream = sys.stdout
+    if stream is not None:
+        with contextlib.suppress(ValueError):  # closed
+            stream.flush()
+
+
+def _with_option_names(message: str) -> str:
+    """``message`` with the library's argument names (`encoding`, `max_proposals`, the
+    embeddings file's `path`) replaced by the command's options (`--encoding`, ...)."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return message
+    names: dict[str, str] = {}
+    for parameter in context.command.params:
+        flags = [flag for flag in getattr(parameter, "opts", []) if flag.startswith("--")]
+        if isinstance(parameter, click.Option) and parameter.name and flags:
+            names[parameter.name] = flags[0]
+    embeddings = context.params.get("embeddings")
+    if embeddings and repr(str(embeddings)) in message:  # from_file's `path` is --embeddings
+        names["path"] = "--embeddings"
+
+    def rename(match: re.Match[str]) -> str:
+        return f"`{names[match.group(1)]}`" if match.group(1) in names else match.group(0)
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", rename, message)
 
 
 def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +114,7 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default="utf-8",
         show_default=True,
         expose_value=False,  # kept in the context for _load_space (no new parameter per command)
-        callback=lambda context, _, value: context.meta.__setitem__("densitydp.encoding", value),
+        callback=_encoding_checked,
         help="Text encoding of the words of --embeddings (ASCII-compatible).",
     )(command)
     command = click.option(
@@ -87,6 +132,19 @@ def _space_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Keep only the first N words (for GloVe: the N most frequent).",
     )(command)
+
+
+def _encoding_checked(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    """``--encoding``: an ASCII-compatible text encoding, a usage error naming the option; kept
+    in the context for _load_space."""
+    from ._formats import check_encoding
+
+    try:
+        check_encoding(value)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc).replace("`encoding` ", "")) from None
+    context.meta["densitydp.encoding"] = value
+    return value
 
 
 def _seed_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -192,26 +250,60 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _check_destinations(**destinations: str | None) -> None:
-    """Check every output path before the work starts (a finished audit must not be lost to a
-    missing or unwritable folder): its folder exists and is writable, and it is not a folder."""
-    for option, destination in destinations.items():
-        if destination is None or destination == "-":
-            continue
-        path = os.path.realpath(destination)  # a symlink is written through to its target
+def _check_destinations(**destinations: str | list[str] | None) -> None:
+    """Check every file a command will write before the work starts (a finished audit must not
+    be lost to a missing or unwritable folder, an unknown figure format or a clash at the end):
+    its folder exists and is writable, it is not a folder nor an input file, a figure's
+    format is one matplotlib writes, and no two outputs are the same file (symlinks resolved).
+    A value may list several files written under one option (diagnose --plot writes two)."""
+    seen: dict[str, tuple[str, str]] = {}  # resolved path -> (option, path as given)
+    for option, given in destinations.items():
         flag = "--" + option.replace("_", "-")
-        _refuse_input_as_destination(flag, destination)
-        if os.path.isdir(path):
-            raise ValueError(f"`{flag}` {destination!r} is a folder; give a file name.")
-        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device: written to
-            if not os.access(path, os.W_OK):
-                raise ValueError(f"`{flag}` {destination!r} is not writable.")
-            continue
-        folder = os.path.dirname(path)
-        if not os.path.isdir(folder):
-            raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} does not exist.")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ValueError(f"`{flag}` {destination!r}: the folder {folder!r} is not writable.")
+        paths = [given] if isinstance(given, str) or given is None else list(given)
+        for destination in paths:
+            if destination is None or destination == "-":
+                continue
+            what = f"`{flag}` {destination!r}"
+            if destination != paths[0]:
+                what = f"`{flag}` {paths[0]!r}: the file {destination!r} it also writes"
+            _check_destination(what, flag, destination)
+            if option == "plot":
+                from ._io import figure_format
+
+                figure_format(destination, what)
+            key = os.path.normcase(os.path.realpath(destination))
+            other = seen.get(key) or next(
+                (
+                    entry
+                    for path, entry in seen.items()
+                    if os.path.exists(path)
+                    and os.path.exists(key)
+                    and os.path.samefile(path, key)  # hard links
+                ),
+                None,
+            )
+            if other is not None:
+                raise ValueError(
+                    f"{what} is the same file as `{other[0]}` {other[1]!r}; give each output "
+                    "its own file."
+                )
+            seen[key] = (flag, destination)
+
+
+def _check_destination(what: str, flag: str, destination: str) -> None:
+    path = os.path.realpath(destination)  # a symlink is written through to its target
+    _refuse_input_as_destination(flag, destination)
+    if os.path.isdir(path):
+        raise ValueError(f"{what} is a folder; give a file name.")
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO, a device: written to
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{what} is not writable.")
+        return
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ValueError(f"{what}: the folder {folder!r} does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}: the folder {folder!r} is not writable.")
 
 
 def _refuse_input_as_destination(flag: str, destination: str) -> None:
@@ -245,8 +337,36 @@ def _refuse_stdin_as_output(output: str) -> None:
         )
 
 
+def _refuse_stdout_onto_inputs(*inputs: tuple[str, str | None]) -> None:
+    """Refuse a standard output that is one of the command's input files (``perturb IN >> IN``
+    would read its own output and grow without end; ``>> EMBEDDINGS`` would append to the
+    embeddings), as ``cat`` does ("input file is output file"): regular files only, compared
+    by device and inode. ``inputs`` are ``(label, path)``; a path ``None`` is standard
+    input."""
+    if sys.stdout is None:
+        return
+    try:
+        written = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return  # not a file descriptor (a test runner's capture)
+    if not stat.S_ISREG(written.st_mode):
+        return
+    for label, source in inputs:
+        try:
+            read = os.fstat(sys.stdin.fileno()) if source is None else os.stat(source)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            continue
+        if (read.st_dev, read.st_ino) == (written.st_dev, written.st_ino):
+            raise ValueError(
+                f"standard output is {label} (input file is output file: the input is never "
+                "modified); write to another file."
+            )
+
+
 def _load_space(embeddings: str | None, top: int | None, words: str = "all") -> EmbeddingSpace:
     alpha = words == "alpha"
+    if embeddings is not None:
+        _refuse_stdout_onto_inputs(("the --embeddings file", embeddings))
     if embeddings is None:
         return load_glove(top=top, words="alpha" if alpha else None)
     context = click.get_current_context(silent=True)
@@ -369,6 +489,9 @@ def perturb(
         raise InputError("standard input is closed: give an INPUT file.")
     if output is None and sys.stdout is None:
         raise InputError("standard output is closed: give -o FILE.")
+    if output is None:  # `perturb IN >> IN`, `perturb < IN >> IN`
+        label = "the file standard input reads from" if input_path is None else "the input file"
+        _refuse_stdout_onto_inputs((label, input_path))
     if output is not None:
         if input_path is None:
             _refuse_stdin_as_output(output)  # before minutes of loading, not after
@@ -427,9 +550,43 @@ def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[I
 def _stdout() -> Iterator[IO[bytes]]:
     if sys.stdout is None:  # started with standard output closed (`>&-`)
         raise InputError("standard output is closed: give -o FILE.")
-    stream = sys.stdout.buffer
-    yield stream
+    stream = _StandardOutput(sys.stdout.buffer)
+    yield stream  # type: ignore[misc]
     stream.flush()
+
+
+class _StandardOutput:
+    """Standard output whose failed writes (a full device, a quota) are :class:`WriteError`
+    naming standard output, never taken for a failure to read the input. A broken pipe stays
+    a BrokenPipeError (``| head``: not an error)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def _failed(self, exc: OSError) -> WriteError:
+        _silence_stdout()  # Python's final flush would fail again, with a traceback
+        error = WriteError(exc.errno or 0, f"cannot write standard output: {exc.strerror or exc}")
+        error.filename = "<stdout>"
+        return error
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _perturb_streams(
@@ -476,8 +633,12 @@ def _die_by(signum: int) -> None:
 def _silence_stdout() -> None:
     """After a broken pipe, point standard output at /dev/null so that Python's final flush
     does not print a second error."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # not a file descriptor (a test runner's capture)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fileno)
     os.close(devnull)
 
 
@@ -884,7 +1045,9 @@ def stats(
     "--plot",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Save the trace plot here and the rank plot beside it (NAME-rank.SUFFIX).",
+    help="Save the trace plot here and the rank plot beside it: --plot NAME.SUFFIX also "
+    "writes NAME-rank.SUFFIX (both checked before the work; SUFFIX a matplotlib format: png, "
+    "pdf, svg, ...).",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 1 when the chains did not converge.")
 @_progress_option("on long runs")
@@ -922,7 +1085,7 @@ def diagnose(
     from .kde import KDEPrior
     from .mechanisms import DensityAwareLaplace
 
-    _check_destinations(plot=plot)
+    _check_destinations(plot=None if plot is None else [plot, str(_rank_plot_path(plot))])
     space = _load_space(embeddings, top, word_filter)
     word_id = space.ids(word)  # the text path's case back-off; UnknownWordError names it
     prior = KDEPrior.fit(space, bandwidth="scott", max_points=prior_points, rng=0)
@@ -970,13 +1133,21 @@ def diagnose(
         exact = "the exact sampler (default) needs no chain" if tilt <= 1 else "no exact sampler"
         click.echo(f"{exact}; the certified mixture chain needs {steps:,.0f} steps for delta 1e-9")
     if plot is not None:
-        trace_path = Path(plot)
-        rank_path = trace_path.with_name(f"{trace_path.stem}-rank{trace_path.suffix or '.png'}")
+        trace_path, rank_path = Path(plot), _rank_plot_path(plot)
         plot_trace(result, path=trace_path)
         plot_rank(result, path=rank_path)
         click.echo(f"saved {trace_path} and {rank_path}")
     if strict and not verdict.converged:
         raise SystemExit(1)
+
+
+def _rank_plot_path(plot: str) -> Any:
+    """Where ``diagnose --plot NAME.SUFFIX`` saves the rank plot: ``NAME-rank.SUFFIX`` beside
+    it (``.png`` when NAME has no suffix)."""
+    from pathlib import Path
+
+    trace_path = Path(plot)
+    return trace_path.with_name(f"{trace_path.stem}-rank{trace_path.suffix or '.png'}")
 
 
 @main.command()

@@ -629,3 +629,125 @@ def test_cli_encoding_option(tmp_path):
     )
     assert read.exit_code == 0, read.output
     assert "words         3" in read.output
+
+
+# ---- Issue 12 (review): headers beyond the file's size; binary files that look like text ----
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSORS))
+@pytest.mark.parametrize("dim", [99_999_999_999, 3_000_000_000, 7])
+@pytest.mark.parametrize("fmt", ["auto", "word2vec", "word2vec-binary", "fasttext"])
+def test_a_header_dimension_beyond_the_file_is_refused_before_allocating(
+    tmp_path, suffix, dim, fmt
+):
+    """`2 99999999999` asked for 5.82 TiB (MemoryError), `2 3000000000` for 179 GiB: a file of
+    S bytes holds at most about S / 2 numbers (found by a review)."""
+    data = f"2 {dim}\na 1\nb 2\n".encode()
+    path = write_bytes(tmp_path / f"h.txt{suffix}", COMPRESSORS[suffix](data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(dd.EmbeddingFileError) as caught:
+            dd.EmbeddingSpace.from_file(path, format=fmt)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(caught.value)
+    assert message.startswith(f"{path}:1: the header announces dimension {dim:,}")
+    assert "the file holds 8 bytes after the header" in message
+    assert peak < 16 * 2**20  # the xz decoder's own buffers (9 MiB), not the header's claim
+
+
+def test_header_bounds_preallocation_for_words_and_keeps_counting(tmp_path):
+    """A header announcing more words than the file holds allocates nothing beyond the file's
+    size and is reported with the count read, naming the header line."""
+    path = write_bytes(tmp_path / "w.txt", b"\n99999999999 2\na 1 2\nb 3 4\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(dd.EmbeddingFileError) as caught:
+            dd.EmbeddingSpace.from_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == (
+        f"{path}:2: the header announces 99999999999 words but the file holds 2."
+    )
+    assert peak < 8 * 2**20
+    assert len(dd.EmbeddingSpace.from_file(path, max_words=2)) == 2
+    # a dimension that the file can hold is read (a one-row, large-dimension file)
+    big = write_bytes(
+        tmp_path / "big.txt", b"2 50000\na " + b"1 " * 50000 + b"\nb " + b"2 " * 50000
+    )
+    assert dd.EmbeddingSpace.from_file(big).dim == 50000
+
+
+@pytest.mark.parametrize("newline", [True, False])
+@pytest.mark.parametrize(
+    "first", [[np.nan, 1.0], [np.inf, 1.0], [1.0, -np.inf]], ids=["nan", "inf", "-inf"]
+)
+def test_auto_reads_a_binary_file_whose_first_vector_is_not_finite_as_binary(
+    tmp_path, newline, first
+):
+    """format='auto' read such a file as text (found by a review); the error is the binary
+    reader's, as with the explicit format."""
+    path = write_bytes(
+        tmp_path / "v.bin", binary_file(["a", "b", "c"], [first, [1, 2], [3, 4]], newline=newline)
+    )
+    for fmt in ("auto", "word2vec-binary"):
+        with pytest.raises(
+            dd.EmbeddingFileError, match=r"v\.bin:record 1: the vector of 'a' holds a NaN"
+        ):
+            dd.EmbeddingSpace.from_file(path, format=fmt)
+
+
+PRINTABLE = np.frombuffer(b"1 2 3 4 ", dtype="<f4")  # float32 values whose bytes are ASCII
+
+
+@pytest.mark.parametrize("newline", [True, False])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [PRINTABLE, [1.5, -2.0]],  # the first vector's bytes read "1 2 3 4 "
+        [PRINTABLE, PRINTABLE],  # every vector: the exact layout decides
+        [[1.5, -2.0], PRINTABLE],
+        [PRINTABLE, *[[float(i), 0.5] for i in range(100)]],  # beyond the records compared
+    ],
+    ids=["first", "all", "second", "many"],
+)
+def test_auto_reads_binary_files_whose_bytes_look_like_text(tmp_path, newline, rows):
+    words = [f"w{i}" for i in range(len(rows))]
+    path = write_bytes(tmp_path / "v.bin", binary_file(words, rows, newline=newline))
+    loaded = dd.EmbeddingSpace.from_file(path)
+    assert list(loaded.vocabulary) == words
+    np.testing.assert_array_equal(loaded.vectors, np.asarray(rows, dtype=np.float32))
+
+
+def test_text_files_stay_text_and_their_errors_name_the_line(tmp_path):
+    ok = write_bytes(tmp_path / "ok.txt", b"2 2\nab 12 3456\ncd 1 2\n")  # line 1 fits binary too
+    assert list(dd.EmbeddingSpace.from_file(ok).vocabulary) == ["ab", "cd"]
+    bad = write_bytes(tmp_path / "bad.txt", b"3 2\na 1 2\nb 1\nc 3 4\n")
+    for fmt in ("auto", "word2vec"):
+        with pytest.raises(dd.EmbeddingFileError, match=r"bad\.txt:3: expected a word and 2"):
+            dd.EmbeddingSpace.from_file(bad, format=fmt)
+
+
+def test_a_binary_word_with_a_space_names_the_likely_cause(tmp_path):
+    """gensim writes words holding spaces into binary files as they are; every later record
+    is then misaligned ("record 6: not valid utf-8" said nothing of it)."""
+    rng = np.random.default_rng(0)
+    words = ["the", "of", "New York", "and", "to", "in", "is"]
+    path = write_bytes(
+        tmp_path / "g.bin", binary_file(words, rng.normal(size=(7, 5)), newline=False)
+    )
+    with pytest.raises(dd.EmbeddingFileError, match="an earlier word holds a space or a line"):
+        dd.EmbeddingSpace.from_file(path)
+
+
+@pytest.mark.parametrize("word", ["a\tb", "a\rb"])
+def test_tabs_and_carriage_returns_in_words_per_format_as_documented(tmp_path, word):
+    """docs/embeddings.md: refused in the text formats, held by word2vec binary words."""
+    space = dd.EmbeddingSpace([word, "other"], [[0.0, 1.0], [1.0, 2.0]])
+    for fmt in ("glove", "word2vec", "fasttext"):
+        with pytest.raises(ValueError, match="cannot be written"):
+            space.to_file(tmp_path / f"v.{fmt}", format=fmt)
+    same(dd.EmbeddingSpace.from_file(space.to_file(tmp_path / "v.bin", format="word2vec-binary")),
+         space)  # fmt: skip

@@ -23,7 +23,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -313,7 +313,8 @@ class _Rows:
         self.unit = unit  # how a position is named: "" (line numbers) or "record "
         if max_words is not None:
             capacity = min(capacity, max_words)
-        self.vectors = np.empty((max(capacity, 16), dim), dtype=np.float32)
+        # never more rows than the caller proved the file may hold (see _capacity)
+        self.vectors = np.empty((max(capacity, 1), dim), dtype=np.float32)
         self.words: list[str] = []
         self.index: dict[str, int] = {}
         self.lines: list[int] = []  # where each kept word was read
@@ -330,7 +331,9 @@ class _Rows:
         capacity = self.vectors.shape[0]
         if needed <= capacity:
             return
-        new = max(needed, capacity + capacity // 2 + 1024)
+        # grow by half, or by 4 MiB of rows: never by a count of rows that a huge dimension
+        # would turn into terabytes (rows are only added once they have been read)
+        new = max(needed, capacity + max(capacity // 2, (1 << 22) // (4 * self.dim)))
         # realloc in place: large blocks are remapped, not copied beside the old ones
         self.vectors.resize((new, self.dim), refcheck=False)
 
@@ -352,8 +355,9 @@ class _Rows:
             try:
                 word = raw.decode(self.encoding)
             except UnicodeDecodeError as exc:
+                hint = _MISALIGNED if self.unit else _binary_hint(raw)
                 raise self.error(
-                    where[j], f"not valid {self.encoding} text ({exc.reason}){_binary_hint(raw)}"
+                    where[j], f"not valid {self.encoding} text ({exc.reason}){hint}"
                 ) from None
             if not word:
                 raise self.error(where[j], "empty word")
@@ -391,6 +395,14 @@ class _Rows:
         return self.words, vectors
 
 
+#: What a word2vec binary file's garbled word most likely means.
+_MISALIGNED = (
+    "; the records are misaligned here: most likely an earlier word holds a space or a line "
+    "feed (a word2vec binary file cannot hold such words, but gensim writes them as they "
+    "are), or the header gives the wrong dimension"
+)
+
+
 def _binary_hint(raw: bytes) -> str:
     control = sum(byte < 0x20 and byte not in (0x09, 0x0A, 0x0D) for byte in raw)
     if b"\x00" in raw or control > 2:
@@ -422,21 +434,27 @@ def read_embeddings(
                 )
         if encoding == "utf-8" and head.startswith(_UTF8_BOM):
             head = head[len(_UTF8_BOM) :]  # a byte-order mark is not part of the first word
-        header, body_start, body_line, head = _sniff_header(head, path, format, source)
+        header, body_start, body_line, head = _sniff_header(head, path, format, source, max_words)
         body = head[body_start:]
-        binary = header is not None and _looks_binary(body, header[1])
-        if format == "word2vec-binary" and header is not None and not binary:
-            if _first_record_is_text(body, header[1]):
+        binary = False
+        if header is not None:
+            ended = len(head) - body_start < _read_ahead(header[1])
+            layout, sure = _detect_layout(body, header[0], header[1], ended)
+            binary = layout == "binary"
+            if format == "word2vec-binary":
+                if layout == "text" and sure:
+                    raise EmbeddingFileError(
+                        f"{path}: this looks like a word2vec text file, not binary: use "
+                        "format='word2vec' (or 'auto')."
+                    )
+                binary = True
+            elif format in ("glove", "word2vec", "fasttext") and binary and sure:
                 raise EmbeddingFileError(
-                    f"{path}: this looks like a word2vec text file, not binary: use "
-                    "format='word2vec' (or 'auto')."
+                    f"{path}: this looks like a word2vec binary file: use "
+                    "format='word2vec-binary' (or 'auto')."
                 )
-            binary = True
-        if binary and format in ("glove", "word2vec", "fasttext"):
-            raise EmbeddingFileError(
-                f"{path}: this looks like a word2vec binary file: use format='word2vec-binary' "
-                "(or 'auto')."
-            )
+            elif format != "auto":
+                binary = False
         if header is not None and format != "glove":
             source.push_back(body)
             n_words, dim = header
@@ -453,28 +471,30 @@ def read_embeddings(
                 _read_binary(source, rows, n_words)
             else:
                 _read_text(source, rows, first_line=body_line, dim=dim)
-            return _finish(rows, path, n_words, binary)
+            return _finish(rows, path, n_words, binary, body_line - 1)
         source.push_back(head)
         return _read_headerless(source, path, encoding, on_duplicate, max_words)
 
 
 def _capacity(n_words: int, dim: int, source: _Source, binary: bool) -> int:
     """Rows to preallocate: the header's count, but never more than a plain file can hold (a
-    wrong header must not allocate terabytes; the array grows if it was too small)."""
+    wrong header must not allocate terabytes; the array grows if it was too small). For a
+    compressed file (whose size bounds nothing) at most 64 MiB up front, then grown as rows
+    are read. The header's dimension was bounded by the file's bytes in _sniff_header."""
     if source.compression is None:
         per_row = 4 * dim + 2 if binary else 2 * dim + 1
-        return min(n_words, source.size // per_row + 1)
-    return min(n_words, (1 << 30) // (4 * dim) + 1)  # up to 1 GiB up front, then grown
+        return max(1, min(n_words, source.size // per_row))
+    return max(1, min(n_words, (1 << 24) // dim))
 
 
 def _finish(
-    rows: _Rows, path: Path, header_words: int | None, binary: bool
+    rows: _Rows, path: Path, header_words: int | None, binary: bool, header_line: int = 1
 ) -> tuple[list[str], np.ndarray]:
     if not rows.words:
         raise EmbeddingFileError(f"{path}: holds no word vectors (empty file).")
     if header_words is not None and not rows.full and header_words != rows.n_rows_read:
         raise EmbeddingFileError(
-            f"{path}: the header announces {header_words} words but the file holds "
+            f"{path}:{header_line}: the header announces {header_words} words but the file holds "
             f"{rows.n_rows_read}{' (truncated?)' if binary else ''}."
         )
     if len(rows.words) < 2:
@@ -505,7 +525,7 @@ def _non_ascii_digits(line: bytes) -> bool:
 
 
 def _sniff_header(
-    head: bytes, path: Path, format: str, source: _Source
+    head: bytes, path: Path, format: str, source: _Source, max_words: int | None = None
 ) -> tuple[tuple[int, int] | None, int, int, bytes]:
     """The word2vec header of the file (None if there is none), where the body starts (offset
     in the returned bytes, line number), and the bytes read so far (``head`` and, after a
@@ -531,43 +551,150 @@ def _sniff_header(
     if header is None:
         return None, 0, 1, head
     body_start = end + 1 if end >= 0 else len(head)
+    if source.compression is None and format != "glove":  # the claim against the file's size
+        _check_header_fits(header, max_words, source.size - body_start, path, line_number, "")
     # the first record of a binary file may not fit in what was read: read a little more
-    while len(head) - body_start < MAX_WORD_BYTES + 4 * header[1] + 2:
+    while len(head) - body_start < _read_ahead(header[1]):
         more = source.read(CHUNK_BYTES, str(line_number + 1))
+        if not more and format != "glove":
+            _check_header_fits(  # a compressed file: what it holds once decompressed
+                header, max_words, len(head) - body_start, path, line_number, " (decompressed)"
+            )
         if not more:
             break
         head += more
     return header, body_start, line_number + 1, head
 
 
-def _first_record_is_text(body: bytes, dim: int) -> bool:
-    end = body.find(b"\n")
-    line = body if end < 0 else body[:end]
-    line = line.rstrip(b"\r").rstrip(b" ")
-    try:
-        split_line(line, dim)
-    except LineProblem:
-        return False
-    return True
+def _read_ahead(dim: int) -> int:
+    """Bytes after the header read before the format is decided: the first binary record."""
+    return MAX_WORD_BYTES + 4 * dim + 2
 
 
-def _looks_binary(body: bytes, dim: int) -> bool:
-    """After a header: does the first record look like ``word`` + ``dim`` float32 blobs rather
-    than a text line?"""
-    if not body or _first_record_is_text(body, dim):
-        return False
+def _check_header_fits(
+    header: tuple[int, int],
+    max_words: int | None,
+    available: int,
+    path: Path,
+    line_number: int,
+    how: str,
+) -> None:
+    """Refuse a header that announces more numbers than the bytes after it can hold: a row of
+    ``dim`` numbers takes at least ``2 * dim + 1`` bytes (a one-byte word, then a separator and
+    a digit per number; binary rows take 4 bytes per number), so a file of S bytes holds at
+    most about S / 2 numbers. Without this a header such as ``2 99999999999`` would allocate
+    terabytes before the first row is read. (A header announcing more words than the file
+    holds costs nothing up front, see _capacity: it is reported with the count read.)"""
+    n_words, dim = header
+    per_row = 2 * dim + 1
+    if per_row > available and n_words > 0 and (max_words is None or max_words > 0):
+        raise EmbeddingFileError(
+            f"{path}:{line_number}: the header announces dimension {dim:,}, but a vector of "
+            f"{dim:,} numbers takes at least {per_row:,} bytes and the file holds "
+            f"{max(available, 0):,} bytes after the header{how}; is the header right?"
+        )
+
+
+#: Records compared when both layouts read the first one (text and binary look alike).
+DETECT_RECORDS = 64
+
+
+def _text_progress(
+    body: bytes, dim: int, ended: bool, limit: int, n_words: int
+) -> tuple[int, bool]:
+    """How many leading lines of ``body`` (blank lines skipped) are text records of ``dim``
+    numbers, and whether reading stopped at one that is not, or at the end of the file before
+    the header's ``n_words`` (``False``: ran out of what was read)."""
+    count = 0
+    position = 0
+    while count < limit:
+        end = body.find(b"\n", position)
+        if end < 0:
+            if not ended or position >= len(body):
+                return count, ended and count < n_words
+            end = len(body)
+        line = body[position:end].rstrip(b"\r").rstrip(b" ")
+        position = end + 1
+        if not line:
+            continue
+        try:
+            split_line(line, dim)
+        except LineProblem:
+            return count, True
+        count += 1
+    return count, False
+
+
+class _BinaryWalk(NamedTuple):
+    """The first records of a body read as word2vec binary."""
+
+    count: int  # records with the layout
+    failed: bool  # stopped at bytes without it (False: ran out of what was read)
+    printable: bool  # every vector's bytes were printable ASCII (as text would be)
+    exact: bool  # the file ended exactly after the header's count of records
+
+
+def _binary_progress(body: bytes, dim: int, ended: bool, limit: int, n_words: int) -> _BinaryWalk:
+    """Follow the word2vec binary layout (a word without a line feed, a space, ``4 * dim``
+    bytes, an optional line feed) over the first records of ``body``. Values are not judged:
+    a NaN is the reader's error to report, with its record."""
+    size = 4 * dim
+    count = 0
+    position = 0
+    printable = True
+    while count < limit and position < len(body):
+        space = body.find(b" ", position, position + MAX_WORD_BYTES + 1)
+        if space < 0:
+            failed = ended or len(body) - position > MAX_WORD_BYTES
+            return _BinaryWalk(count, failed, printable, False)
+        word = body[position:space]
+        if not word or b"\n" in word:
+            return _BinaryWalk(count, True, printable, False)
+        if space + 1 + size > len(body):
+            return _BinaryWalk(count, ended, printable, False)
+        blob = body[space + 1 : space + 1 + size]
+        printable = printable and all(0x20 <= byte < 0x7F or byte == 0x0A for byte in blob)
+        position = space + 1 + size
+        if body[position : position + 1] == b"\n":
+            position += 1
+        count += 1
+    rest = body[position:].strip(b"\n") if ended else b""
+    exact = ended and count == n_words and not rest
+    short = count < n_words and position >= len(body)  # the file ends before the count
+    failed = ended and (short or (count == n_words and bool(rest)))
+    return _BinaryWalk(count, bool(failed), printable, exact)
+
+
+def _detect_layout(body: bytes, n_words: int, dim: int, ended: bool) -> tuple[str, bool]:
+    """After a ``count dim`` header: ``("text" | "binary", sure)``. Each layout is followed
+    over the first records; binary is chosen when the whole file fits the binary layout
+    exactly and not the text one (a vector whose bytes read ``b"1 2 3 4 "``), or when text
+    cannot read even the first record and binary reads further through bytes that are not
+    all printable ASCII (a NaN, almost any float32). Otherwise text, and its reader names the
+    line at fault. ``sure``: binary, and text cannot read the first record; text, and binary
+    fails before text does (an explicit format that says otherwise is refused; when not sure,
+    it is trusted)."""
+    limit = max(1, min(n_words, DETECT_RECORDS))
+    text, text_failed = _text_progress(body, dim, ended, limit, n_words)
+    walk = _binary_progress(body, dim, ended, limit, n_words)
+    text_reach = text if text_failed else limit + 1
+    binary_reach = walk.count if walk.failed else limit + 1
+    if binary_reach > text_reach and (walk.exact or (text_reach == 0 and not walk.printable)):
+        return "binary", text_reach == 0
+    if text_reach >= binary_reach and text_reach > 0:
+        return "text", text_reach > binary_reach
+    # neither layout reads the first record, or binary reads further only through printable
+    # bytes: by the bytes after the first word
+    return ("binary" if _blob_is_binary(body, dim) else "text"), False
+
+
+def _blob_is_binary(body: bytes, dim: int) -> bool:
     space = body.find(b" ", 0, MAX_WORD_BYTES + 1)
     if space <= 0:
         return False
     blob = body[space + 1 : space + 1 + 4 * dim]
-    if len(blob) < 4 * dim:
-        return False
-    values = np.frombuffer(blob, dtype="<f4")
-    if not np.isfinite(values).all():
-        return False
     # text after a word: printable ASCII numbers; a float32 blob: almost surely other bytes
-    text_like = all(0x20 <= byte < 0x7F or byte in (0x0A, 0x0D) for byte in blob)
-    return not text_like
+    return not all(0x20 <= byte < 0x7F or byte in (0x0A, 0x0D) for byte in blob)
 
 
 def _line_blocks(
@@ -705,7 +832,10 @@ def _read_headerless(
         )
         raise line_error(path, where, problem)
     max_line[0] = _line_limit(dim)
-    capacity = source.size // (2 * dim + 1) + 1 if source.compression is None else 1 << 16
+    if source.compression is None:
+        capacity = source.size // (2 * dim + 1)  # a row takes >= 2 bytes per number
+    else:
+        capacity = min(1 << 16, (1 << 24) // dim)  # <= 64 MiB up front, then grown
     rows = _Rows(path, dim, capacity, encoding, on_duplicate, max_words, "")
     for line_number, lines, odd in sample:
         for offset, line in enumerate(lines):  # sampled lines were read with the first limit
@@ -775,8 +905,7 @@ def _read_binary(source: _Source, rows: _Rows, n_words: int) -> None:
         if b"\n" in word:
             raise rows.error(
                 record,
-                f"the word {_show(word)} holds a line feed (U+000A): the file is misaligned "
-                "(does the header give the right dimension?) or not word2vec binary",
+                f"the word {_show(word)} holds a line feed (U+000A){_MISALIGNED}",
             )
         batch[len(batch_words)] = np.frombuffer(buffer, dtype="<f4", count=dim, offset=space + 1)
         batch_words.append(word)

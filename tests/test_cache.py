@@ -495,3 +495,34 @@ def test_mechanism_outputs_equal_the_uncached_ones(vectors, cached, no_sampling)
         forged = dd.TruncatedGumbel(new_space(vectors), epsilon=500.0)
     assert forged.scale == dd.TruncatedGumbel(clean, epsilon=500.0).scale
     np.testing.assert_array_equal(forged.sample(words, rng=4), expected)
+
+
+def test_a_failed_save_names_the_cache_file_not_the_temporary(
+    vectors, reference, fresh_cache, monkeypatch
+):
+    """The warning said "No space left on device: '.../x.npz...tmp'" (Issue 12 review)."""
+    real_savez = nb.np.savez
+
+    def disk_full(stream, **arrays):
+        real_savez(stream, **arrays)
+        raise OSError(28, "No space left on device", stream.name)
+
+    monkeypatch.setattr(nb.np, "savez", disk_full)
+    with pytest.warns(dd.CacheWarning) as caught:
+        new_space(vectors).neighbors(K)
+    message = str(caught[0].message)
+    assert "No space left on device" in message and ".tmp" not in message
+    assert f"could not save the neighbour cache {fresh_cache}" in message
+    assert list(fresh_cache.glob("*")) == []
+
+
+def test_the_cache_folder_and_its_missing_parents_are_created_private(
+    vectors, tmp_path, monkeypatch
+):
+    """DENSITYDP_CACHE=/a/new/b created /a/new with mode 0755 (Issue 12 review)."""
+    folder = tmp_path / "a" / "new" / "b"
+    monkeypatch.setenv("DENSITYDP_CACHE", str(folder))
+    new_space(vectors).neighbors(K)
+    for created in (tmp_path / "a", tmp_path / "a" / "new", folder):
+        assert stat.S_IMODE(created.stat().st_mode) == 0o700, created
+    assert any(folder.iterdir())

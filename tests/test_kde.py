@@ -401,3 +401,15 @@ def test_bandwidths_whose_scale_overflows_are_refused(bandwidth):
     space = dd.EmbeddingSpace(["a", "b", "c"], np.random.default_rng(0).normal(size=(3, 2)))
     with pytest.raises(ValueError, match="`bandwidth` must lie in .* finite positive float64"):
         dd.KDEPrior.fit(space, bandwidth=bandwidth)
+
+
+def test_log_density_is_finite_exactly_within_the_float64_range():
+    """docs/density.md: finite while the true value is above -1.8e308 (about 1.9e154 h from
+    every reference point), -inf beyond, without a warning (Issue 12 review)."""
+    space = dd.synthetic_space(n_words=100, dim=3, n_clusters=2, rng=0)
+    prior = dd.KDEPrior.fit(space, bandwidth="scott")
+    h = float(np.max(prior.bandwidth))
+    near = np.array([[1e150 * h, 0.0, 0.0], [0.0, 1e153 * h, 0.0]])
+    assert np.isfinite(prior.log_density(near)).all()
+    far = np.array([[1e155 * h, 0.0, 0.0], [0.0, 0.0, -1e300], [1.7e308, 0.0, 0.0]])
+    assert (prior.log_density(far) == -np.inf).all()

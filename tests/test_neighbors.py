@@ -92,12 +92,9 @@ def test_exact_with_a_dynamic_range_beyond_float32():
     ids, *_ = ref.table(vectors, 5)
     np.testing.assert_array_equal(nb.build_table(vectors, 5, progress=False).ids, ids)
     points = generator.standard_normal((40, 5)) * np.logspace(-35, 45, 40)[:, None]
-    # far points: distances equal to an ulp, so sum in the kernel's order (coordinate by
-    # coordinate) for the same float64 values
-    squared = np.zeros((len(points), len(vectors)))
-    for t in range(vectors.shape[1]):
-        squared += (points[:, t, None] - vectors[None, :, t].astype(np.float64)) ** 2
-    truth = np.argmin(squared, axis=1)
+    # far points: their float64 distances tie (the old reference summed them in the kernel's
+    # order and agreed with its wrong id 0); the reference is exact rational arithmetic
+    truth = [_exact_nearest(vectors, point) for point in points]
     np.testing.assert_array_equal(nb.nearest_ids(points, vectors, progress=False), truth)
 
 
@@ -286,3 +283,62 @@ def test_lazy_rows_are_kept_and_widened(small_space):
     np.testing.assert_array_equal(wider.ids, full[[4]])
     with pytest.raises(ValueError, match="only partial tables"):
         wider.merge(space.neighbors(12, cache=False))
+
+
+# ---- Issue 12 (review): nearest() for points far outside the space -------------------------
+
+
+def _exact_nearest(vectors, query):
+    """Reference: the exact squared distances in rational arithmetic, ties by smallest id."""
+    from fractions import Fraction
+
+    point = [Fraction(float(value)) for value in query]
+    distances = [
+        sum((Fraction(float(a)) - b) ** 2 for a, b in zip(row, point, strict=True))
+        for row in vectors
+    ]
+    return distances.index(min(distances))
+
+
+@pytest.mark.parametrize(
+    "magnitude", [1e6, 1e10, 1e15, 1e19, 1e25, 1e50, 1e100, 1e154, 1e155, 1e200, 1e300, 1.7e308]
+)
+def test_nearest_is_exact_far_outside_the_space(magnitude):
+    """sp.nearest([[1e19, 0, 0, 0]]) gave id 0 (every float64 distance tied at 1e38; beyond
+    1.3e154 they overflowed); the exact answer is 239 (found by a review)."""
+    space = dd.synthetic_space(n_words=300, dim=4, n_clusters=3, rng=0)
+    rng = np.random.default_rng(int(np.log10(magnitude)))
+    directions = rng.normal(size=(12, 4))
+    directions /= np.abs(directions).max(axis=1, keepdims=True)
+    points = np.vstack([directions * magnitude, magnitude * np.eye(4), -magnitude * np.eye(4)])
+    expected = [_exact_nearest(space.vectors, point) for point in points]
+    np.testing.assert_array_equal(space.nearest(points), expected)
+
+
+def test_nearest_far_away_breaks_near_ties_exactly():
+    """Far along an axis, words with the same coordinate there differ only by their norm, a
+    term 1e-30 of the score: compared exactly, the smaller norm wins; duplicates: smallest id."""
+    vectors = np.array(
+        [[1.0, 0.5, 0.0], [2.0, 0.5, 0.0], [2.0, 0.25, 0.0], [2.0, 0.25, 0.0], [-3.0, 0, 0]],
+        dtype=np.float32,
+    )
+    space = dd.EmbeddingSpace([f"w{i}" for i in range(5)], vectors)
+    for magnitude in (1e10, 1e30, 1e300):
+        assert space.nearest(np.array([magnitude, 0.0, 0.0])).tolist() == [2]
+        assert space.nearest(np.array([-magnitude, 0.0, 0.0])).tolist() == [4]
+    assert space.nearest(np.array([1e30, 1e14, 0.0])).tolist() == [1]  # the 2nd axis decides
+    points = np.array([[1e30, 0.0, 0.0], [2.0, 0.25, 0.0], [1e20, -1e20, 0.0]])
+    expected = [_exact_nearest(vectors, point) for point in points]
+    np.testing.assert_array_equal(space.nearest(points), expected)
+
+
+def test_nearest_of_tiny_spaces_and_far_points():
+    """Vectors of norm 1e-25 and points from 1e-20 to 1e300: exact at every scale."""
+    base = dd.synthetic_space(n_words=80, dim=3, n_clusters=2, rng=1)
+    vectors = (base.vectors.astype(np.float64) * 1e-25).astype(np.float32)
+    space = dd.EmbeddingSpace(list(base.vocabulary), vectors)
+    rng = np.random.default_rng(3)
+    for magnitude in (1e-26, 1e-20, 1e-10, 1.0, 1e30, 1e300):
+        points = rng.normal(size=(6, 3)) * magnitude
+        expected = [_exact_nearest(vectors, point) for point in points]
+        np.testing.assert_array_equal(space.nearest(points), expected)

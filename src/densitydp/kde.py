@@ -294,7 +294,9 @@ class KDEPrior:
 
     def log_density(self, points: Any) -> np.ndarray:
         """Exact ``ln p(x)`` for each row of ``points`` (shape ``(n, input_dim)``; a 1-D array is
-        one point). Float64; finite for every finite point."""
+        one point). Float64; finite wherever the true value is within the float64 range (above
+        -1.8e308); ``-inf`` for points farther than about ``1.9e154 h`` from every reference
+        point, whose log density is below it (docs/density.md)."""
         queries = self._project(check_points(points, self.input_dim))
         return self._evaluate(queries, np.full(len(queries), -1, dtype=np.int64))
 

@@ -410,6 +410,19 @@ def partial_table(
     )
 
 
+#: A query farther than ``2**_FAR_EXPONENT`` times the largest vector norm (or from an all-zero
+#: space) is answered by :func:`_far_nearest`: there the float64 distances of the search lose
+#: the vectors' digits (``(1e19 - v)**2`` is ``1e38`` for every ``v`` of norm 1: every word
+#: ties and id 0 won) or overflow (beyond 1.3e154).
+_FAR_EXPONENT = 20
+#: Queries and words per block of the far screen's float64 matrix product (16 x 400,000 scores:
+#: 51 MB; 16,384 words in float64: 39 MB for dim 300).
+_FAR_ROWS = 16
+_FAR_COLUMNS = 16_384
+_FLOAT64_ROUNDOFF = 2.0**-53
+_FLOAT64_UNDERFLOW = 2.0**-1074
+
+
 def nearest_ids(
     points: np.ndarray,
     vectors: np.ndarray,
@@ -417,11 +430,99 @@ def nearest_ids(
     column_sqnorms: np.ndarray | None = None,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """Exact nearest word id of each point (ties by smallest id)."""
-    result = exact_search(
-        points, vectors, 1, column_sqnorms=column_sqnorms, progress=progress, desc="nearest word"
-    )
-    return result.ids[:, 0]
+    """Exact nearest word id of each point (ties by smallest id), at every finite magnitude."""
+    if column_sqnorms is None:
+        column_sqnorms = _sqnorms(vectors)
+    max_norm = math.sqrt(float(column_sqnorms.max()))
+    with np.errstate(over="ignore"):
+        reach = np.abs(points).max(axis=1) if points.size else np.zeros(len(points))
+    far = reach > math.ldexp(max(max_norm, math.ldexp(1.0, -1000)), _FAR_EXPONENT)
+    ids = np.empty(len(points), dtype=np.int64)
+    near = np.flatnonzero(~far)
+    if near.size:
+        k = min(2, vectors.shape[0])
+        result = exact_search(
+            np.ascontiguousarray(points[near]),
+            vectors,
+            k,
+            column_sqnorms=column_sqnorms,
+            progress=progress,
+            desc="nearest word",
+        )
+        ids[near] = result.ids[:, 0]
+        if k == 2:  # two float64 distances within their rounding of each other: decided exactly
+            dim = vectors.shape[1]
+            gap = result.sqdist[:, 1] - result.sqdist[:, 0]
+            tolerance = 4.0 * (dim + 4) * _FLOAT64_ROUNDOFF * result.sqdist[:, 1]
+            far[near[gap <= tolerance + 8.0 * (dim + 2) * _FLOAT64_UNDERFLOW]] = True
+    far_rows = np.flatnonzero(far)
+    if far_rows.size:
+        ids[far_rows] = _far_nearest(points[far_rows], vectors, column_sqnorms)
+    return ids
+
+
+def _far_nearest(points: np.ndarray, vectors: np.ndarray, column_sqnorms: np.ndarray) -> np.ndarray:
+    """Exact nearest ids of points far outside the space (``||q|| >> max ||v||``), or whose
+    two nearest float64 distances are within their rounding of each other.
+
+    The nearest word minimises ``||v||^2 - 2 q . v`` (``||q - v||^2`` less the common
+    ``||q||^2``). Each query is scaled by a power of two (exact) to ``q' = q 2^-e`` with
+    ``|q'_i| < 1``, and the float64 score ``2 q' . v - ||v||^2 2^-e`` (to maximise) is
+    computed for every word with a bound ``E_v`` on its rounding error (Higham 3.1:
+    ``(dim + 4) u (2 ||q'|| ||v|| + ||v||^2 2^-e)`` with ``u = 2^-53``, doubled, plus the
+    underflow of products below the normal range). Every word whose score plus ``E_v`` reaches
+    the largest score less its bound is a candidate; among them the score is compared
+    exactly, in rational arithmetic on the floats' exact values (float32 vectors, float64
+    queries), so the answer is the exact nearest word, ties by smallest id.
+    """
+    n_words, dim = vectors.shape
+    word_norms = np.sqrt(column_sqnorms) * (1.0 + 4.0 * dim * _FLOAT64_ROUNDOFF)  # bounds
+    ids = np.empty(len(points), dtype=np.int64)
+    for start in range(0, len(points), _FAR_ROWS):
+        block = points[start : start + _FAR_ROWS]
+        exponents = np.frexp(np.abs(block).max(axis=1))[1].astype(np.int64)
+        scaled = np.ldexp(block, -exponents[:, None])  # exact: |q'_i| < 1
+        shrink = np.ldexp(1.0, -exponents)  # 2^-e (underflows to 0 far out: within the bound)
+        scores = np.empty((len(block), n_words))
+        for column in range(0, n_words, _FAR_COLUMNS):  # float64 words, a block at a time
+            words = vectors[column : column + _FAR_COLUMNS].astype(np.float64)
+            np.matmul(scaled, words.T, out=scores[:, column : column + len(words)])
+        scores *= 2.0
+        scores -= shrink[:, None] * column_sqnorms[None, :]
+        norms = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+        for row in range(len(block)):
+            relative = 2.0 * norms[row] * word_norms + column_sqnorms * shrink[row]
+            errors = 2.0 * (dim + 4) * _FLOAT64_ROUNDOFF * relative + 4.0 * (dim + 2) * (
+                _FLOAT64_UNDERFLOW
+            )
+            floor = float((scores[row] - errors).max())  # the best word scores at least this
+            candidates = np.flatnonzero(scores[row] + errors >= floor)
+            ids[start + row] = (
+                int(candidates[0])
+                if candidates.size == 1
+                else _exact_argmin(block[row], vectors, candidates)
+            )
+    return ids
+
+
+def _exact_argmin(query: np.ndarray, vectors: np.ndarray, candidates: np.ndarray) -> int:
+    """The candidate minimising ``||v||^2 - 2 q . v`` in exact rational arithmetic (the
+    float32 and float64 values are dyadic rationals); ties by smallest id."""
+    from fractions import Fraction
+
+    twice = [2 * Fraction(float(value)) for value in query]
+    best_id, best = -1, None
+    for word in candidates:  # increasing ids: a tie keeps the first
+        score = sum(
+            (
+                Fraction(float(value)) * (Fraction(float(value)) - twice[axis])
+                for axis, value in enumerate(vectors[word])
+            ),
+            Fraction(0),
+        )
+        if best is None or score < best:
+            best_id, best = int(word), score
+    return best_id
 
 
 # ----------------------------------------------------------------------------- disk cache
@@ -469,6 +570,19 @@ def _warn(message: str) -> None:
     warnings.warn(message, CacheWarning, stacklevel=4)
 
 
+def _make_private_folder(folder: Path) -> None:
+    """Create ``folder`` and every missing parent with mode 0700 (``mkdir(parents=True)`` would
+    give the parents 0777 less the umask: with ``DENSITYDP_CACHE=/a/new/b``, ``/a/new`` 0755)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+            candidate.mkdir(mode=0o700)
+
+
 def _cache_folder(*, create: bool) -> Path | None:
     """The cache folder if it is safe to use, else None (with a CacheWarning unless it simply
     does not exist yet and ``create`` is False).
@@ -479,7 +593,7 @@ def _cache_folder(*, create: bool) -> Path | None:
     folder = cache_dir()
     try:
         if create:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private_folder(folder)
         info = folder.stat()
     except FileNotFoundError:
         if create:
@@ -808,7 +922,9 @@ def _save(table: NeighborTable, vectors: np.ndarray, key: str) -> Path | None:
         os.replace(temporary, path)
         temporary = None
     except (OSError, RuntimeError, StopIteration) as exc:
-        _warn(f"could not save the neighbour cache {path} ({exc}); the table is not cached.")
+        # the reason without the file name: an OSError's str names the temporary file
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _warn(f"could not save the neighbour cache {path} ({reason}); the table is not cached.")
         return None
     finally:
         if temporary is not None:

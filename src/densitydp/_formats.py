@@ -628,7 +628,7 @@ def _text_progress(
 class _BinaryWalk(NamedTuple):
     """The first records of a body read as word2vec binary."""
 
-    count: int  # records with the layout
+    records: int  # records with the layout
     failed: bool  # stopped at bytes without it (False: ran out of what was read)
     printable: bool  # every vector's bytes were printable ASCII (as text would be)
     exact: bool  # the file ended exactly after the header's count of records
@@ -678,7 +678,7 @@ def _detect_layout(body: bytes, n_words: int, dim: int, ended: bool) -> tuple[st
     text, text_failed = _text_progress(body, dim, ended, limit, n_words)
     walk = _binary_progress(body, dim, ended, limit, n_words)
     text_reach = text if text_failed else limit + 1
-    binary_reach = walk.count if walk.failed else limit + 1
+    binary_reach = walk.records if walk.failed else limit + 1
     if binary_reach > text_reach and (walk.exact or (text_reach == 0 and not walk.printable)):
         return "binary", text_reach == 0
     if text_reach >= binary_reach and text_reach > 0:

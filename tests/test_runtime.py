@@ -455,16 +455,24 @@ def test_an_unsafe_folder_is_refused(tmp_path, unsafe, reason):
 
 @pytestmark_linux
 @pytest.mark.slow
-def test_a_user_numba_cache_dir_is_respected(tmp_path):
-    """NUMBA_CACHE_DIR set by the user is used as given, even group-writable: their call."""
+def test_a_user_numba_cache_dir_is_respected_when_private(tmp_path):
+    """NUMBA_CACHE_DIR set by the user is used when only the user can write it; a group- or
+    other-writable one is refused like ours (numba unpickles what it finds there)."""
     chosen = tmp_path / "mine"
     chosen.mkdir()
-    chosen.chmod(0o775)
+    chosen.chmod(0o755)
     result = run_python(CACHE_REPORT, env=cache_env(tmp_path, NUMBA_CACHE_DIR=str(chosen)))
     report = last_json(result)
     assert report == {"cache": True, "folder": str(chosen), "source": "user", "refused": None}
     assert cached_files(chosen)
     assert not private_folder(tmp_path).exists()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    result = run_python(CACHE_REPORT, env=cache_env(tmp_path, NUMBA_CACHE_DIR=str(shared)))
+    report = last_json(result)
+    assert report["cache"] is False and "writable by group or others" in report["refused"]
+    assert "CacheWarning" in result.stderr and cached_files(shared) == []
 
 
 @pytestmark_linux

@@ -3,7 +3,7 @@
 Kernels are compiled with ``cache=True``: compiled machine code is reused across processes. The
 cache lives only in a private folder (``platformdirs.user_cache_dir("densitydp")/numba-py3.X``,
 0700, owned by the user, refused if group or others can write it) or in ``$NUMBA_CACHE_DIR`` when
-the user sets it (the user then vouches for who can write there): numba *unpickles* its cache
+the user sets it (under the same rule): numba *unpickles* its cache
 files on load, so whoever can write the cache folder runs code in our process. numba's own
 fallbacks (``__pycache__`` beside the sources, ``~/.cache/numba``) are never used. When no such
 folder can be used (a read-only home, an unsafe folder) the kernels are compiled in memory

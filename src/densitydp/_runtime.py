@@ -42,9 +42,11 @@ Compile cache
     is refused with a :class:`~densitydp.CacheWarning` naming it and the reason, and the
     kernels are compiled in memory (``cache=False``: slower start, same results). So is a home
     that cannot be written (read-only installs): ``cache=True`` would raise "no locator
-    available" at import. ``NUMBA_CACHE_DIR`` set by the user is used as given (only checked to
-    be writable; ``numba.config.CACHE_DIR`` set before the import counts too): whoever sets it
-    vouches for who can write it. numba's fallback locations
+    available" at import. ``NUMBA_CACHE_DIR`` set by the user (or ``numba.config.CACHE_DIR``
+    set before the import) is used under the same rule: a directory owned by the current user
+    that neither group nor others can write; otherwise our kernels are compiled in memory with
+    a :class:`~densitydp.CacheWarning` (the variable is left as it is for other packages).
+    numba's fallback locations
     (``__pycache__`` beside the sources, ``~/.cache/numba``) are never used for our kernels.
 """
 
@@ -153,16 +155,21 @@ def _configure_cache() -> None:
     if not configured and numba is not None and numba.config.CACHE_DIR:
         configured = str(numba.config.CACHE_DIR)  # set in code before densitydp was imported
     if configured and Path(configured) != default_cache_dir().resolve():
-        # the user's folder: used as given, only checked to be usable
+        # the user's folder: the same rule as ours (numba unpickles what it finds there)
         settings.cache_source = "user"
         folder = Path(configured)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _check_writable(folder)
+            reason = _unsafe(folder)
+            if reason is None:
+                _check_writable(folder)
         except OSError as exc:
             settings.cache_refused = f"NUMBA_CACHE_DIR {folder} cannot be used ({exc})"
         else:
-            settings.cache_dir = folder
+            if reason is None:
+                settings.cache_dir = folder
+            else:
+                settings.cache_refused = f"NUMBA_CACHE_DIR {folder} {reason}"
     else:
         # ours (possibly inherited from a parent process): checked every time
         settings.cache_dir, settings.cache_refused = _private_cache_dir()

@@ -135,6 +135,29 @@ def test_missing_members_are_named(space, build, message):
         dd.audit(build(space), n_pairs=2, n_samples=100, rng=0)
 
 
+def test_signatures_spaces_and_words_as_a_user_writes_them(space):
+    tem = dd.TruncatedExponential(space, 10.0)
+
+    def optional_rng(word_ids, rng=None):  # one required parameter, but named rng: ids
+        return tem.sample(word_ids, rng=rng)
+
+    assert dd.as_mechanism(optional_rng, space=space).interface == "ids"
+    twin = dd.EmbeddingSpace(list(space.vocabulary), space.vectors)  # equal, not the same
+    assert dd.as_mechanism(PlainTEM(space, 1.0), space=twin, claim=lambda a, b: 1.0)
+    by_word = dd.compare_laws(
+        tem, dd.TruncatedExponential(twin, 10.0), ["c00w0009"], n_samples=2_000, rng=0
+    )
+    assert by_word.table["word"].tolist() == ["c00w0009"]
+    words = list(space.vocabulary)[:2]
+    assert dd.exact_privacy_loss(tem, *words).loss == dd.exact_privacy_loss(tem, 0, 1).loss
+
+    class NotExact(PlainExactTEM):
+        exact = False
+
+    with pytest.raises(TypeError, match="declares exact = False"):
+        dd.exact_privacy_loss(NotExact(space, 1.0), 0, 1)
+
+
 def test_functions_need_space_and_claim_and_a_readable_signature(space):
     def two(word_ids, rng):
         return word_ids
@@ -199,6 +222,23 @@ def test_foreign_failures_and_bad_laws_are_mechanism_errors(space):
 
     with pytest.raises(MechanismError, match="a claim must be in"):
         dd.audit(NegativeClaim(space, 1.0), n_pairs=2, n_samples=100, rng=0)
+    for returned in (np.array([1.0, 2.0, 3.0]), np.ones((1, 1)), "1", None, "x"):
+
+        class OddClaim(PlainTEM):
+            def privacy_loss_bound(self, word_id, other_id, returned=returned):
+                return returned
+
+        with pytest.raises(MechanismError, match="a claim must be a real number per pair"):
+            dd.audit(OddClaim(space, 1.0), n_pairs=2, n_samples=100, rng=0)
+
+    class RaisingClaim(PlainTEM):
+        def privacy_loss_bound(self, word_id, other_id):
+            raise KeyError(word_id)
+
+    with pytest.raises(MechanismError, match="privacy_loss_bound raised: KeyError"):
+        dd.audit(RaisingClaim(space, 1.0), n_pairs=2, n_samples=100, rng=0)
+    with pytest.raises(ValueError, match="`n_samples` must be an int in \\[2, "):
+        dd.audit(PlainTEM(space, 1.0), n_samples=10**15 * 10**4, rng=0)
 
 
 def test_the_documented_example_runs_as_documented():
@@ -214,6 +254,78 @@ def test_the_documented_example_runs_as_documented():
     assert namespace["report"].outcome == "PASS" and namespace["report"].law.passed
     assert namespace["library_report"].outcome == "FAIL"
     assert "own randomness" in namespace["library_report"].notes[0]
+
+
+class NearlyExponential(PlainExactTEM):
+    """The exponential mechanism at epsilon 10, except that word 0 outputs word 5 with
+    probability 1e-3 and every other word with 1e-13 (so its loss against any word that
+    outputs 5 with a normal probability is far above the claim), stated exactly."""
+
+    def __init__(self, space):
+        super().__init__(space, 10.0)
+        self._inner = dd.ExponentialMechanism(space, 10.0)
+
+    def output_distribution(self, word_id):
+        ids, probabilities = self._inner.output_distribution(word_id)
+        if word_id == 0:
+            probabilities = np.full(len(ids), 1e-13)
+            probabilities[0] = 0.0
+            probabilities[5] = 1e-3
+            probabilities[0] = 1.0 - probabilities.sum()
+        return ids, probabilities
+
+    def sample(self, word_ids, rng):
+        out = self._inner.sample(word_ids, rng=rng)
+        zero = np.flatnonzero(np.asarray(word_ids) == 0)
+        ids, probabilities = self.output_distribution(0)
+        out[zero] = rng.choice(ids, size=len(zero), p=probabilities)
+        return out
+
+
+def test_tiny_probabilities_are_bounds_not_skipped(space):
+    """Review of item 5: an output likely under one word and below 1e-12 (but not 0) under the
+    other was skipped, and the loss called exact; a leaky mechanism passed."""
+    leaky = NearlyExponential(space)
+    other = int(np.argsort(space.distance(np.zeros(60, dtype=int), np.arange(60)))[1])
+    result = dd.exact_privacy_loss(leaky, other, 0)
+    # P(other | other) is large, P(other | 0) = 1e-13 < 1e-12: at least ln(P / 1.1e-12)
+    assert result.lower_bound and result.violation and result.loss > 20
+    assert dd.audit(leaky, pairs=[(0, other)], n_samples=2_000, rng=0).outcome == "FAIL"
+
+
+@pytest.mark.parametrize("epsilon", [5.0, 20.0, 40.0])
+def test_log_space_laws_are_resolved_on_every_output(space, epsilon):
+    """The exponential family states log_prob in log space: its exact loss is the maximum over
+    every output, however small (the broken ExponentialWithoutHalf's 0.000 was a skip)."""
+    bug = broken.ExponentialWithoutHalf(space, epsilon)
+    for word, other in [(0, 17), (3, 44), (5, 59), (12, 30)]:
+        result = dd.exact_privacy_loss(bug, word, other)
+        log_a = bug.log_prob(word, np.arange(60))
+        log_b = bug.log_prob(other, np.arange(60))
+        assert not result.lower_bound and result.unresolved == 0
+        assert result.loss == pytest.approx(np.abs(log_a - log_b).max(), rel=1e-12)
+
+
+def test_a_foreign_law_without_precision_gives_lower_bounds(space):
+    ours = dd.ExponentialMechanism(space, 40.0)
+    foreign = PlainExactTEM(space, 40.0)  # linear probabilities, precision not declared
+    foreign._inner = ours
+    far = int(np.argmax(space.distance(np.zeros(60, dtype=int), np.arange(60))))
+    stated = dd.exact_privacy_loss(foreign, 0, far)
+    exact = dd.exact_privacy_loss(ours, 0, far)
+    assert stated.lower_bound and stated.unresolved > 0 and stated.loss <= exact.loss
+    report = dd.audit(foreign, pairs=[(0, far)], n_samples=200, rng=0)
+    assert report.table["exact_kind"].iloc[0] == "lower bound"
+    assert report.outcome == "INCONCLUSIVE"
+
+
+def test_gumbel_losses_with_unresolved_outputs_are_lower_bounds():
+    space = dd.synthetic_space(n_words=80, dim=3, n_clusters=2, rng=1)
+    gumbel = dd.TruncatedGumbel(
+        space, epsilon=10 * dd.TruncatedGumbel(space, scale=1.0).min_epsilon
+    )
+    result = dd.exact_privacy_loss(gumbel, 3, 12)
+    assert result.unresolved > 0 and result.lower_bound
 
 
 # -- item 2: honest outcomes -----------------------------------------------------------------
@@ -324,6 +436,20 @@ def test_samples_for_power_has_the_stated_power():
     assert math.isinf(samples_for_power(0.05, 1, 0.01))
 
 
+def test_a_law_test_on_one_bin_is_inconclusive_not_pass(space):
+    """Review of items 2/3: with every expected count below 5 the test pools everything into
+    one bin and says nothing; it must not read PASS."""
+    bug = broken.ExponentialWithoutHalf(space, 0.2)
+    result = dd.compare_laws(bug, dd.ExponentialMechanism(space, 0.2), [10, 11, 12],
+                             n_samples=20, rng=0)  # fmt: skip
+    assert (result.table["bins"] == 1).all() and not result.table["tested"].any()
+    assert result.outcome == "INCONCLUSIVE" and not result.passed
+    assert result.verdict().startswith("INCONCLUSIVE")
+    report = dd.audit(bug, pairs=[(10, 11)], n_samples=20, rng=0,
+                      reference=dd.ExponentialMechanism(space, 0.2))  # fmt: skip
+    assert "law vs reference INCONCLUSIVE" in report.verdict()
+
+
 def test_law_comparison_validation(space):
     laplace = dd.MultivariateLaplace(space, 3.0)
     with pytest.raises(ValueError, match="`tv` must be in"):
@@ -403,6 +529,16 @@ def user_module(tmp_path, monkeypatch):
                 def sample(word_ids, rng):
                     raise RuntimeError("library bug")
                 return sample
+
+            class BadClaim(Noisy):
+                def privacy_loss_bound(self, w, o):
+                    raise ValueError("claim bug")
+
+            def bad_claim(space, epsilon):
+                return BadClaim(space, epsilon)
+
+            def failing_factory(space, epsilon):
+                raise TypeError("factory bug")
             """
         )
     )
@@ -440,3 +576,12 @@ def test_cli_audits_a_users_mechanism_with_distinct_exit_codes(user_module, tmp_
         assert "Traceback" not in usage.output
     crashed = runner.invoke(main, ["audit", "-m", "my_mechanisms:crashing", "-e", "1", *common])
     assert crashed.exit_code == 4 and "library bug" in crashed.output
+    for name in ("bad_claim", "failing_factory"):  # the user's code failed: 4, not 2
+        failed_code = runner.invoke(main, ["audit", "-m", f"my_mechanisms:{name}", "-e", "1",
+                                           "--samples", "200", *common])  # fmt: skip
+        assert failed_code.exit_code == 4, (name, failed_code.output)
+    words_without_interface = runner.invoke(
+        main, ["audit", "-m", "my_mechanisms:identity_words", "-e", "1", *common]
+    )
+    assert words_without_interface.exit_code == 2
+    assert "--interface" in words_without_interface.output

@@ -716,17 +716,31 @@ def _audited_mechanism(
     if isinstance(chosen, str):
         return build_mechanism(chosen, space, epsilon), {}
     if interface is None:
-        if not callable(chosen):
+        import inspect
+
+        try:
+            inspect.signature(chosen).bind(space, epsilon)
+        except (TypeError, ValueError):
             raise TypeError(
-                f"--mechanism must name a factory factory(space, epsilon) -> mechanism, or a "
-                f"function with --interface; got {type(chosen).__name__}."
-            )
+                f"--mechanism must name a factory(space, epsilon) returning the mechanism; "
+                f"{getattr(chosen, '__name__', type(chosen).__name__)} cannot be called so. "
+                "For a mechanism function give --interface ids|words."
+            ) from None
         try:
             chosen = chosen(space, epsilon)
-        except (TypeError, ValueError):
-            raise
-        except Exception as exc:  # the user's factory
-            raise ValueError(f"--mechanism factory raised {exc!r}") from None
+        except Exception as exc:  # the user's factory failed: a crash, not a usage error
+            from .audit import MechanismError
+
+            raise MechanismError(
+                f"--mechanism factory raised {exc!r} (if it is the mechanism function itself, "
+                "give --interface ids|words)"
+            ) from exc
+        if not hasattr(chosen, "sample") and not callable(chosen):
+            raise TypeError(
+                f"--mechanism factory returned {type(chosen).__name__}, not a mechanism (an "
+                "object with sample(word_ids, rng), or a function); for a mechanism function "
+                "itself give --interface ids|words."
+            )
     claim = PrivacyBound(notion, epsilon)  # type: ignore[arg-type]
     keywords: dict[str, Any] = {"space": space, "interface": interface}
     if interface is not None or not hasattr(chosen, "privacy_loss_bound"):

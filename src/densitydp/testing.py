@@ -198,54 +198,65 @@ def check_mechanism(
 
 
 def exact_loss(mechanism: Mechanism, word_id: int, other_id: int) -> tuple[float, int, int, bool]:
-    """``max_y |ln P(y|w) - ln P(y|w')|``, its arg-max output, the number of outputs whose loss
-    is known only from below, and whether the returned loss is such a lower bound.
+    """``max_y |ln P(y|w) - ln P(y|w')|``, its arg-max output, the number of outputs whose
+    loss is not resolved, and whether the returned loss is only a lower bound.
 
-    Outputs with probability below 1e-12 under both words are skipped (no relative precision).
-    An output likely under one word and impossible under the other gives ``inf``. A mechanism
-    whose :meth:`output_distribution` leaves out a tail (``omitted_mass > 0``, the truncated
-    Gumbel) cannot say that an output it left out is impossible, only that its probability is
-    at most ``omitted_mass`` (or at most ``exp(log_prob_upper_bound(other, y))`` when the
-    mechanism states such a bound): for an output of probability ``p`` under one word and
-    outside the other's computed support, the loss is at least ``ln(p / that bound)``, a
-    certified lower bound. The result is the largest of the resolved losses and these bounds,
-    flagged as a lower bound when a bound is the largest (it can only understate the true
-    loss, never overstate it).
+    Which probabilities are known. A mechanism whose ``log_prob`` carries relative precision
+    everywhere (``log_prob_precise = True``: computed in log space, as the exponential family
+    does) is resolved on every output. Otherwise a probability is taken as exact from
+    :data:`PROBABILITY_FLOOR` (1e-12) up, and below it only bounded: in ``[0, p + 1e-12]``
+    (absolute precision). An output outside a word's computed support has probability 0 for a
+    complete law, and at most ``omitted_mass`` for a law that leaves out a tail (the truncated
+    Gumbel), or at most ``exp(log_prob_upper_bound(w, y))`` when the mechanism states such a
+    bound.
+
+    Each output with both probabilities known gives its exact loss (``inf`` when exactly one is
+    0); any other gives the certified lower bound ``max(ln L_a - ln U_b, ln L_b - ln U_a, 0)``
+    from the lower (``L``) and upper (``U``) bounds above, and counts as unresolved. The result
+    is the largest of all; when any output is unresolved it is flagged as a lower bound (the
+    true loss may be larger), never presented as exact.
     """
     support_a, _ = mechanism.output_distribution(word_id)
     support_b, _ = mechanism.output_distribution(other_id)
     outputs = np.union1d(support_a, support_b)
-    log_a = mechanism.log_prob(word_id, outputs)
-    log_b = mechanism.log_prob(other_id, outputs)
+    bounds = [
+        _log_probability_bounds(mechanism, word, outputs, np.isin(outputs, support))
+        for word, support in ((word_id, support_a), (other_id, support_b))
+    ]
+    (lower_a, upper_a, known_a), (lower_b, upper_b, known_b) = bounds
+    with np.errstate(invalid="ignore"):
+        exact = np.abs(lower_a - lower_b)
+        exact[np.isneginf(lower_a) & np.isneginf(lower_b)] = 0.0  # impossible under both
+        certified = np.maximum(lower_a - upper_b, lower_b - upper_a)
+    certified = np.where(np.isnan(certified), 0.0, np.maximum(certified, 0.0))
+    resolved = known_a & known_b
+    losses = np.where(resolved, exact, certified)
+    if not len(losses):
+        return 0.0, -1, 0, False
+    worst = int(np.argmax(losses))
+    unresolved = int((~resolved).sum())
+    return float(losses[worst]), int(outputs[worst]), unresolved, unresolved > 0
+
+
+def _log_probability_bounds(
+    mechanism: Mechanism, word: int, outputs: np.ndarray, in_support: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log lower bound, log upper bound, known)`` of ``P(y | word)`` for each output (see
+    :func:`exact_loss`)."""
+    log_p = np.asarray(mechanism.log_prob(word, outputs), dtype=np.float64)
     floor = np.log(PROBABILITY_FLOOR)
-    both = (log_a >= floor) & (log_b >= floor)
-    only_a = (log_a >= floor) & np.isneginf(log_b)
-    only_b = (log_b >= floor) & np.isneginf(log_a)
+    precise = bool(getattr(mechanism, "log_prob_precise", False))
     omitted = float(getattr(mechanism, "omitted_mass", 0.0))
-    best, output = 0.0, -1
-    if both.any():
-        differences = np.abs(log_a[both] - log_b[both])
-        worst = int(np.argmax(differences))
-        best, output = float(differences[worst]), int(outputs[both][worst])
-    one_sided = only_a | only_b
-    if not one_sided.any():
-        return best, output, 0, False
-    if omitted <= 0.0:  # a complete law: the output is impossible under the other word
-        return float("inf"), int(outputs[np.argmax(one_sided)]), 0, False
-    # certified: P(y | other) <= omitted_mass for an output left out of the other's support,
-    # and <= the mechanism's own per-output upper bound when it states one
-    present = np.where(only_a, log_a, log_b)[one_sided]
-    bounds = present - np.log(omitted)
-    upper_fn = getattr(mechanism, "log_prob_upper_bound", None)
-    if callable(upper_fn):
-        absent_word = np.where(only_a, other_id, word_id)[one_sided]
-        targets = outputs[one_sided]
-        upper = np.empty(len(targets))
-        for word in np.unique(absent_word):
-            mine = absent_word == word
-            upper[mine] = upper_fn(int(word), targets[mine])
-        bounds = np.maximum(bounds, present - np.minimum(upper, np.log(omitted)))
-    top = int(np.argmax(bounds))
-    if bounds[top] > best:
-        return float(bounds[top]), int(outputs[one_sided][top]), int(one_sided.sum()), True
-    return best, output, int(one_sided.sum()), False
+    known = in_support & (precise | (log_p >= floor))
+    if omitted <= 0.0:
+        known |= ~in_support  # a complete law: exactly 0 outside its support
+    lower = np.where(known, log_p, -np.inf)
+    upper = np.where(
+        in_support, np.logaddexp(log_p, floor), np.log(omitted) if omitted else -np.inf
+    )
+    stated = getattr(mechanism, "log_prob_upper_bound", None)
+    if callable(stated) and not known.all():
+        targets = ~known
+        upper[targets] = np.minimum(upper[targets], stated(word, outputs[targets]))
+    upper = np.where(known, log_p, upper)
+    return lower, upper, known

@@ -208,11 +208,16 @@ def checked_mechanism(
     ):
         raise TypeError(_NO_CLAIM.format(label=checked._label))
     if needs_law and not checked.exact:
-        raise TypeError(
-            f"`mechanism` ({checked!r}) does not state an exact law: it needs "
-            "`output_distribution(word_id)` returning (output_ids, probabilities) (see "
-            "densitydp.ExactMechanismProtocol); sample it with densitydp.audit instead."
+        source = getattr(checked, "wrapped", checked)
+        why = (
+            "declares exact = False"
+            if isinstance(checked, _Foreign)
+            and getattr(source, "exact", None) is False
+            and _has(source, "output_distribution")
+            else "does not state an exact law: it needs `output_distribution(word_id)` "
+            "returning (output_ids, probabilities) (see densitydp.ExactMechanismProtocol)"
         )
+        raise TypeError(f"`mechanism` ({checked!r}) {why}; sample it with densitydp.audit instead.")
     return checked
 
 
@@ -252,11 +257,21 @@ def _missing(obj: Any, member: str, why: str) -> str:
     )
 
 
+def same_vocabulary_and_vectors(a: EmbeddingSpace, b: EmbeddingSpace) -> bool:
+    """Whether two spaces hold the same words, in the same order, with the same vectors."""
+    return a is b or (
+        len(a) == len(b)
+        and a.dim == b.dim
+        and list(a.vocabulary) == list(b.vocabulary)
+        and np.array_equal(a.vectors, b.vectors)
+    )
+
+
 def _same_space(own: EmbeddingSpace, given: EmbeddingSpace | None) -> None:
-    if given is not None and given is not own:
+    if given is not None and not same_vocabulary_and_vectors(own, given):
         raise ValueError(
-            f"`space` ({len(given)} words) is not the mechanism's own space ({len(own)} words); "
-            "leave it out or pass the same object."
+            f"`space` ({len(given)} words) is not the mechanism's own space ({len(own)} words): "
+            "the words, their order or their vectors differ; leave it out."
         )
 
 
@@ -266,6 +281,8 @@ def _interface_of(function: Any) -> str:
     except (TypeError, ValueError):
         signature = None
     if signature is not None:
+        if "rng" in signature.parameters:  # fn(word_ids, rng=None): ids, whatever its defaults
+            return "ids"
         positional = [
             p
             for p in signature.parameters.values()
@@ -307,6 +324,10 @@ class _Foreign(Mechanism):
         self.reproducible = interface != "words"
         omitted = getattr(wrapped, "omitted_mass", 0.0)
         self.omitted_mass = float(omitted) if isinstance(omitted, (int, float)) else 0.0
+        # whether the wrapped ``log_prob`` carries relative precision for every output (a
+        # class-level flag on our mechanisms, per object here)
+        precise = getattr(wrapped, "log_prob_precise", False) is True and _has(wrapped, "log_prob")
+        object.__setattr__(self, "log_prob_precise", precise)
         self._freeze()
 
     def __repr__(self) -> str:
@@ -328,7 +349,10 @@ class _Foreign(Mechanism):
         try:
             returned = self._sampler(words)
         except Exception as exc:
-            raise MechanismError(f"the audited function {self._label} raised: {exc!r}") from exc
+            raise MechanismError(
+                f"the audited function {self._label} raised: {exc!r} (it was called on a list of "
+                "words; for fn(word_ids, rng) give interface='ids')"
+            ) from exc
         if isinstance(returned, (str, bytes)) or not hasattr(returned, "__iter__"):
             raise MechanismError(
                 f"{self._label} must return a list of words; got {type(returned).__name__}."
@@ -404,17 +428,39 @@ class _Foreign(Mechanism):
         if self.claim is None and not _has(self.wrapped, "privacy_loss_bound"):
             raise TypeError(_NO_CLAIM.format(label=self._label))
         source = self.claim if self.claim is not None else self.wrapped.privacy_loss_bound
-        value = source(word_id, other_id)
-        return _checked_claim(value, self._label, "privacy_loss_bound")
+        return self._stated(source, word_id, other_id, "privacy_loss_bound", math.inf)
 
     def privacy_delta_bound(self, word_id: Any, other_id: Any) -> Any:
         if self.claim is None and _has(self.wrapped, "privacy_delta_bound"):
-            value = self.wrapped.privacy_delta_bound(word_id, other_id)
-            return _checked_claim(value, self._label, "privacy_delta_bound", upper=1.0)
+            source = self.wrapped.privacy_delta_bound
+            return self._stated(source, word_id, other_id, "privacy_delta_bound", 1.0)
         if isinstance(self.claim, PrivacyBound):
             return super().privacy_delta_bound(word_id, other_id)
         shape = np.broadcast(np.asarray(word_id), np.asarray(other_id)).shape
         return 0.0 if shape == () else np.zeros(shape)
+
+    def _stated(self, source: Any, word_id: Any, other_id: Any, member: str, upper: float) -> Any:
+        """A claim of the foreign code for the pair(s), checked: real numbers in ``[0, upper]``,
+        one per pair (the shape of the ids, broadcast)."""
+        where = f"{self._label}.{member}"
+        try:
+            value = source(word_id, other_id)
+        except Exception as exc:
+            raise MechanismError(f"{where} raised: {exc!r}") from exc
+        shape = np.broadcast(np.asarray(word_id), np.asarray(other_id)).shape
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf" or array.shape != shape:
+            raise MechanismError(
+                f"{where} returned {value!r:.80}; a claim must be a real number per pair "
+                f"(shape {shape}), in [0, {upper}]."
+            )
+        array = array.astype(np.float64)
+        bad = np.isnan(array) | (array < 0) | (array > upper)
+        if bad.any():
+            raise MechanismError(
+                f"{where} returned {array[bad].ravel()[0]!r}; a claim must be in [0, {upper}]."
+            )
+        return float(array) if array.ndim == 0 else array
 
 
 class _ForeignExact(_Foreign):
@@ -449,6 +495,26 @@ class _ForeignExact(_Foreign):
             raise MechanismError(f"{where} sums to {total!r}, not 1 (tolerance {SUM_TOLERANCE:g}).")
         return ids.astype(np.int64), probabilities
 
+    def log_prob(self, word_id: int, outputs: Any) -> np.ndarray:
+        """The wrapped ``log_prob`` when it states one (checked: one finite-or-minus-infinity
+        value <= 0 per output), else the logarithm of :meth:`output_distribution`."""
+        if not _has(self.wrapped, "log_prob"):
+            return super().log_prob(word_id, outputs)
+        wanted = np.atleast_1d(np.asarray(outputs, dtype=np.int64))
+        where = f"{self._label}.log_prob({word_id}, ...)"
+        try:
+            values = np.asarray(self.wrapped.log_prob(self._check_word(word_id), wanted))
+        except Exception as exc:
+            raise MechanismError(f"{where} raised: {exc!r}") from exc
+        if values.shape != wanted.shape or values.dtype.kind != "f":
+            raise MechanismError(
+                f"{where} returned {values.dtype} values of shape {values.shape} for "
+                f"{len(wanted)} outputs; it must return one float per output."
+            )
+        if np.isnan(values).any() or (values > 1e-9).any():
+            raise MechanismError(f"{where} returned NaN or a log-probability above 0.")
+        return np.minimum(values.astype(np.float64), 0.0)
+
     def log_prob_upper_bound(self, word_id: int, outputs: Any) -> np.ndarray:
         """The wrapped mechanism's certified upper bound on ``ln P(y | w)`` when it states one,
         else ``ln omitted_mass`` (0 for a complete law: no bound)."""
@@ -457,11 +523,3 @@ class _ForeignExact(_Foreign):
         if callable(stated):
             return np.asarray(stated(self._check_word(word_id), wanted), dtype=np.float64)
         return np.full(len(wanted), math.log(self.omitted_mass) if self.omitted_mass else 0.0)
-
-
-def _checked_claim(value: Any, label: str, member: str, upper: float = math.inf) -> Any:
-    array = np.asarray(value, dtype=np.float64)
-    if np.isnan(array).any() or (array < 0).any() or (array > upper).any():
-        bad = array[np.isnan(array) | (array < 0) | (array > upper)].ravel()[0]
-        raise MechanismError(f"{label}.{member} returned {bad!r}; a claim must be in [0, {upper}].")
-    return float(array) if array.ndim == 0 else array

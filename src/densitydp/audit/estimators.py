@@ -90,7 +90,7 @@ class ExactLoss:
 
 
 def exact_privacy_loss(
-    mechanism: Any, word_id: int, other_id: int, *, claim: Any = None
+    mechanism: Any, word_id: int | str, other_id: int | str, *, claim: Any = None
 ) -> ExactLoss:
     """``max_y |ln P(y | w) - ln P(y | w')|`` from the exact output distributions, its arg-max
     output and the claimed ``privacy_loss_bound(w, w')``.
@@ -112,11 +112,14 @@ def exact_privacy_loss(
     from ..testing import exact_loss
 
     mechanism = checked_mechanism(mechanism, claim=claim, needs_claim=True, needs_law=True)
-    word_id = mechanism._check_word(word_id, "word_id")
-    other_id = mechanism._check_word(other_id, "other_id")
-    loss, output, unresolved, lower = exact_loss(mechanism, word_id, other_id)
-    claimed = float(mechanism.privacy_loss_bound(word_id, other_id))
-    return ExactLoss(word_id, other_id, loss, output, claimed, unresolved, lower)
+    space = mechanism.space
+    word = mechanism._check_word(space.ids(word_id) if isinstance(word_id, str) else word_id)
+    other = mechanism._check_word(
+        space.ids(other_id) if isinstance(other_id, str) else other_id, "other_id"
+    )
+    loss, output, unresolved, lower = exact_loss(mechanism, word, other)
+    claimed = float(mechanism.privacy_loss_bound(word, other))
+    return ExactLoss(word, other, loss, output, claimed, unresolved, lower)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int, check_open_unit
 from ..mechanisms.base import Mechanism
 from .blackbox import checked_mechanism
-from .sampling import SparseCounts, _merge, sample_counts
+from .sampling import MAX_SAMPLES, SparseCounts, _merge, sample_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +45,8 @@ class LawComparison:
     table : pandas.DataFrame
         One row per word: ``word``, ``word_id``, ``test`` (``"goodness of fit"`` against the
         reference's exact law or ``"two-sample"``), ``statistic`` (Pearson chi-square),
-        ``bins``, ``p_value``, ``p_adjusted`` (Holm), ``rejected``, ``outside`` (candidate draws
+        ``bins``, ``tested`` (at least two bins: a word whose draws all fell in one bin says
+        nothing), ``p_value``, ``p_adjusted`` (Holm), ``rejected``, ``outside`` (candidate draws
         outside the reference's exact support), ``tv_hat`` (plug-in total-variation distance
         over the bins of the bounds), ``tv_lower`` and ``tv_upper`` (confidence bounds on the
         total-variation distance between the two laws) and ``n_for_power`` (samples per word
@@ -64,17 +65,30 @@ class LawComparison:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def outcome(self) -> str:
+        """``"FAIL"`` (a word's law differs), ``"INCONCLUSIVE"`` (fewer than half of the
+        words, or none, could be tested: all their draws fell in one bin) or ``"PASS"``."""
+        if bool(self.table["rejected"].any()):
+            return "FAIL"
+        tested = int(self.table["tested"].sum())
+        if tested == 0 or 2 * tested < len(self.table):
+            return "INCONCLUSIVE"
+        return "PASS"
+
+    @property
     def passed(self) -> bool:
-        """No word's law differs significantly from the reference's."""
-        return not bool(self.table["rejected"].any())
+        """The outcome is PASS: words were tested and no law differs from the reference's."""
+        return self.outcome == "PASS"
 
     def summary(self) -> dict[str, Any]:
         """Words tested and rejected, the smallest adjusted p-value, the largest lower and
         upper total-variation bounds, and the largest sample size needed for power 0.9."""
         table = self.table
         return {
+            "outcome": self.outcome,
             "passed": self.passed,
             "words": len(table),
+            "tested": int(table["tested"].sum()),
             "rejected": int(table["rejected"].sum()),
             "min_p_adjusted": float(table["p_adjusted"].min()),
             "max_tv_lower": float(table["tv_lower"].max()),
@@ -85,15 +99,14 @@ class LawComparison:
         }
 
     def verdict(self) -> str:
-        """One line: PASS or FAIL with the numbers behind it."""
+        """One line: PASS, FAIL or INCONCLUSIVE with the numbers behind it."""
         s = self.summary()
-        head = "PASS" if s["passed"] else "FAIL"
         text = (
-            f"{head}: law of {s['words']} word(s) against the reference, {s['rejected']} "
-            f"rejected (smallest Holm-adjusted p {s['min_p_adjusted']:.3g}); total variation "
-            f"<= {s['max_tv_upper']:.3g}"
+            f"{s['outcome']}: law of {s['words']} word(s) against the reference, {s['tested']} "
+            f"tested, {s['rejected']} rejected (smallest Holm-adjusted p "
+            f"{s['min_p_adjusted']:.3g}); total variation <= {s['max_tv_upper']:.3g}"
         )
-        if not s["passed"]:
+        if s["outcome"] == "FAIL":
             text += f", >= {s['max_tv_lower']:.3g} for the worst word"
         return text + (
             f"; {_count(s['n_for_power'])} samples per word detect TV {self.tv:g} with power "
@@ -189,8 +202,8 @@ def compare_laws(
     candidate, reference : Mechanism, object or function
         Anything :func:`densitydp.as_mechanism` accepts; both on the same space (a function
         candidate takes the reference's space unless ``space`` is given).
-    word_ids : array_like of int
-        Words whose laws are compared (distinct ids are used).
+    word_ids : array_like of int, or a list of words
+        Words whose laws are compared (distinct ones are used).
     n_samples : int
         Draws per word from each sampled mechanism (at least 20).
     alpha : float
@@ -224,9 +237,15 @@ def compare_laws(
     tv = float(tv)
     if not (0.0 < tv <= 1.0):
         raise ValueError(f"`tv` must be in (0, 1]; got {tv!r}.")
-    n_samples = check_int(n_samples, "n_samples", minimum=20)
+    n_samples = check_int(n_samples, "n_samples", minimum=20, maximum=MAX_SAMPLES)
     from ..mechanisms.base import mechanism_and_words
 
+    if isinstance(word_ids, str) or (
+        isinstance(word_ids, (list, tuple))
+        and word_ids
+        and all(isinstance(w, str) for w in word_ids)
+    ):
+        word_ids = reference.space.ids(word_ids)  # words, not ids (UnknownWordError names them)
     words = np.unique(mechanism_and_words(reference, word_ids))
     generator = as_generator(rng)
     seed = seed_entropy(generator)
@@ -256,8 +275,10 @@ def _space_for(candidate: Any, reference: Mechanism) -> Any:
 
 
 def _same_vocabulary(candidate: Mechanism, reference: Mechanism) -> None:
+    from .blackbox import same_vocabulary_and_vectors
+
     a, b = candidate.space, reference.space
-    if a is b:
+    if same_vocabulary_and_vectors(a, b):
         return
     if len(a) != len(b) or list(a.vocabulary) != list(b.vocabulary):
         raise ValueError(
@@ -311,6 +332,8 @@ def law_table(
     table.insert(0, "word", output_words(candidate, words))
     table.insert(table.columns.get_loc("p_value") + 1, "p_adjusted", holm(table["p_value"]))
     table.insert(table.columns.get_loc("p_adjusted") + 1, "rejected", table["p_adjusted"] < alpha)
+    # a word whose draws all fell in one bin was not tested (p = 1 says nothing)
+    table.insert(table.columns.get_loc("bins") + 1, "tested", table["bins"] >= 2)
     return table
 
 

@@ -19,7 +19,7 @@ from ..mechanisms.base import Mechanism
 from .blackbox import checked_mechanism, output_words
 from .estimators import exact_privacy_loss, max_demonstrable_loss, monte_carlo_loss
 from .laws import LawComparison, law_table
-from .sampling import FREQUENT, choose_pairs, sample_counts
+from .sampling import FREQUENT, MAX_SAMPLES, choose_pairs, sample_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +90,7 @@ class AuditReport:
         gof_bad = self.goodness_of_fit is not None and not bool(
             self.goodness_of_fit["passed"].all()
         )
-        law_bad = self.law is not None and not self.law.passed
+        law_bad = self.law is not None and self.law.outcome == "FAIL"
         return bool(self.table["violation"].any()) or gof_bad or law_bad
 
     @property
@@ -190,8 +190,8 @@ class AuditReport:
         if self.law is not None:
             law = s["law"]
             text += (
-                f"; law vs reference: {law['rejected']} of {law['words']} words differ "
-                f"(TV <= {law['max_tv_upper']:.3g})"
+                f"; law vs reference {law['outcome']}: {law['rejected']} of {law['words']} words "
+                f"differ, {law['tested']} tested (TV <= {law['max_tv_upper']:.3g})"
             )
         if s["outcome"] == "INCONCLUSIVE":
             text += "; " + self._what_would_test()
@@ -484,7 +484,7 @@ def audit(
         reference = checked_mechanism(reference)
         _same_vocabulary(mechanism, reference)
     confidence = check_open_unit(confidence, "confidence")
-    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_samples = check_int(n_samples, "n_samples", minimum=2, maximum=MAX_SAMPLES)
     min_tested = float(min_tested)
     if not (0.0 <= min_tested <= 1.0):
         raise ValueError(f"`min_tested` must be in [0, 1]; got {min_tested!r}.")

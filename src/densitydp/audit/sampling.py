@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,9 @@ FREQUENT = 10_000
 
 #: Tokens per call of ``mechanism.sample`` (bounds the memory of an audit).
 TOKENS_PER_CALL = 4_000_000
+
+#: Largest number of draws per word (counts stay exact in float64).
+MAX_SAMPLES = 2**53
 
 SparseCounts = tuple[np.ndarray, np.ndarray]
 
@@ -100,27 +102,24 @@ def sample_counts(
     run in parallel over words. Returns ``(first_halves, second_halves)``, one
     ``(ids, counts)`` per word.
     """
-    half = n_samples // 2
+    half = check_int(n_samples, "n_samples", minimum=2, maximum=MAX_SAMPLES) // 2
     per_word = 2 * half
     n_words = len(word_ids)
     parts: list[list[list[SparseCounts]]] = [[[], []] for _ in range(n_words)]
     tokens_per_call = getattr(mechanism, "_tokens_per_call", TOKENS_PER_CALL)
     per_call = max(1, tokens_per_call // per_word)  # whole words per call
     chunk = min(per_word, tokens_per_call)  # draws per word per call
-    n_calls = math.ceil(n_words / per_call) * math.ceil(per_word / chunk)
-    children = generator.spawn(n_calls)
+    # one child per call, spawned as needed (the same children as spawn(n_calls) at once)
     show = progress if progress is not None else n_words * per_word > 20 * tokens_per_call // 4
     bar = tqdm(total=n_words * per_word, desc="audit samples", unit="draw", disable=not show)
-    call = 0
     with bar:
         for first_word in range(0, n_words, per_call):
             group = word_ids[first_word : first_word + per_call]
             for start in range(0, per_word, chunk):
                 size = min(chunk, per_word - start)
-                draws = mechanism.sample(np.repeat(group, size), rng=children[call]).reshape(
+                draws = mechanism.sample(np.repeat(group, size), rng=generator.spawn(1)[0]).reshape(
                     len(group), size
                 )
-                call += 1
                 for g in range(len(group)):
                     row = draws[g]
                     cut = min(max(half - start, 0), size)  # draws start .. start + cut: half 1

@@ -80,6 +80,10 @@ class Mechanism(ABC):
 
     #: True when :meth:`output_distribution` and :meth:`log_prob` are available and exact.
     exact: ClassVar[bool] = False
+    #: True when :meth:`log_prob` carries relative precision for every output, however small
+    #: (computed in log space); otherwise probabilities below 1e-12 are known only to about
+    #: 1e-12 (see :func:`densitydp.exact_privacy_loss`).
+    log_prob_precise: ClassVar[bool] = False
     _frozen: bool = False
 
     def __init__(self, space: EmbeddingSpace) -> None:

@@ -58,6 +58,7 @@ class ExponentialMechanism(Mechanism):
     """
 
     exact = True
+    log_prob_precise = True  # log_prob is computed in log space
 
     def __init__(self, space: EmbeddingSpace, epsilon: float) -> None:
         super().__init__(space)

@@ -218,24 +218,39 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
     reference points ``r_i`` (the columns of ``references_t``, shape ``(dim, n)``), leaving out
     index ``exclude`` (-1: none).
 
-    Blocked and numerically stable: squared distances of a block of references are accumulated
-    coordinate by coordinate (contiguous, vectorised), then merged into a running log-sum-exp.
-    Differences are taken in float64 whatever the dtype of ``references_t``.
+    Blocked and numerically stable, one pass over the references: squared distances of a block
+    are accumulated coordinate by coordinate (contiguous, vectorised; differences in float64
+    whatever the dtype of ``references_t``), then merged into a running log-sum-exp (running
+    maximum, the sum rescaled when it rises). A term more than ``-_NEGLIGIBLE`` nats below the
+    running maximum is skipped. Per block, one branch-free pass computes the log terms and
+    lists the candidates (terms not below the cut of the blocks before: a superset of the terms
+    that count); only the candidates are then scanned for the block maximum and exponentiated.
+    The terms summed, their order and the maximum they are scaled by are those of the plain
+    two-pass formulation, so the result is the same to the last bit.
     """
     n_points = references_t.shape[1]
     scratch = np.empty(KDE_BLOCK)
+    candidates = np.empty(KDE_BLOCK, np.int64)
     running_max = -np.inf
     total = 0.0
     for start in range(0, n_points, KDE_BLOCK):
         stop = min(start + KDE_BLOCK, n_points)
         width = stop - start
         block_squared_distances(position, references_t, start, stop, scratch)
-        block_max = -np.inf
+        if start <= exclude < stop:
+            scratch[exclude - start] = np.inf  # its log term is -inf
+        cut = running_max + _NEGLIGIBLE  # -inf before the first finite term
+        count = 0
         for r in range(width):
             value = log_weights[start + r] - scratch[r] * inv_two_h2[start + r]
-            if start + r == exclude:
-                value = -np.inf
             scratch[r] = value
+            candidates[count] = r
+            # >=: far from every point (|log| > 1e19) the cut rounds to the maximum itself,
+            # which must still count; NaN is never a candidate
+            count += value >= cut
+        block_max = -np.inf
+        for c in range(count):
+            value = scratch[candidates[c]]
             if value > block_max:
                 block_max = value
         if block_max == -np.inf:
@@ -244,11 +259,10 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
             total *= math.exp(running_max - block_max)
             running_max = block_max
         cut = running_max + _NEGLIGIBLE
-        for r in range(width):
-            # >=: far from every point (|log| > 1e19) the cut rounds to the maximum itself,
-            # which must still count (">" returned -inf there)
-            if scratch[r] >= cut:
-                total += math.exp(scratch[r] - running_max)
+        for c in range(count):
+            value = scratch[candidates[c]]
+            if value >= cut:
+                total += math.exp(value - running_max)
     if total == 0.0:
         return -np.inf
     return running_max + math.log(total)

@@ -34,6 +34,36 @@ def test_log_density_matches_twin_everywhere(small_space):
     assert expected.min() < -2_000  # the far queries really are beyond float64 underflow
 
 
+@pytest.mark.parametrize("adaptive", [False, 5])
+def test_logsumexp_kernel_is_the_plain_blocked_sum_to_the_bit(small_space, adaptive):
+    """The kernel lists candidate terms (by the largest weight and smallest ``inv_two_h2``) and
+    exponentiates only those: the same terms, order and scale as every term computed, so the
+    same bits; also with an excluded index, far away and on a NaN position."""
+    from densitydp import _kernels
+
+    prior = dd.KDEPrior.fit(small_space, bandwidth=0.3, adaptive=adaptive)
+    references_t, log_weights, inv_two_h2, _, _, bounds = prior.numba_args()
+    generator = np.random.default_rng(3)
+    queries = np.vstack(
+        [
+            small_space.vectors[:20] + generator.normal(0, 0.05, (20, small_space.dim)),
+            generator.uniform(-40, 40, size=(5, small_space.dim)),
+            np.full((1, small_space.dim), np.nan),
+        ]
+    )
+    for exclude in (-1, 0, 7, small_space.vectors.shape[0] - 1):
+        for query in queries:
+            got = _kernels.kde_logsumexp_bounded(
+                query, references_t, log_weights, inv_two_h2, exclude, bounds
+            )
+            expected = twin.blocked_logsumexp(
+                query, references_t, log_weights, inv_two_h2, exclude, block=_kernels.KDE_BLOCK
+            )
+            assert got == expected, (exclude, got, expected)
+            alone = _kernels.kde_logsumexp(query, references_t, log_weights, inv_two_h2, exclude)
+            assert alone == got
+
+
 def test_log_density_agrees_with_sklearn_and_scipy(space50):
     """At the data, with Scott's bandwidth, no kernel sum underflows in 50-d, so scikit-learn
     (exact tree, rtol 0) and scipy (isotropic covariance) are valid references to 1e-6."""

@@ -213,22 +213,47 @@ def block_squared_distances(position, references_t, start, stop, scratch):
 
 
 @jit
-def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
+def kde_bounds(log_weights, inv_two_h2):
+    """``[max log_weights, min inv_two_h2]``: what :func:`kde_logsumexp_bounded` prunes with."""
+    bounds = np.empty(2)
+    bounds[0] = np.max(log_weights)
+    bounds[1] = np.min(inv_two_h2)
+    return bounds
+
+
+@jit
+def _candidate_limit(cut, max_log_weight, min_inv_two_h2):
+    """A squared distance above which no log term ``log_weights[i] - d^2 inv_two_h2[i]`` can
+    reach ``cut`` (rounding included: the limit is loose by 1e-9 relative, far above float64
+    error, so it never drops a term that the exact comparison would keep)."""
+    if cut == -np.inf:
+        return np.inf
+    room = max_log_weight - cut
+    room += 1e-9 * (abs(max_log_weight) + abs(cut)) + 1e-300
+    return room / min_inv_two_h2 * (1.0 + 1e-9)
+
+
+@jit
+def kde_logsumexp_bounded(position, references_t, log_weights, inv_two_h2, exclude, bounds):
     """``log sum_i exp(log_weights[i] - ||position - r_i||^2 * inv_two_h2[i])`` over the
     reference points ``r_i`` (the columns of ``references_t``, shape ``(dim, n)``), leaving out
-    index ``exclude`` (-1: none).
+    index ``exclude`` (-1: none); ``bounds`` is :func:`kde_bounds` of the weights.
 
     Blocked and numerically stable, one pass over the references: squared distances of a block
     are accumulated coordinate by coordinate (contiguous, vectorised; differences in float64
     whatever the dtype of ``references_t``), then merged into a running log-sum-exp (running
     maximum, the sum rescaled when it rises). A term more than ``-_NEGLIGIBLE`` nats below the
-    running maximum is skipped. Per block, one branch-free pass computes the log terms and
-    lists the candidates (terms not below the cut of the blocks before: a superset of the terms
-    that count); only the candidates are then scanned for the block maximum and exponentiated.
+    running maximum is skipped. Per block, one branch-free pass over the squared distances lists
+    the candidates: the points whose term could reach the cut of the blocks before (by the
+    largest weight and the smallest ``inv_two_h2``), a superset of the terms that count. Only
+    the candidates' log terms are computed, scanned for the block maximum and exponentiated.
     The terms summed, their order and the maximum they are scaled by are those of the plain
-    two-pass formulation, so the result is the same to the last bit.
+    formulation (every term computed, the block maximum over all of them), so the result is the
+    same to the last bit.
     """
     n_points = references_t.shape[1]
+    max_log_weight = bounds[0]
+    min_inv_two_h2 = bounds[1]
     scratch = np.empty(KDE_BLOCK)
     candidates = np.empty(KDE_BLOCK, np.int64)
     running_max = -np.inf
@@ -239,18 +264,16 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
         block_squared_distances(position, references_t, start, stop, scratch)
         if start <= exclude < stop:
             scratch[exclude - start] = np.inf  # its log term is -inf
-        cut = running_max + _NEGLIGIBLE  # -inf before the first finite term
+        limit = _candidate_limit(running_max + _NEGLIGIBLE, max_log_weight, min_inv_two_h2)
         count = 0
         for r in range(width):
-            value = log_weights[start + r] - scratch[r] * inv_two_h2[start + r]
-            scratch[r] = value
             candidates[count] = r
-            # >=: far from every point (|log| > 1e19) the cut rounds to the maximum itself,
-            # which must still count; NaN is never a candidate
-            count += value >= cut
+            count += scratch[r] <= limit  # NaN is never a candidate
         block_max = -np.inf
         for c in range(count):
-            value = scratch[candidates[c]]
+            r = candidates[c]
+            value = log_weights[start + r] - scratch[r] * inv_two_h2[start + r]
+            scratch[r] = value
             if value > block_max:
                 block_max = value
         if block_max == -np.inf:
@@ -261,6 +284,8 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
         cut = running_max + _NEGLIGIBLE
         for c in range(count):
             value = scratch[candidates[c]]
+            # >=: far from every point (|log| > 1e19) the cut rounds to the maximum itself,
+            # which must still count
             if value >= cut:
                 total += math.exp(value - running_max)
     if total == 0.0:
@@ -268,11 +293,28 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
     return running_max + math.log(total)
 
 
+@jit
+def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
+    """:func:`kde_logsumexp_bounded` computing the bounds itself (one more pass over the
+    weights: callers that evaluate many points compute :func:`kde_bounds` once)."""
+    return kde_logsumexp_bounded(
+        position,
+        references_t,
+        log_weights,
+        inv_two_h2,
+        exclude,
+        kde_bounds(log_weights, inv_two_h2),
+    )
+
+
 @parallel_jit
 def kde_log_density(queries, references_t, log_weights, inv_two_h2, exclude, out):
     """:func:`kde_logsumexp` for every row of ``queries`` (``exclude[i]`` per query)."""
+    bounds = kde_bounds(log_weights, inv_two_h2)
     for i in prange(queries.shape[0]):
-        out[i] = kde_logsumexp(queries[i], references_t, log_weights, inv_two_h2, exclude[i])
+        out[i] = kde_logsumexp_bounded(
+            queries[i], references_t, log_weights, inv_two_h2, exclude[i], bounds
+        )
 
 
 @jit
@@ -287,11 +329,11 @@ def kde_logdensity(position, prior_args):
             prior_args, tilt = args
             return -0.5 * (position**2).sum() + tilt * kde_logdensity(position, prior_args)
     """
-    references_t, log_weights, inv_two_h2, mean, components = prior_args
+    references_t, log_weights, inv_two_h2, mean, components, bounds = prior_args
     if components.shape[0] == 0:
-        return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1)
+        return kde_logsumexp_bounded(position, references_t, log_weights, inv_two_h2, -1, bounds)
     projected = components @ (position - mean)
-    return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1)
+    return kde_logsumexp_bounded(projected, references_t, log_weights, inv_two_h2, -1, bounds)
 
 
 # -- rigorous bound on the supremum of the Gaussian kernel density -----------------------------

@@ -336,14 +336,16 @@ class KDEPrior:
         return out
 
     def numba_args(self) -> tuple[Any, ...]:
-        """The arrays :func:`kde_logdensity` needs, as one tuple to pass to numba code."""
+        """The arrays :func:`kde_logdensity` needs, as one tuple to pass to numba code (its
+        layout is private: pass it on unchanged)."""
         if self.projection is None:
             mean = np.zeros(self.input_dim)
             components = np.zeros((0, self.input_dim))
         else:
             mean = np.asarray(self.projection.mean_, dtype=np.float64)
             components = np.ascontiguousarray(self.projection.components_, dtype=np.float64)
-        return (self._references_t, self._log_weights, self._inv_two_h2, mean, components)
+        bounds = np.array([self._log_weights.max(), self._inv_two_h2.min()])
+        return (self._references_t, self._log_weights, self._inv_two_h2, mean, components, bounds)
 
     # -- supremum -------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import logsumexp
 
@@ -26,6 +28,38 @@ def log_density(queries, references, bandwidths, exclude=None):
             keep[exclude[j]] = False
         out[j] = logsumexp(terms[keep]) - np.log(keep.sum())
     return out
+
+
+def blocked_logsumexp(position, references_t, log_weights, inv_two_h2, exclude, block=512):
+    """The plain formulation of ``_kernels.kde_logsumexp_bounded``, in numpy and Python floats:
+    per block of ``block`` references, every squared distance (coordinate by coordinate, float64
+    differences) and every log term, the block maximum over all of them, the running sum rescaled
+    when the maximum rises, and ``exp(term - max)`` added in index order for every term not more
+    than 37.5 nats below the running maximum (``exclude``: -1 or an index left out)."""
+    position = np.asarray(position, dtype=np.float64)
+    n = references_t.shape[1]
+    running_max, total = -np.inf, 0.0
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        squared = np.zeros(stop - start)
+        for j in range(references_t.shape[0]):
+            difference = position[j] - references_t[j, start:stop].astype(np.float64)
+            squared += difference * difference
+        terms = log_weights[start:stop] - squared * inv_two_h2[start:stop]
+        if start <= exclude < stop:
+            terms[exclude - start] = -np.inf
+        finite = terms[~np.isnan(terms)]
+        block_max = float(finite.max()) if finite.size else -np.inf
+        if block_max == -np.inf:
+            continue
+        if block_max > running_max:
+            total *= math.exp(running_max - block_max)
+            running_max = block_max
+        cut = running_max - 37.5
+        for value in terms:
+            if value >= cut:
+                total += math.exp(float(value) - running_max)
+    return -np.inf if total == 0.0 else running_max + math.log(total)
 
 
 # -- supremum bound (``kde_sup_pairs``, ``kde_sup_neighbors``, ``voronoi_cell_bound``) ----------

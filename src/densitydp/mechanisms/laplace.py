@@ -9,7 +9,7 @@ import numpy as np
 from .._rng import RNGLike, as_generator
 from .._validation import check_epsilon, check_int
 from ..embeddings import EmbeddingSpace
-from . import _kernels
+from . import _cascade, _kernels
 from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound
 
 __all__ = ["MultivariateLaplace"]
@@ -71,6 +71,8 @@ class MultivariateLaplace(Mechanism):
         if table_k is None:
             table_k = min(TABLE_K, len(space))
         self.table_k = check_int(table_k, "table_k", minimum=1, maximum=len(space))
+        #: The rotated, deduplicated words of the cascade search, built at the first search.
+        self._search: dict[str, _cascade.Cascade | None] = {}
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
@@ -122,8 +124,25 @@ class MultivariateLaplace(Mechanism):
             )
             out[decided] = chosen
         if not decided.all():
-            out[~decided] = self.space.nearest(points[~decided], progress=False)
+            rest = np.flatnonzero(~decided)
+            out[rest] = self._nearest(points[rest], row_ids[inverse[rest]])
         return out
+
+    def _cascade(self) -> _cascade.Cascade | None:
+        if "cascade" not in self._search:
+            self._search["cascade"] = _cascade.build(self.space.vectors)
+        return self._search["cascade"]
+
+    def _nearest(self, points: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Exact nearest words: the PCA cascade where it decides (seeded with the words'
+        neighbour rows), :meth:`EmbeddingSpace.nearest` for the rest (ties, far points)."""
+        cascade = self._cascade()
+        if cascade is None:
+            return self.space.nearest(points, progress=False)
+        ids, found = _cascade.nearest(cascade, np.ascontiguousarray(points), seeds)
+        if not found.all():
+            ids[~found] = self.space.nearest(points[~found], progress=False)
+        return ids
 
 
 def min_decodable_epsilon(space: EmbeddingSpace) -> float:

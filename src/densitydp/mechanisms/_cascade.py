@@ -1,0 +1,367 @@
+"""Exact nearest-word search by a PCA cascade of partial distances (numba kernels + wrappers).
+
+The words are deduplicated (a repeated vector is never the answer: its smallest id ties it and
+wins), centred, scaled by a power of two and rotated by their principal axes, all in float64, and
+kept in float32 in blocks of ``BLOCK`` words, coordinate-major within a block. A rotation is an
+isometry, so the partial squared distance over the first ``m`` rotated coordinates is a lower
+bound of the full squared distance; with the best full distance found so far as the upper bound,
+most words are discarded after 10 coordinates (computed for a whole block at once, vectorised in
+float32), the rest after 20 or 30 (float64), and only a few reach the full sum.
+
+Rounding is bounded rigorously: every computed distance ``D`` (full or partial, float32 or
+float64, from the float32 rotated words) satisfies ``D (1 - R) - A_q / 2 <= d_true`` and, for a
+full distance, ``d_true <= D (1 + R) + A_q / 2``, with ``R = RELATIVE = 2**-19`` and ``A_q =
+SLACK (||q'|| + Y)``, ``SLACK = 2**-21`` (``q'`` the rotated, scaled query, ``Y`` the largest
+rotated word norm). The errors it covers, when the conditions checked by :func:`build` hold
+(dimension <= 1024, rotation orthogonal to ``2**-30``):
+
+* centring, scaling and rotating in float64: ``(u + sqrt(dim) gamma_dim)(1 + delta)^2`` times the
+  centred norms, with ``u = 2**-53``, ``gamma_n = n u / (1 - n u)`` (any summation order) and
+  ``delta`` the measured departure of the rotation from orthogonality (its singular values lie in
+  ``[1 - delta, 1 + delta]``);
+  below ``2**-38 (||q'|| + Y)`` absolute and ``2**-30`` relative;
+* rounding the rotated words and the query to float32: ``2**-24 (||q'|| + Y) = A_q / 8``;
+* the sums of squared differences: ``gamma_(m+2)`` relative, below ``2**-20`` in float32
+  (``m <= 10``), ``2**-21`` on the distance;
+* underflow of the power-of-two-scaled query: absolute ``2**-1074`` per coordinate.
+
+Then ``d_v - d_best >= D_best (2 R - 4 R^2) + A_q (1 - 2 R) > 0`` for every discarded ``v``.
+
+A word is discarded when its lower bound exceeds the upper bound of the best word, that is when
+``D_v > D_best (1 + 4 RELATIVE) + 2 A_q`` (squared, with a further ``2**-40`` for the threshold's
+own rounding), so the true nearest word and every word tied with it are never discarded. A query
+is *decided* when exactly one word passes the same test against the final best; otherwise (a tie
+or a near tie within the margin, or a query too far from the space) the caller runs the exact
+search of :meth:`~densitydp.EmbeddingSpace.nearest` for it.
+
+Queries are processed in fixed blocks of ``QUERY_BLOCK``, one task per block, each scanning the
+word blocks in the same order: the result does not depend on the number of threads.
+
+The pure-numpy twin is ``tests/reference/cascade.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange
+
+from .._jit import jit, parallel_jit
+
+__all__ = [
+    "BLOCK",
+    "QUERY_BLOCK",
+    "RELATIVE",
+    "SLACK",
+    "STAGES",
+    "Cascade",
+    "build",
+    "nearest",
+    "prepare",
+    "search",
+]
+
+#: Words per block (a block of 50-d float32 words is 51 kB: it stays in the L2 cache while a
+#: block of queries is compared with it).
+BLOCK = 256
+#: Queries per parallel task.
+QUERY_BLOCK = 16
+#: Coordinates after which a word's partial distance is compared with the bound: the first stage
+#: is computed for a whole block in float32, the later ones word by word in float64.
+STAGES = (10, 20, 30)
+#: Words per chunk of the later stages (a chunk goes on while one of its words is a candidate).
+CHUNK = 16
+_FIRST, _SECOND, _LAST = STAGES
+#: Relative margin of every comparison, and the factor of the absolute one (module docstring).
+RELATIVE = 2.0**-19
+SLACK = 2.0**-21
+#: Candidates kept per query for the final decision; more within the margin: undecided.
+_CANDIDATES = 8
+#: Largest dimension and departure from orthogonality for which the margin is proven.
+_MAX_DIM = 1024
+_MAX_DELTA = 2.0**-30
+#: Queries with a scaled coordinate beyond this (the largest scaled word norm is in [1/2, 1)) are
+#: left to the exact search.
+_FAR = 2.0**20
+_THRESHOLD_ROUNDING = 1.0 + 2.0**-40
+#: Coordinates of the padding words of the last block: their float32 distances overflow to inf.
+_PAD = np.finfo(np.float32).max
+
+
+class Cascade(NamedTuple):
+    """The rotated, deduplicated words of a space (see the module docstring)."""
+
+    mean: np.ndarray  # (dim,) float64, subtracted before scaling
+    exponent: int  # the scale is 2**exponent
+    rotation: np.ndarray  # (dim, dim) float64, columns the principal axes, largest first
+    blocks: np.ndarray  # (n_blocks, dim, BLOCK) float32 rotated words; padding is +max float32
+    representatives: np.ndarray  # (n_unique,) int64: smallest word id of each distinct vector
+    units: np.ndarray  # (V,) int64: the index in ``representatives`` of each word's vector
+    largest_norm: float  # Y: bound on the largest rotated word norm
+
+
+def build(vectors: np.ndarray) -> Cascade | None:
+    """The cascade of ``vectors`` (float32, (V, dim)); None when its margin is not proven
+    (dimension above 1024, a rotation not orthogonal to 2**-30) or there is one distinct vector.
+    """
+    dim = vectors.shape[1]
+    if dim > _MAX_DIM or dim < 1:
+        return None
+    unique, first, inverse = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
+    if len(unique) < 2:
+        return None
+    order = np.argsort(first, kind="stable")
+    representatives = first[order].astype(np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    units = rank[inverse.ravel()]
+    words = vectors[representatives].astype(np.float64)
+    mean = words.mean(axis=0)
+    centred = words - mean
+    largest = float(np.sqrt(np.einsum("ij,ij->i", centred, centred).max()))
+    exponent = -int(np.frexp(largest)[1]) if largest > 0.0 else 0
+    centred = np.ldexp(centred, exponent)  # exact: largest centred norm in [0.5, 1)
+    covariance = centred.T @ centred
+    _, axes = np.linalg.eigh(covariance)
+    rotation = np.ascontiguousarray(axes[:, ::-1])
+    gram = rotation.T @ rotation - np.eye(dim)
+    delta = float(np.sqrt(np.sum(gram * gram))) + 2.0 * dim * dim * 2.0**-53
+    if not delta <= _MAX_DELTA:
+        return None
+    rotated = _pad((centred @ rotation).astype(np.float32))
+    n_blocks = -(-len(rotated) // BLOCK)
+    padded = np.full((n_blocks * BLOCK, rotated.shape[1]), _PAD, dtype=np.float32)
+    padded[: len(rotated)] = rotated
+    blocks = np.ascontiguousarray(padded.reshape(n_blocks, BLOCK, -1).transpose(0, 2, 1))
+    norms = np.sqrt(np.einsum("ij,ij->i", rotated.astype(np.float64), rotated.astype(np.float64)))
+    return Cascade(
+        mean=mean,
+        exponent=exponent,
+        rotation=rotation,
+        blocks=blocks,
+        representatives=representatives,
+        units=units,
+        largest_norm=float(norms.max()) * (1.0 + 2.0**-20),
+    )
+
+
+def _pad(array: np.ndarray) -> np.ndarray:
+    """At least ``STAGES[-1]`` coordinates: zeros appended to words and queries alike change no
+    distance."""
+    if array.shape[1] >= _LAST:
+        return array
+    return np.concatenate(
+        [array, np.zeros((len(array), _LAST - array.shape[1]), dtype=array.dtype)], axis=1
+    )
+
+
+def prepare(cascade: Cascade, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(queries, slack, usable)``: the points rotated and padded, their absolute margins
+    ``A_q``, and whether the cascade may decide them (points far outside the space may not:
+    their coordinates are zeroed)."""
+    n_points = len(points)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.ldexp(np.asarray(points, dtype=np.float64) - cascade.mean, cascade.exponent)
+        reach = np.abs(scaled).max(axis=1) if scaled.size else np.zeros(n_points)
+    usable = np.isfinite(reach) & (reach <= _FAR)  # the largest centred word norm is >= 1/2
+    scaled[~usable] = 0.0
+    queries = np.ascontiguousarray(_pad(scaled @ cascade.rotation))
+    norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+    return queries, SLACK * (norms + cascade.largest_norm), usable
+
+
+def search(
+    cascade: Cascade, queries: np.ndarray, slack: np.ndarray, seed_units: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(best, status)`` of the kernel for prepared queries (see :func:`_search`)."""
+    best = np.full(len(queries), -1, dtype=np.int64)
+    status = np.zeros(len(queries), dtype=np.int64)
+    _search(
+        queries,
+        slack,
+        cascade.blocks,
+        len(cascade.representatives),
+        np.ascontiguousarray(seed_units, dtype=np.int64),
+        RELATIVE,
+        best,
+        status,
+    )
+    return best, status
+
+
+def nearest(
+    cascade: Cascade, points: np.ndarray, seeds: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, decided)``: the exact nearest word id of each point where ``decided`` (ties and
+    near ties, and points far outside the space, are not decided: their ids are -1).
+
+    ``seeds`` (n, k) int, optional: word ids whose distances start the upper bound of each point
+    (for example its source word's neighbour row); they change the time, never the result.
+    """
+    queries, slack, usable = prepare(cascade, points)
+    if seeds is None:
+        seeds = np.zeros((len(points), 0), dtype=np.int64)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    inside = (seeds >= 0) & (seeds < len(cascade.units))
+    seed_units = np.where(inside, cascade.units[np.where(inside, seeds, 0)], -1)
+    best, status = search(cascade, queries, slack, seed_units)
+    decided = usable & (status == 1)
+    ids = np.where(decided, cascade.representatives[np.maximum(best, 0)], -1)
+    return ids, decided
+
+
+@jit
+def _threshold(best_squared, slack, relative):
+    """Squared distance above which a word is provably farther than the best word."""
+    bound = math.sqrt(best_squared) * (1.0 + 4.0 * relative) + 2.0 * slack
+    return bound * bound * _THRESHOLD_ROUNDING
+
+
+@jit
+def _full_squared(query, blocks, unit):
+    """Float64 squared distance from a rotated query to one rotated word."""
+    block = unit // blocks.shape[2]
+    column = unit % blocks.shape[2]
+    total = 0.0
+    for t in range(query.shape[0]):
+        diff = query[t] - np.float64(blocks[block, t, column])
+        total += diff * diff
+    return total
+
+
+@parallel_jit
+def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
+    """The cascade for every query (one task per ``QUERY_BLOCK`` queries).
+
+    ``queries`` are rotated and padded like the words (at least ``STAGES[-1]`` coordinates).
+    Each word block is compared with each query of the task: the first ``STAGES[0]`` coordinates
+    for the whole block (float32, vectorised), then stage by stage for the chunks of ``CHUNK``
+    words that still hold a candidate, then the full float64 distance of the survivors.
+    ``best[i]`` receives the unit (deduplicated word index) of the best word and ``status[i]``
+    the number of words within the margin of it (1: decided), or -1 when more than
+    ``_CANDIDATES`` were.
+    """
+    n_queries, dim = queries.shape
+    n_blocks, _, width = blocks.shape
+    n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
+    for task in prange(n_tasks):
+        start = task * QUERY_BLOCK
+        stop = min(start + QUERY_BLOCK, n_queries)
+        count = stop - start
+        best_sq = np.full(count, np.inf)
+        best_unit = np.full(count, -1, np.int64)
+        limit = np.full(count, np.inf)
+        limit32 = np.full(count, np.inf, np.float32)
+        cand_unit = np.full((count, _CANDIDATES), -1, np.int64)
+        cand_sq = np.full((count, _CANDIDATES), np.inf)
+        overflow = np.zeros(count, np.bool_)
+        query32 = np.empty((count, dim), np.float32)
+        for q in range(count):
+            for t in range(dim):
+                query32[q, t] = np.float32(queries[start + q, t])
+        # seeds: full distances to the given words start the upper bound
+        for q in range(count):
+            for s in range(seeds.shape[1]):
+                unit = seeds[start + q, s]
+                if unit < 0:
+                    continue
+                full = _full_squared(queries[start + q], blocks, unit)
+                if full < best_sq[q] or (full == best_sq[q] and unit < best_unit[q]):
+                    best_sq[q] = full
+                    best_unit[q] = unit
+            if best_unit[q] >= 0:
+                limit[q] = _threshold(best_sq[q], slack[start + q], relative)
+                limit32[q] = _limit32(limit[q])
+        partial = np.empty(width, np.float32)
+        for b in range(n_blocks):
+            for q in range(count):
+                _first_stage(query32[q], blocks[b], partial)
+                for chunk in range(0, width, CHUNK):
+                    bound = limit32[q]
+                    if _count_within(partial, chunk, bound) == 0:
+                        continue
+                    _next_stage(query32[q], blocks[b], partial, chunk, _FIRST, _SECOND)
+                    if _count_within(partial, chunk, bound) == 0:
+                        continue
+                    _next_stage(query32[q], blocks[b], partial, chunk, _SECOND, _LAST)
+                    if _count_within(partial, chunk, bound) == 0:
+                        continue
+                    _next_stage(query32[q], blocks[b], partial, chunk, _LAST, dim)
+                    for j in range(chunk, chunk + CHUNK):
+                        if not partial[j] <= limit32[q]:
+                            continue
+                        unit = b * width + j
+                        if unit >= n_units:
+                            continue
+                        total = _full_squared(queries[start + q], blocks, unit)
+                        if total > limit[q]:
+                            continue
+                        if total < best_sq[q] or (total == best_sq[q] and unit < best_unit[q]):
+                            best_sq[q] = total
+                            best_unit[q] = unit
+                            limit[q] = _threshold(total, slack[start + q], relative)
+                            limit32[q] = _limit32(limit[q])
+                        # keep it as a candidate of the final decision
+                        slot = -1
+                        for c in range(_CANDIDATES):
+                            if cand_unit[q, c] < 0 or cand_sq[q, c] > limit[q]:
+                                slot = c
+                                break
+                        if slot < 0:
+                            overflow[q] = True
+                        else:
+                            cand_unit[q, slot] = unit
+                            cand_sq[q, slot] = total
+        for q in range(count):
+            best[start + q] = best_unit[q]
+            if overflow[q]:
+                status[start + q] = -1
+                continue
+            within = 0
+            seen_best = False
+            for c in range(_CANDIDATES):
+                if cand_unit[q, c] >= 0 and cand_sq[q, c] <= limit[q]:
+                    within += 1
+                    seen_best |= cand_unit[q, c] == best_unit[q]
+            if not seen_best and best_unit[q] >= 0:
+                within += 1  # not reached by the scan (cannot happen: counted to be safe)
+            status[start + q] = within
+
+
+@jit
+def _limit32(limit):
+    """A float32 at least ``limit`` (rounding to float32 moves it by at most 2**-24)."""
+    return np.float32(limit * (1.0 + 2.0**-20))
+
+
+@jit
+def _first_stage(query, block, partial):
+    """``partial[j]``: float32 squared distance over the first ``STAGES[0]`` coordinates."""
+    for j in range(block.shape[1]):
+        total = np.float32(0.0)
+        for t in range(_FIRST):
+            diff = query[t] - block[t, j]
+            total += diff * diff
+        partial[j] = total
+
+
+@jit
+def _next_stage(query, block, partial, chunk, begin, end):
+    """Add coordinates ``begin:end`` to ``partial`` for the words of one chunk."""
+    for j in range(chunk, chunk + CHUNK):
+        total = partial[j]
+        for t in range(begin, end):
+            diff = query[t] - block[t, j]
+            total += diff * diff
+        partial[j] = total
+
+
+@jit
+def _count_within(partial, chunk, bound):
+    """How many words of a chunk have ``partial <= bound``."""
+    count = 0
+    for j in range(CHUNK):
+        count += partial[chunk + j] <= bound
+    return count

@@ -1,0 +1,136 @@
+"""The exact PCA cascade of Laplace decoding (densitydp.mechanisms._cascade) against its numpy
+twin (tests/reference/cascade.py) and the exact search of EmbeddingSpace.nearest."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import densitydp as dd
+from densitydp.mechanisms import _cascade
+from reference import cascade as reference
+
+
+def _noisy_points(space, scale, n, rng):
+    generator = np.random.default_rng(rng)
+    sources = generator.integers(0, len(space), size=n)
+    noise = generator.standard_normal((n, space.dim)) * scale
+    return space.vectors[sources].astype(np.float64) + noise, sources
+
+
+@pytest.fixture(scope="module")
+def space():
+    return dd.synthetic_space(n_words=1_500, dim=40, n_clusters=8, rng=11)
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.5, 3.0])
+def test_kernel_matches_numpy_twin(space, noise):
+    cascade = _cascade.build(space.vectors)
+    points, sources = _noisy_points(space, noise, 300, rng=1)
+    queries, slack, usable = _cascade.prepare(cascade, points)
+    assert usable.all()
+    no_seeds = np.zeros((len(points), 0), dtype=np.int64)
+    best, status = _cascade.search(cascade, queries, slack, no_seeds)
+    twin_best, twin_status = reference.search(
+        queries, slack, reference.words_of(cascade), _cascade.RELATIVE
+    )
+    np.testing.assert_array_equal(best, twin_best)
+    np.testing.assert_array_equal(status, twin_status)
+    # seeds change the work, never the result
+    seeded = _cascade.search(cascade, queries, slack, cascade.units[sources][:, None])
+    np.testing.assert_array_equal(seeded[0], best)
+    np.testing.assert_array_equal(seeded[1], status)
+
+
+@pytest.mark.parametrize("dim", [1, 3, 12, 40, 64])
+def test_decided_ids_are_the_exact_nearest(dim):
+    space = dd.synthetic_space(n_words=900, dim=dim, n_clusters=6, rng=dim)
+    cascade = _cascade.build(space.vectors)
+    points, sources = _noisy_points(space, 1.0, 400, rng=2)
+    ids, decided = _cascade.nearest(cascade, points, sources[:, None])
+    assert decided.mean() > 0.95
+    np.testing.assert_array_equal(ids[decided], space.nearest(points[decided]))
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1.0, 1e10, 1e30])
+def test_laplace_decoding_is_exact_at_every_scale(space, scale):
+    scaled = dd.EmbeddingSpace(space.vocabulary, space.vectors.astype(np.float64) * scale)
+    for epsilon in (2.0 / scale, 20.0 / scale):
+        mechanism = dd.MultivariateLaplace(scaled, epsilon, table_k=8)
+        word_ids = np.arange(0, len(scaled), 3)
+        noise = mechanism.noise(len(word_ids), rng=5)
+        points = scaled.vectors[word_ids].astype(np.float64) + noise
+        out = mechanism.decode(word_ids, points, np.linalg.norm(noise, axis=1))
+        np.testing.assert_array_equal(out, scaled.nearest(points))
+        assert mechanism._cascade() is not None
+
+
+def test_ties_and_duplicates_go_to_the_smallest_id():
+    """A lattice with repeated points: midpoints tie exactly; duplicates tie everywhere."""
+    grid = np.array(np.meshgrid(*[np.arange(4.0)] * 3, indexing="ij")).reshape(3, -1).T
+    generator = np.random.default_rng(7)
+    vectors = np.concatenate([grid, grid[generator.permutation(len(grid))[:20]]])
+    vectors = vectors[generator.permutation(len(vectors))]
+    space = dd.EmbeddingSpace([f"w{i}" for i in range(len(vectors))], vectors)
+    cascade = _cascade.build(space.vectors)
+    assert len(cascade.representatives) == len(grid)
+    steps = np.eye(3)[generator.integers(0, 3, size=300)]
+    corners = generator.integers(0, 3, size=(300, 3)).astype(np.float64)
+    midpoints = corners + steps / 2.0  # equidistant from two adjacent lattice points
+    near = vectors[generator.integers(0, len(vectors), size=200)] + generator.uniform(
+        -0.3, 0.3, size=(200, 3)
+    )
+    points = np.concatenate([midpoints, near, vectors])
+    ids, decided = _cascade.nearest(cascade, points)
+    exact = space.nearest(points)
+    np.testing.assert_array_equal(ids[decided], exact[decided])
+    assert not decided[: len(midpoints)].any()  # exact ties: left to the exact search
+    assert decided[len(midpoints) :].mean() > 0.9
+    mechanism = dd.MultivariateLaplace(space, 5.0, table_k=4)
+    word_ids = np.zeros(len(points), dtype=np.int64)
+    out = mechanism.decode(word_ids, points, np.full(len(points), 100.0))
+    np.testing.assert_array_equal(out, exact)
+
+
+def test_far_points_and_tiny_spaces():
+    space = dd.EmbeddingSpace(["a", "b"], [[0.0, 0.0], [1.0, 0.0]])
+    cascade = _cascade.build(space.vectors)
+    points = np.array([[1e19, 0.0], [-1e300, 3.0], [0.2, 0.0], [0.5, 7.0]])
+    ids, decided = _cascade.nearest(cascade, points)
+    assert decided.tolist() == [False, False, True, False]
+    assert ids[2] == 0
+    assert _cascade.build(np.ones((5, 3), dtype=np.float32)) is None
+    mechanism = dd.MultivariateLaplace(space, 1.0, table_k=1)  # rows decide nothing
+    out = mechanism.decode(np.zeros(4, dtype=np.int64), points, np.full(4, 1e30))
+    np.testing.assert_array_equal(out, space.nearest(points))
+
+
+def test_results_do_not_depend_on_the_thread_count(space):
+    cascade = _cascade.build(space.vectors)
+    points, sources = _noisy_points(space, 1.5, 700, rng=3)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _cascade.nearest(cascade, points, sources[:, None])
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = _cascade.nearest(cascade, points, sources[:, None])
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+@pytest.mark.glove
+def test_glove_slice_matches_the_exact_search(glove_top):
+    space = glove_top.top(5_000)
+    for epsilon in (10.0, 20.0):
+        mechanism = dd.MultivariateLaplace(space, epsilon)
+        word_ids = np.random.default_rng(4).integers(0, 2_000, size=600)
+        noise = mechanism.noise(len(word_ids), rng=6)
+        points = space.vectors[word_ids].astype(np.float64) + noise
+        out = mechanism.decode(word_ids, points, np.linalg.norm(noise, axis=1))
+        np.testing.assert_array_equal(out, space.nearest(points))
+        ids, decided = _cascade.nearest(mechanism._cascade(), points)
+        assert decided.mean() > 0.99
+        np.testing.assert_array_equal(ids[decided], out[decided])

@@ -20,6 +20,14 @@ scipy, side by side in one process.
    low density (words plus Laplace noise at epsilon 10), where summed kernel values underflow.
 
 Timings are medians of 3 runs; results go to benchmarks/results/mcmc.{json,md}.
+
+    python benchmarks/bench_mcmc.py --kde-target-before REF [--rounds 3]
+
+runs section 2 alone for two versions of the package side by side: the code of git ref ``REF``
+and of ``--kde-target-after`` (default HEAD), each checked out into a temporary ``git worktree``
+and run in fresh subprocesses (``PYTHONPATH=<tree>/src``, a private numba cache per version),
+alternating for ``--rounds`` rounds; results (medians over the rounds) go to
+benchmarks/results/mcmc_kde.{json,md}.
 """
 
 from __future__ import annotations
@@ -27,8 +35,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -283,6 +296,91 @@ def log_density_section(space: dd.EmbeddingSpace, n_points: int, quick: bool) ->
     return row
 
 
+def _git(*arguments: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["git", "-C", str(root), *arguments], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def compare_kde_target(before: str, after: str, rounds: int, quick: bool) -> None:
+    """Section 2 for the git refs ``before`` and ``after`` (each in a temporary worktree),
+    alternating fresh subprocesses; writes results/mcmc_kde.{json,md}."""
+    scratch = Path(tempfile.mkdtemp(prefix="densitydp-mcmc-"))
+    versions: dict[str, tuple[str, Path]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    try:
+        for name, ref in (("before", before), ("after", after)):
+            commit = _git("rev-parse", "--short", ref)
+            _git("worktree", "add", "--detach", str(scratch / name), commit)
+            versions[name] = (commit, scratch / name / "src")
+        for _ in range(rounds):
+            for name, (_, src) in versions.items():
+                cache = scratch / f"cache-{name}"  # numba caches bench kernels per version
+                cache.mkdir(mode=0o700, exist_ok=True)
+                env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+                env.update(PYTHONPATH=str(src), XDG_CACHE_HOME=str(cache))
+                command = [sys.executable, __file__, "--kde-target-only"]
+                done = subprocess.run(
+                    command + (["--quick"] if quick else []),
+                    env=env, capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                if not row.pop("package").startswith(str(src)):
+                    raise RuntimeError(f"the {name} run did not import densitydp from {src}")
+                rows[name].append(row)
+                print(name, json.dumps(row), flush=True)
+    finally:
+        for name in versions:
+            _git("worktree", "remove", "--force", str(scratch / name))
+        shutil.rmtree(scratch, ignore_errors=True)
+    keys = ("densitydp_steps_per_s", "multiply_add_bound_steps_per_s", "ratio_to_bound")
+    summary = {
+        name: {key: statistics.median(r[key] for r in rows[name]) for key in keys}
+        for name in versions
+    }
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {numba.config.NUMBA_NUM_THREADS} cores",
+        "command": "python benchmarks/bench_mcmc.py " + " ".join(sys.argv[1:]),
+        "versions": {name: label for name, (label, _) in versions.items()},
+        "rounds": rows,
+        "median": summary,
+    }
+    lines = [
+        f"Random-walk Metropolis on a KDE target, before and after, one run "
+        f"({results['date']}, {results['machine']})",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        "10,000 GloVe vectors as reference points, Scott bandwidth, 50 d, 4 chains of "
+        f"{'2,000' if quick else '8,000'} draws + 500 warm-up steps, one thread; bound = a numba "
+        "pass over the same reference points that only accumulates squared distances (the same "
+        f"blocked kernel). Medians of {rounds} alternating rounds, each a fresh process.",
+        "",
+        "| version | steps/s | multiply-add bound (steps/s) | ratio to the bound |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, (label, _) in versions.items():
+        row = summary[name]
+        lines.append(
+            f"| {name}: {label} | {row['densitydp_steps_per_s']:,.0f} | "
+            f"{row['multiply_add_bound_steps_per_s']:,.0f} | {row['ratio_to_bound']:.2f}x |"
+        )
+    per_round = ", ".join(
+        f"{b['ratio_to_bound']:.2f}x -> {a['ratio_to_bound']:.2f}x"
+        for b, a in zip(rows["before"], rows["after"], strict=True)
+    )
+    lines += ["", f"Ratio to the bound per round (before -> after): {per_round}."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "mcmc_kde.json").write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / "mcmc_kde.md").write_text(text)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lap, kde = results["laplace_target"], results["kde_target"]
     lines = [
@@ -352,7 +450,18 @@ def markdown(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="Shorter runs (a smoke test).")
+    parser.add_argument("--kde-target-before", metavar="REF", help="Compare section 2 with REF.")
+    parser.add_argument("--kde-target-after", metavar="REF", default="HEAD", help="(HEAD)")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of the comparison.")
+    parser.add_argument("--kde-target-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kde_target_before:
+        compare_kde_target(args.kde_target_before, args.kde_target_after, args.rounds, args.quick)
+        return
+    if args.kde_target_only:
+        row = kde_target_section(dd.load_glove(top=10_000), args.quick)
+        print(json.dumps({"package": dd.__file__, **row}))
+        return
     space = dd.load_glove(top=100_000)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),

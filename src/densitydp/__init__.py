@@ -5,57 +5,137 @@ empirical privacy audits, over word-embedding spaces.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 # first: chooses numba's threading layer and compile cache before numba is imported
 from . import _runtime  # isort: skip
-from .audit import (
-    AuditReport,
-    ExactMechanismProtocol,
-    LawComparison,
-    MechanismProtocol,
-    as_mechanism,
-    audit,
-    compare_laws,
-    exact_privacy_loss,
-    plausible_deniability,
-    plot_plausible_deniability,
-)
-from .calibration import Calibration, calibrate_epsilon
-from .datasets import Dataset, DatasetError, load_dataset
-from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
-from .embeddings import (
-    EmbeddingFileError,
-    EmbeddingSpace,
-    UnknownWordError,
-    Vocabulary,
-    load_glove,
-    synthetic_space,
-)
-from .kde import KDEPrior
-from .mcmc import ChainResult, IndependenceProposal, run_chains
-from .mechanisms import (
-    DensityAwareLaplace,
-    DistanceTruncatedLaplace,
-    ExponentialMechanism,
-    Mechanism,
-    MultivariateLaplace,
-    PriorWeightedExponential,
-    PrivacyBound,
-    PrivacyWarning,
-    TruncatedExponential,
-    TruncatedGumbel,
-)
-from .neighbors import DEFAULT_K, CacheWarning, NeighborTable, cache_dir
-from .text import (
-    EncodedText,
-    PerturbationReport,
-    TextCodec,
-    match_case,
-    perturb_file,
-    perturb_text,
-    tokenize,
-)
-from .utility import classification_utility, privacy_utility_curve, semantic_similarity
+
+if TYPE_CHECKING:  # the names as type checkers and IDEs see them; at run time, see __getattr__
+    from .audit import (
+        AuditReport,
+        ExactMechanismProtocol,
+        LawComparison,
+        MechanismProtocol,
+        as_mechanism,
+        audit,
+        compare_laws,
+        exact_privacy_loss,
+        plausible_deniability,
+        plot_plausible_deniability,
+    )
+    from .calibration import Calibration, calibrate_epsilon
+    from .datasets import Dataset, DatasetError, load_dataset
+    from .diagnostics import ConvergenceWarning, Diagnosis, diagnose, plot_rank, plot_trace, summary
+    from .embeddings import (
+        EmbeddingFileError,
+        EmbeddingSpace,
+        UnknownWordError,
+        Vocabulary,
+        load_glove,
+        synthetic_space,
+    )
+    from .kde import KDEPrior
+    from .mcmc import ChainResult, IndependenceProposal, run_chains
+    from .mechanisms import (
+        DensityAwareLaplace,
+        DistanceTruncatedLaplace,
+        ExponentialMechanism,
+        Mechanism,
+        MultivariateLaplace,
+        PriorWeightedExponential,
+        PrivacyBound,
+        PrivacyWarning,
+        TruncatedExponential,
+        TruncatedGumbel,
+    )
+    from .neighbors import DEFAULT_K, CacheWarning, NeighborTable, cache_dir
+    from .text import (
+        EncodedText,
+        PerturbationReport,
+        TextCodec,
+        match_case,
+        perturb_file,
+        perturb_text,
+        perturb_texts,
+        tokenize,
+    )
+    from .utility import classification_utility, privacy_utility_curve, semantic_similarity
+
+#: Where each public name lives. The submodules (and numba, scipy, sklearn, pandas, matplotlib,
+#: arviz behind them) are imported on first use of a name, not by ``import densitydp``: the
+#: package imports in a fraction of the time (benchmarks/results/cold_start.md).
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "AuditReport",
+            "ExactMechanismProtocol",
+            "LawComparison",
+            "MechanismProtocol",
+            "as_mechanism",
+            "audit",
+            "compare_laws",
+            "exact_privacy_loss",
+            "plausible_deniability",
+            "plot_plausible_deniability",
+        ),
+        "audit",
+    ),
+    **dict.fromkeys(("Calibration", "calibrate_epsilon"), "calibration"),
+    **dict.fromkeys(("Dataset", "DatasetError", "load_dataset"), "datasets"),
+    **dict.fromkeys(
+        ("ConvergenceWarning", "Diagnosis", "diagnose", "plot_rank", "plot_trace", "summary"),
+        "diagnostics",
+    ),
+    **dict.fromkeys(
+        (
+            "EmbeddingFileError",
+            "EmbeddingSpace",
+            "UnknownWordError",
+            "Vocabulary",
+            "load_glove",
+            "synthetic_space",
+        ),
+        "embeddings",
+    ),
+    "KDEPrior": "kde",
+    **dict.fromkeys(("ChainResult", "IndependenceProposal", "run_chains"), "mcmc"),
+    **dict.fromkeys(
+        (
+            "DensityAwareLaplace",
+            "DistanceTruncatedLaplace",
+            "ExponentialMechanism",
+            "Mechanism",
+            "MultivariateLaplace",
+            "PriorWeightedExponential",
+            "PrivacyBound",
+            "PrivacyWarning",
+            "TruncatedExponential",
+            "TruncatedGumbel",
+        ),
+        "mechanisms",
+    ),
+    **dict.fromkeys(("DEFAULT_K", "CacheWarning", "NeighborTable", "cache_dir"), "neighbors"),
+    **dict.fromkeys(
+        (
+            "EncodedText",
+            "PerturbationReport",
+            "TextCodec",
+            "match_case",
+            "perturb_file",
+            "perturb_text",
+            "perturb_texts",
+            "tokenize",
+        ),
+        "text",
+    ),
+    **dict.fromkeys(
+        ("classification_utility", "privacy_utility_curve", "semantic_similarity"), "utility"
+    ),
+}
+_SUBMODULES = frozenset(
+    {"audit", "calibration", "cli", "datasets", "diagnostics", "embeddings", "kde", "mcmc",
+     "mechanisms", "neighbors", "testing", "text", "utility"}
+)  # fmt: skip
 
 _runtime.emit_warnings()  # a refused numba cache folder (CacheWarning exists only now)
 
@@ -111,6 +191,7 @@ __all__ = [
     "match_case",
     "perturb_file",
     "perturb_text",
+    "perturb_texts",
     "plausible_deniability",
     "plot_plausible_deniability",
     "plot_rank",
@@ -126,9 +207,19 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # `densitydp.testing` imports scipy.stats (~0.5 s): load it on first use only
-    if name == "testing":
-        import importlib
+    """Load a public name (or a submodule such as ``densitydp.testing``) on first use."""
+    import importlib
 
-        return importlib.import_module(".testing", __name__)
-    raise AttributeError(f"module 'densitydp' has no attribute {name!r}")
+    module_name = _EXPORTS.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'densitydp' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import codecs
 import functools
+import itertools
 import os
 import re
+import threading
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple, overload
+from typing import IO, Any, Literal, NamedTuple, overload
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -54,6 +56,7 @@ __all__ = [
     "match_case",
     "perturb_file",
     "perturb_text",
+    "perturb_texts",
     "tokenize",
 ]
 
@@ -253,6 +256,11 @@ class TextCodec:
         self.mask_token = mask_token
         self.keep_spelling = bool(keep_spelling)
         self._regex = _compile(pattern)
+        # memos (bounded, see _MEMO_LIMIT): a word piece's id, a template's style, and the
+        # output spelling of (style, id); the vocabulary is immutable, so they never go stale
+        self._ids = _IdMemo(vocabulary)
+        self._styles = _StyleMemo()
+        self._rendered = [_RenderMemo(vocabulary, style) for style in range(8)]
 
     def __repr__(self) -> str:
         mask = f", mask_token={self.mask_token!r}" if self.unknown == "mask" else ""
@@ -273,8 +281,12 @@ class TextCodec:
     def _encode(self, text: str, where: str | Callable[[], str], offset: int = 0) -> EncodedText:
         """:meth:`encode` of a fragment starting at character ``offset`` of its text."""
         pieces = self._regex.split(text)
-        lookup = functools.partial(_lookup, self.vocabulary.lookup)
-        ids = np.fromiter(map(lookup, pieces[1::2]), dtype=np.int64, count=len(pieces) // 2)
+        memo = self._ids
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        ids = np.fromiter(
+            map(memo.__getitem__, pieces[1::2]), dtype=np.int64, count=len(pieces) // 2
+        )
         if self.unknown == "error" and (ids < 0).any():
             position = int(np.flatnonzero(ids < 0)[0])
             offset += sum(len(p) for p in pieces[: 2 * position + 1])
@@ -313,23 +325,38 @@ class TextCodec:
         """The pieces of ``encoded`` with each word mapped: a known word written from its new
         id in the input word's case pattern and normalization form, an unknown one kept or
         masked; ``None`` marks a dropped word."""
-        pieces: list[str | None] = list(encoded.pieces)
-        words = self.vocabulary
+        return self._render(encoded.pieces, encoded.word_ids.tolist(), np.asarray(new_ids).tolist())
+
+    def _render(self, pieces: list[str], old: list[int], new: list[int]) -> list[str | None]:
+        """:meth:`_output_pieces` on lists of ids."""
+        if len(old) != len(new):
+            raise ValueError(f"`new_ids` must have one id per word ({len(old)}); got {len(new)}.")
+        out: list[str | None] = list(pieces)
+        out[1::2] = self._render_words(pieces[1::2], old, new)
+        return out
+
+    def _render_words(
+        self, templates: Iterable[str], old: list[int], new: list[int]
+    ) -> list[str | None]:
+        """The output of each word: ``templates`` are the input words, ``old`` their ids (-1
+        unknown), ``new`` their new ids; ``None`` marks a dropped word."""
+        styles, rendered = self._styles, self._rendered
+        if len(styles) > _MEMO_LIMIT:
+            styles.clear()
         policy = self.unknown
-        keep = self.keep_spelling
-        for position, (old, new) in enumerate(
-            zip(encoded.word_ids.tolist(), np.asarray(new_ids).tolist(), strict=True)
-        ):
-            index = 2 * position + 1
-            if old >= 0:
-                if new != old or not keep:
-                    template = encoded.pieces[index]
-                    pieces[index] = _in_form_of(match_case(words[new], template), template)
-            elif policy == "mask":
-                pieces[index] = self.mask_token
-            elif policy == "drop":
-                pieces[index] = None
-        return pieces
+        unknown: str | None = self.mask_token if policy == "mask" else None
+        keep_unknown = policy in ("keep", "error")
+        if self.keep_spelling:
+            return [
+                (template if n == o else rendered[styles[template]][n])
+                if o >= 0
+                else (template if keep_unknown else unknown)
+                for template, o, n in zip(templates, old, new, strict=True)
+            ]
+        return [
+            rendered[styles[template]][n] if o >= 0 else (template if keep_unknown else unknown)
+            for template, o, n in zip(templates, old, new, strict=True)
+        ]
 
     def encode_batch(
         self, texts: Sequence[str], where: Callable[[int], str] = lambda i: ""
@@ -445,7 +472,90 @@ class TextCodec:
         observe: Observe | None,
     ) -> Iterator[tuple[str, bool]]:
         """Map a stream of text fragments ``(fragment, ends_its_text)``; yield the output as
-        ``(fragment, ends_its_text)``.
+        ``(fragment, ends_its_text)``, batch by batch as :meth:`_stream_general` does.
+
+        The common batch (``batch_lines`` whole texts, under the word and character limits,
+        no word refused) is mapped in one pass over all its words; the first batch that is
+        not hands the rest of the stream to :meth:`_stream_general`, which starts a batch at
+        the same place: the batches, hence the draws and the output, are the same.
+        """
+        fragments = iter(fragments)
+        if self.unknown == "drop":
+            yield from self._stream_general(fragments, replace, batch_lines, label, observe)
+            return
+        split, memo, first = self._regex.split, self._ids, 0
+        while chunk := list(itertools.islice(fragments, batch_lines)):
+            texts = [part for part, _ in chunk]
+            pieces = [split(text) for text in texts]
+            sizes = [len(p) >> 1 for p in pieces]
+            n_words = sum(sizes)
+            simple = (
+                all(ends for _, ends in chunk)
+                and n_words < BATCH_WORDS
+                and sum(map(len, texts)) < BATCH_CHARS
+            )
+            if simple:
+                if len(memo) > _MEMO_LIMIT:
+                    memo.clear()
+                every = np.fromiter(
+                    map(memo.__getitem__, itertools.chain.from_iterable(p[1::2] for p in pieces)),
+                    dtype=np.int64,
+                    count=n_words,
+                )
+                simple = self.unknown != "error" or not (every < 0).any()
+            if not simple:  # the general path from here on (it also names a refused word)
+                rest = itertools.chain(chunk, fragments)
+                yield from self._stream_general(rest, replace, batch_lines, label, observe, first)
+                return
+            first += len(chunk)
+            yield from self._map_batch(pieces, sizes, every, replace, observe)
+
+    def _map_batch(
+        self,
+        pieces: list[list[str]],
+        sizes: list[int],
+        every: np.ndarray,
+        replace: Replace,
+        observe: Observe | None,
+    ) -> Iterator[tuple[str, bool]]:
+        """One batch of whole texts (their pieces, words per text and every word's id): one
+        ``replace`` call, then each text's output."""
+        known = every >= 0
+        flat = every[known]
+        mapped = self._checked_ids(np.asarray(replace(flat)) if flat.size else flat, flat)
+        bounds = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+        if observe is not None:
+            seen = np.zeros(len(every) + 1, dtype=np.int64)
+            np.cumsum(known, out=seen[1:])
+            starts = bounds.tolist()
+            encoded = [
+                EncodedText(p, every[a:b])
+                for p, a, b in zip(pieces, starts, starts[1:], strict=False)
+            ]
+            observe(encoded, flat, mapped, np.diff(seen[bounds]), np.ones(len(sizes), bool))
+        new = every.copy()
+        new[known] = mapped
+        templates = itertools.chain.from_iterable(p[1::2] for p in pieces)
+        words = self._render_words(templates, every.tolist(), new.tolist())
+        first = 0
+        for piece_list, size in zip(pieces, sizes, strict=True):
+            out: list[str | None] = list(piece_list)
+            out[1::2] = words[first : first + size]
+            first += size
+            yield "".join(out), True  # type: ignore[arg-type]
+
+    def _stream_general(
+        self,
+        fragments: Iterable[tuple[str, bool]],
+        replace: Replace,
+        batch_lines: int,
+        label: str | None,
+        observe: Observe | None,
+        first_text: int = 0,
+    ) -> Iterator[tuple[str, bool]]:
+        """Map a stream of text fragments ``(fragment, ends_its_text)``; yield the output as
+        ``(fragment, ends_its_text)``. ``first_text`` is the index of the first one's text.
 
         A batch (one ``replace`` call) closes after ``batch_lines`` texts end, after
         ``batch_words`` word tokens, or once it spans ``batch_chars`` characters (at that
@@ -455,7 +565,7 @@ class TextCodec:
         batch_words, batch_chars = BATCH_WORDS, BATCH_CHARS
         batch: list[_Fragment] = []
         n_ended = n_words = span = 0
-        text = offset = 0
+        text, offset = first_text, 0
         writer = _DropWriter() if self.unknown == "drop" else None
         for part, ends in fragments:
             encoded = self._encode(part, functools.partial(_place, label, text, 0), offset)
@@ -492,18 +602,29 @@ class TextCodec:
         if not batch:
             return
         encoded = [f.encoded for f in batch]
-        known = [e.word_ids[e.known] for e in encoded]
-        flat = np.concatenate(known)
-        counts = np.array([len(k) for k in known], dtype=np.int64)
+        sizes = [len(e.word_ids) for e in encoded]
+        every = np.concatenate([e.word_ids for e in encoded]) if encoded else _NO_IDS
+        known = every >= 0
+        flat = every[known]
+        bounds = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+        seen = np.zeros(len(every) + 1, dtype=np.int64)
+        np.cumsum(known, out=seen[1:])
+        counts = np.diff(seen[bounds])
         mapped = self._checked_ids(np.asarray(replace(flat)) if flat.size else flat, flat)
         if observe is not None:
             observe(encoded, flat, mapped, counts, np.array([f.ends for f in batch]))
-        start = 0
-        for fragment, count in zip(batch, counts.tolist(), strict=True):
-            ids = fragment.encoded.word_ids.copy()
-            ids[fragment.encoded.known] = mapped[start : start + count]
-            start += count
-            pieces = self._output_pieces(fragment.encoded, ids)
+        new = every.copy()
+        new[known] = mapped
+        old_list, new_list = every.tolist(), new.tolist()
+        first = 0
+        for fragment, size in zip(batch, sizes, strict=True):
+            pieces = self._render(
+                fragment.encoded.pieces,
+                old_list[first : first + size],
+                new_list[first : first + size],
+            )
+            first += size
             if writer is None:
                 yield "".join(pieces), fragment.ends  # type: ignore[arg-type]
             else:
@@ -633,6 +754,77 @@ def _lookup(lookup: Callable[[str], int], word: str) -> int:
         if decomposed != composed:
             found = lookup(decomposed)
     return found
+
+
+#: Entries a codec memo holds before it is emptied (memory stays bounded on any stream).
+_MEMO_LIMIT = 1 << 17
+_NO_IDS = np.empty(0, dtype=np.int64)
+#: Case codes of a template (see :func:`match_case`); a style is ``code + 4 * decomposed``.
+_KEEP, _LOWER, _UPPER, _FIRST = 0, 1, 2, 3
+
+
+class _IdMemo(dict[str, int]):
+    """``memo[piece]``: the id of a word piece (:func:`_lookup`), looked up once."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        super().__init__()
+        self._lookup = vocabulary.lookup
+
+    def __missing__(self, word: str) -> int:
+        found = self[word] = _lookup(self._lookup, word)
+        return found
+
+
+class _StyleMemo(dict[str, int]):
+    """``memo[template]``: the style of a word piece: how :func:`match_case` and
+    :func:`_in_form_of` treat a word written in its place (a function of the template only)."""
+
+    def __missing__(self, template: str) -> int:
+        letters = [c for c in template if c.isalpha()]
+        if not letters:
+            code = _KEEP
+        elif template.islower():
+            code = _LOWER
+        elif template.isupper():
+            code = _UPPER if len(letters) > 1 else _FIRST
+        elif letters[0].isupper() and all(c.islower() for c in letters[1:]):
+            code = _FIRST
+        else:
+            code = _KEEP
+        decomposed = (
+            not template.isascii()
+            and not unicodedata.is_normalized("NFC", template)
+            and unicodedata.is_normalized("NFD", template)
+        )
+        style = self[template] = code + 4 * decomposed
+        return style
+
+
+class _RenderMemo(dict[int, str]):
+    """``memo[word_id]``: the output spelling of a word in one style, i.e.
+    ``_in_form_of(match_case(word, template), template)`` for any template of that style."""
+
+    def __init__(self, vocabulary: Vocabulary, style: int) -> None:
+        super().__init__()
+        self._words = vocabulary
+        self._code = style % 4
+        self._form: Literal["NFC", "NFD"] = "NFD" if style >= 4 else "NFC"
+
+    def __missing__(self, word_id: int) -> str:
+        if len(self) > _MEMO_LIMIT:
+            self.clear()
+        word = self._words[word_id]
+        code = self._code
+        if code == _LOWER:
+            word = word.lower()
+        elif code == _UPPER:
+            word = word.upper()
+        elif code == _FIRST:
+            word = word[:1].upper() + word[1:]
+        if not word.isascii():
+            word = unicodedata.normalize(self._form, word)
+        self[word_id] = word
+        return word
 
 
 def _in_form_of(word: str, template: str) -> str:
@@ -1199,27 +1391,54 @@ def _prepare(
     mask_token: str,
     pattern: str | None,
     claims: bool,
-) -> tuple[TextCodec, Replace, Observe, PerturbationReport]:
-    """The codec, the sampling function, the observer and the report of one call."""
-    if not isinstance(mechanism, Mechanism):
-        raise TypeError(
-            f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
-        )
+) -> tuple[TextCodec, Replace, Observe | None, PerturbationReport]:
+    """The codec, the sampling function, the observer (None when nobody reads the report)
+    and the report of one call."""
+    _check_mechanism(mechanism)
     generator = as_generator(rng)
-    codec = TextCodec(
-        mechanism.space.vocabulary,
-        unknown=unknown,
-        mask_token=mask_token,
-        pattern=pattern,
-        keep_spelling=False,
-    )
+    codec = _codec(mechanism, unknown, mask_token, pattern)
     report = _start_report(mechanism, codec, generator, claims)
 
     def replace(ids: np.ndarray) -> np.ndarray:
         return mechanism.sample(ids, rng=generator)
 
-    observe = functools.partial(_observe, report, mechanism)
+    # the report is read only when returned, or for the warning of unknown="keep"
+    needed = claims or codec.unknown == "keep"
+    observe = functools.partial(_observe, report, mechanism) if needed else None
     return codec, replace, observe, report
+
+
+def _check_mechanism(mechanism: Any) -> None:
+    if not isinstance(mechanism, Mechanism):
+        raise TypeError(
+            f"`mechanism` must be a densitydp Mechanism; got {type(mechanism).__name__}."
+        )
+
+
+#: Codecs of recent calls, by (vocabulary, unknown, mask_token, pattern): a codec's memos
+#: (ids, case styles, output spellings) then serve the next call on the same space. A few
+#: entries, each holding its vocabulary (so its id cannot be reused while it is cached).
+_CODECS: dict[tuple[int, str, str, str | None], tuple[Vocabulary, TextCodec]] = {}
+_CODEC_LOCK = threading.Lock()
+
+
+def _codec(mechanism: Mechanism, unknown: str, mask_token: str, pattern: str | None) -> TextCodec:
+    """The codec :func:`perturb_text` uses (``keep_spelling=False``), built once per
+    vocabulary and options and reused; the options are validated on every call."""
+    vocabulary = mechanism.space.vocabulary
+    key = (id(vocabulary), unknown, mask_token, pattern)
+    if type(unknown) is str and type(mask_token) is str and type(pattern) in (str, type(None)):
+        found = _CODECS.get(key)
+        if found is not None and found[0] is vocabulary:
+            return found[1]
+    codec = TextCodec(
+        vocabulary, unknown=unknown, mask_token=mask_token, pattern=pattern, keep_spelling=False
+    )
+    with _CODEC_LOCK:
+        if len(_CODECS) >= 8:
+            del _CODECS[next(iter(_CODECS))]
+        _CODECS[key] = (vocabulary, codec)
+    return codec
 
 
 def perturb_text(
@@ -1305,6 +1524,167 @@ def perturb_text(
     else:
         result = _finish_stream(result, report)
     return (result, report) if return_report else result
+
+
+def perturb_texts(
+    texts: Iterable[str],
+    mechanism: Mechanism,
+    *,
+    rng: RNGLike = None,
+    unknown: str = "mask",
+    mask_token: str = DEFAULT_MASK,
+    pattern: str | None = None,
+    batch_size: int = 4096,
+    return_report: bool = False,
+) -> Any:
+    """Perturb many short texts, each with its own random stream: the path to prefer over a
+    loop (``df.text.apply(...)``) of :func:`perturb_text` calls.
+
+    Text ``i`` is perturbed exactly as ``perturb_text(texts[i], mechanism, rng=children[i],
+    ...)`` with ``children = numpy.random.default_rng(rng).spawn(len(texts))`` (the same
+    options; an empty text gives ``""``), so each output depends on its text, its index and the
+    seed only, never on the other texts or on ``batch_size``. The work shared by the texts is
+    done once per batch of ``batch_size`` texts: tokenising, vocabulary look-ups, the
+    mechanism's neighbour rows for every distinct word of the batch, and rebuilding the
+    outputs; what is left per text is one ``mechanism.sample`` call on its own words.
+
+    Parameters
+    ----------
+    texts : iterable of str
+        A list, tuple, numpy array, pandas Series or any iterable (a generator is consumed
+        batch by batch). A single str is refused: use :func:`perturb_text`.
+    mechanism, unknown, mask_token, pattern, return_report
+        As in :func:`perturb_text`.
+    rng : None, int or numpy.random.Generator
+        The parent of the per-text streams (``Generator.spawn``: a Generator passed in is
+        advanced by ``len(texts)`` spawns).
+    batch_size : int
+        Texts encoded and prepared together (memory; the output does not depend on it).
+
+    Returns
+    -------
+    list of str
+        One output per text, in order; with ``return_report=True`` a pair ``(outputs,
+        report)``: the :class:`PerturbationReport` of all the texts (its ``seed`` is the
+        parent's).
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.EmbeddingSpace(["the", "king", "queen"], [[0.0, 0.0], [4.0, 0.0], [4.0, 0.1]])
+    >>> mechanism = dd.ExponentialMechanism(space, 100.0)
+    >>> outputs = dd.perturb_texts(["The king", "", "the queen!"], mechanism, rng=0)
+    >>> children = np.random.default_rng(0).spawn(3)
+    >>> outputs[2] == dd.perturb_text("the queen!", mechanism, rng=children[2])
+    True
+    """
+    if isinstance(texts, (str, bytes, bytearray, Mapping, AbstractSet)):
+        raise TypeError(
+            "`texts` must be an ordered iterable of str (a list, a pandas Series); got "
+            f"{type(texts).__name__} (use perturb_text for one text)."
+        )
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"`texts` must be an iterable of str; got {type(texts).__name__}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    _check_mechanism(mechanism)
+    parent = as_generator(rng)
+    codec = _codec(mechanism, unknown, mask_token, pattern)
+    report = _start_report(mechanism, codec, parent, return_report)
+    needed = return_report or codec.unknown == "keep"
+    observe = functools.partial(_observe, report, mechanism) if needed else None
+    outputs: list[str] = []
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        children = parent.spawn(len(batch))
+        outputs.extend(_perturb_each(codec, mechanism, batch, children, observe, len(outputs)))
+    report.complete = True
+    return (outputs, report) if return_report else outputs
+
+
+def _perturb_each(
+    codec: TextCodec,
+    mechanism: Mechanism,
+    texts: list[Any],
+    children: list[np.random.Generator],
+    observe: Observe | None,
+    first: int,
+) -> list[str]:
+    """One batch of :func:`perturb_texts`: every text as :func:`perturb_text` does it with
+    its own generator."""
+    texts = [_checked_text(text) for text in texts]
+    split, memo = codec._regex.split, codec._ids
+    pieces = [split(text) for text in texts]
+    sizes = [len(p) >> 1 for p in pieces]
+    n_chars = [len(text) for text in texts]
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    every = np.fromiter(
+        map(memo.__getitem__, itertools.chain.from_iterable(p[1::2] for p in pieces)),
+        dtype=np.int64,
+        count=sum(sizes),
+    )
+    known = every >= 0
+    if known.any():  # every distinct word's rows (whatever the mechanism keeps) fetched once
+        mechanism.sample(np.unique(every[known]), rng=_WARM_UP_SEED)
+    bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    starts = bounds.tolist()
+    outputs: list[str] = []
+    for index, (text, child) in enumerate(zip(texts, children, strict=True)):
+        start, stop = starts[index], starts[index + 1]
+        ids = every[start:stop]
+        whole = sizes[index] < BATCH_WORDS and n_chars[index] < BATCH_CHARS
+        if not text or not whole or (codec.unknown == "error" and (ids < 0).any()):
+            outputs.append(_perturb_alone(codec, mechanism, text, child, observe, first + index))
+            continue
+        mine = known[start:stop]
+        words = ids[mine]
+        new_ids = ids.copy()
+        if words.size:
+            new_ids[mine] = codec._checked_ids(
+                np.asarray(mechanism.sample(words, rng=child)), words
+            )
+        if observe is not None:
+            observe(
+                [EncodedText(pieces[index], ids)],
+                words,
+                new_ids[mine],
+                np.array([words.size]),
+                np.ones(1, bool),
+            )
+        out: list[str | None] = codec._render(pieces[index], ids.tolist(), new_ids.tolist())
+        if codec.unknown == "drop":
+            for position in range(1, len(out), 2):
+                if out[position] is None:
+                    out[position] = ""
+                    _close_gap(out, position)  # type: ignore[arg-type]
+        outputs.append("".join(out))  # type: ignore[arg-type]
+    return outputs
+
+
+#: The warm-up draw of :func:`perturb_texts` (discarded; it only fills the mechanism's
+#: caches, so it never touches the texts' own streams).
+_WARM_UP_SEED = 0
+
+
+def _perturb_alone(
+    codec: TextCodec,
+    mechanism: Mechanism,
+    text: str,
+    child: np.random.Generator,
+    observe: Observe | None,
+    index: int,
+) -> str:
+    """A text :func:`perturb_texts` hands to the general path (empty, longer than one batch,
+    or holding a refused word): exactly :func:`perturb_text` on it."""
+
+    def replace(ids: np.ndarray) -> np.ndarray:
+        return mechanism.sample(ids, rng=child)
+
+    try:
+        return "".join(codec._whole_texts(iter([text]), replace, 1, observe, None))
+    except UnknownWordError as error:
+        raise UnknownWordError(f"{error.args[0]} (text {index + 1})") from None
 
 
 def perturb_file(

@@ -7,6 +7,8 @@ A mechanism maps word ids to noisy word ids. Every mechanism states its guarante
 
 from __future__ import annotations
 
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -215,9 +217,69 @@ def neighbor_rows(
     space: EmbeddingSpace, words: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbour rows of the distinct ``words`` (each word first) as int64 ids, and their
-    distances recomputed in float64 (the table stores float32)."""
-    table = space.neighbors(width, word_ids=words, progress=False)
-    ids = np.ascontiguousarray(table.rows(words)[0], dtype=np.int64)
-    distances = np.empty(ids.shape)
-    _kernels.row_distances(words, ids, space.vectors, distances)
-    return ids, distances
+    distances recomputed in float64 (the table stores float32).
+
+    Rows are kept per space (:class:`_RowCache`), so that the many small calls of a text
+    loop pay one look-up, not a table query and a parallel kernel launch; a row of a wider
+    width serves a narrower one (exact ranks do not depend on the width).
+    """
+    with _ROW_LOCK:
+        cache = _ROW_CACHES.get(space)
+        if cache is None or cache.width < width or cache.full():
+            cache = _ROW_CACHES[space] = _RowCache(len(space), width)
+        slots = cache.slots[words]
+        missing = slots < 0
+        if missing.any():
+            new_words = words[missing]
+            table = space.neighbors(cache.width, word_ids=new_words, progress=False)
+            ids = np.ascontiguousarray(table.rows(new_words)[0], dtype=np.int64)
+            distances = np.empty(ids.shape)
+            _kernels.row_distances(new_words, ids, space.vectors, distances)
+            slots[missing] = cache.add(new_words, ids, distances)
+        if width == cache.width:
+            return cache.ids[slots].astype(np.int64), cache.distances[slots]
+        return (
+            np.ascontiguousarray(cache.ids[slots, :width], dtype=np.int64),
+            np.ascontiguousarray(cache.distances[slots, :width]),
+        )
+
+
+#: Rows a :class:`_RowCache` holds before it starts over (768 bytes a row at width 64).
+ROW_CACHE_WORDS = 1 << 16
+
+
+class _RowCache:
+    """Neighbour rows of one space at one width: int32 ids and float64 distances, appended as
+    words are first asked for; ``slots[word]`` is the row of ``word`` (-1: not yet)."""
+
+    def __init__(self, n_words: int, width: int) -> None:
+        self.width = width
+        self.slots = np.full(n_words, -1, dtype=np.int64)
+        self.ids = np.empty((0, width), dtype=np.int32)
+        self.distances = np.empty((0, width))
+        self.size = 0
+
+    def full(self) -> bool:
+        return self.size >= ROW_CACHE_WORDS
+
+    def add(self, words: np.ndarray, ids: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """Store the rows of ``words`` (distinct, not yet held); return their slots."""
+        stop = self.size + len(words)
+        if stop > len(self.ids):
+            capacity = max(stop, 2 * len(self.ids), 256)
+            grown_ids = np.empty((capacity, self.width), dtype=np.int32)
+            grown_distances = np.empty((capacity, self.width))
+            grown_ids[: self.size] = self.ids[: self.size]
+            grown_distances[: self.size] = self.distances[: self.size]
+            self.ids, self.distances = grown_ids, grown_distances
+        self.ids[self.size : stop] = ids
+        self.distances[self.size : stop] = distances
+        slots = np.arange(self.size, stop, dtype=np.int64)
+        self.slots[words] = slots
+        self.size = stop
+        return slots
+
+
+#: One row cache per space (dropped with the space).
+_ROW_CACHES: weakref.WeakKeyDictionary[EmbeddingSpace, _RowCache] = weakref.WeakKeyDictionary()
+_ROW_LOCK = threading.RLock()

@@ -206,7 +206,7 @@ def test_truncated_gumbel_kernel_matches_twin(space):
     lower = math.exp(-math.exp(bound / scale))
     width = math.exp(-math.exp(-bound / scale)) - lower
     out = np.empty(400, dtype=np.int64)
-    _kernels.truncated_gumbel_select(
+    _kernels.truncated_gumbel_select_by_logs(
         words.astype(np.int64),
         table.ids.astype(np.int64),
         distances,
@@ -502,3 +502,176 @@ def test_outputs_do_not_depend_on_the_units_of_the_vectors(space, factor):
     ):
         expected = cls(space, epsilon).sample(tokens, rng=0)
         np.testing.assert_array_equal(cls(scaled, epsilon / factor).sample(tokens, rng=0), expected)
+
+
+# ------------------------------------------------------------------ issue 16: low epsilon
+
+
+@pytest.mark.parametrize(
+    ("mechanism_class", "epsilon"),
+    [
+        (dd.ExponentialMechanism, 1.0),
+        (dd.TruncatedExponential, 1.0),
+        (dd.TruncatedExponential, 4.0),
+    ],
+)
+def test_uniform_rejection_kernel_matches_twin(mechanism_class, epsilon):
+    space = dd.synthetic_space(n_words=500, dim=6, n_clusters=4, rng=6)
+    mechanism = mechanism_class(space, epsilon)
+    words = np.arange(0, 500, 7)
+    row_ids, row_distances, reach = mechanism._rows(words)
+    gamma = mechanism._clip()
+    seeds = np.random.default_rng(4).integers(0, 2**63, size=len(words)).view(np.uint64)
+    out = np.empty(len(words), dtype=np.int64)
+    ranges = np.ascontiguousarray(
+        np.stack([np.arange(len(words)), np.arange(1, len(words) + 1)], axis=1)
+    )
+    _kernels.sample_by_uniform_rejection(
+        words,
+        row_ids,
+        row_distances,
+        reach,
+        ranges,
+        np.arange(len(words)),
+        seeds,
+        space.vectors,
+        epsilon / 2,
+        gamma,
+        out,
+    )
+    expected = ref.uniform_rejection(
+        words, row_ids, row_distances, reach, seeds, space.vectors, epsilon, gamma
+    )
+    np.testing.assert_array_equal(out, expected)
+    assert (out != words).mean() > 0.3  # low epsilon: most draws leave the word (and its row)
+
+
+@pytest.fixture(params=[0.0, math.inf], ids=["rejection", "rows"])
+def round_cost(request, monkeypatch):
+    """Force one sampler: a round cost of 0 sends every word to rejection, inf to full rows."""
+    from densitydp.mechanisms import exponential
+
+    monkeypatch.setattr(exponential, "ROUND_COST", request.param)
+    return request.param
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize(
+    ("mechanism_class", "epsilon"),
+    [(dd.ExponentialMechanism, 0.8), (dd.TruncatedExponential, 1.5)],
+)
+def test_low_epsilon_samplers_have_the_exact_law(space, round_cost, mechanism_class, epsilon):
+    mechanism = mechanism_class(space, epsilon)
+    report = check_mechanism(mechanism, word_ids=[3, 150, 299], n_samples=100_000, rng=7)
+    assert report.passed, str(report)
+
+
+def test_low_epsilon_samples_do_not_depend_on_thread_count(space, round_cost):
+    import numba
+
+    words = np.random.default_rng(9).integers(0, 300, 3_000)
+    mechanisms = [dd.ExponentialMechanism(space, 0.8), dd.TruncatedExponential(space, 1.5)]
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append([m.sample(words, rng=2) for m in mechanisms])
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_rejection_is_chosen_by_expected_cost():
+    from densitydp.mechanisms.exponential import ROUND_COST, _rejection_is_cheaper
+
+    n_tokens = np.array([1, 1, 10_000, 1_000])
+    row_mass = np.ones(4)
+    outside_mass = np.array([1.0, 1e6, 1.0, 1e-3])
+    chosen = _rejection_is_cheaper(n_tokens, row_mass, outside_mass, 100_000, 64)
+    expected = n_tokens * (1 + outside_mass / row_mass) * ROUND_COST < 100_064
+    np.testing.assert_array_equal(chosen, expected)
+    assert chosen.tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("scale", [3.0, 400.0])  # exponentials drawn by numpy / inverse CDF
+@pytest.mark.parametrize("serial", [False, True])
+def test_truncated_gumbel_race_kernel_matches_twin(space, scale, serial):
+    generator = np.random.default_rng(13)
+    table = space.neighbors(20, cache=False)
+    words = generator.integers(0, 300, 400)
+    counts = generator.integers(0, 21, 400)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    bound = space.max_distance()
+    ratio = bound / scale
+    span = math.exp(ratio) - math.exp(-ratio)
+    spread = 0.0 if span >= 1.0 else -math.expm1(-span)
+    draws = (
+        generator.standard_exponential(offsets[-1]) % span
+        if spread == 0.0
+        else generator.random(offsets[-1])
+    )
+    distances = np.empty((300, 20))
+    _kernels.row_distances(np.arange(300), table.ids.astype(np.int64), space.vectors, distances)
+    out = np.empty(400, dtype=np.int64)
+    kernel = _kernels.truncated_gumbel_select_serial if serial else _kernels.truncated_gumbel_select
+    kernel(
+        words.astype(np.int64),
+        table.ids.astype(np.int64),
+        np.exp(-distances / scale),
+        counts,
+        offsets,
+        draws,
+        math.exp(-ratio),
+        spread,
+        out,
+    )
+    expected = ref.truncated_gumbel_race(
+        table.ids[words], distances[words], counts, draws, scale, bound, spread
+    )
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.fixture(params=["race", "logs"])
+def gumbel_kernel(request, monkeypatch):
+    from densitydp.mechanisms import gumbel
+
+    monkeypatch.setattr(gumbel, "_KERNEL", request.param)
+    return request.param
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("scale", [2.0, 150.0])  # span >= 1: numpy exponentials; < 1: inverse CDF
+def test_gumbel_race_has_the_exact_law(space, scale, gumbel_kernel):
+    mechanism = dd.TruncatedGumbel(space, scale=scale)
+    ratio = mechanism.max_distance / scale
+    assert (math.exp(ratio) - math.exp(-ratio) >= 1.0) == (scale == 2.0)
+    report = check_mechanism(mechanism, word_ids=[42, 7], n_samples=200_000, rng=21)
+    assert report.passed, str(report)
+    ids, probabilities = mechanism.output_distribution(42)
+    n_samples = 1_000_000
+    counts = np.bincount(mechanism.sample(np.full(n_samples, 42), rng=22), minlength=300)[ids]
+    tolerance = 5 * np.sqrt(probabilities * (1 - probabilities) * n_samples) + 1
+    assert (np.abs(counts - probabilities * n_samples) <= tolerance).all()
+    assert counts.sum() == n_samples
+
+
+def test_gumbel_samples_do_not_depend_on_thread_count_or_call_size(space, monkeypatch):
+    import numba
+
+    from densitydp.mechanisms import gumbel
+
+    mechanism = dd.TruncatedGumbel(space, scale=2.0)
+    words = np.random.default_rng(6).integers(0, 300, 30_000)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads, serial_below in ((1, 20_000), (2, 20_000), (2, 10**9), (1, 0)):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            monkeypatch.setattr(gumbel, "SERIAL_TOKENS", serial_below)
+            results.append(mechanism.sample(words, rng=4))
+    finally:
+        numba.set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)

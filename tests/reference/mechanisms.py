@@ -92,3 +92,62 @@ def rejection(words, row_ids, row_distances, reach, seeds, vectors, epsilon, gam
                 out[i] = candidate
                 break
     return out
+
+
+def uniform_rejection(words, row_ids, row_distances, reach, seeds, vectors, epsilon, gamma):
+    """Twin of ``sample_by_uniform_rejection`` for one token per entry of ``words`` (row ``i``):
+    the envelope proposes any word uniformly at the bound; row words drawn that way are
+    rejected; acceptance as ``min(d, gamma) < min(reach, gamma) - ln(u) / (epsilon / 2)``."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n_words = len(vectors)
+    out = np.empty(len(words), dtype=np.int64)
+    half = epsilon / 2
+    for i, word in enumerate(words):
+        order = np.argsort(row_ids[i])
+        ids = row_ids[i][order]
+        cumulative = np.cumsum(np.exp(-half * np.minimum(row_distances[i][order], gamma)))
+        floor = min(reach[i], gamma)
+        bound = np.exp(-half * floor) if len(ids) < n_words else 0.0
+        grand = cumulative[-1] + n_words * bound
+        state = int(seeds[i])
+        while True:
+            state, u = splitmix64(state)
+            if u * grand < cumulative[-1]:
+                index = np.searchsorted(cumulative, u * grand, side="right")
+                out[i] = ids[min(index, len(ids) - 1)]
+                break
+            state, u = splitmix64(state)
+            candidate = min(int(u * n_words), n_words - 1)
+            if candidate in set(ids.tolist()):
+                continue
+            state, u = splitmix64(state)
+            if u <= 0.0:
+                out[i] = candidate
+                break
+            threshold = floor - np.log(u) / half
+            if threshold > gamma:
+                out[i] = candidate
+                break
+            squared = 0.0
+            for diff in vectors[word] - vectors[candidate]:
+                squared += diff * diff  # the kernel's order of summation
+            if squared < threshold * threshold:
+                out[i] = candidate
+                break
+    return out
+
+
+def truncated_gumbel_race(candidate_ids, candidate_distances, counts, draws, scale, bound, spread):
+    """Twin of ``truncated_gumbel_select`` (rows already per token): the largest
+    ``(L + E) * exp(-d / scale)``, ``L = exp(-bound / scale)``; ``E`` is ``draws`` itself
+    (``spread == 0``) or ``-log1p(-u * spread)``."""
+    low = np.exp(-bound / scale)
+    out = np.empty(len(counts), dtype=np.int64)
+    start = 0
+    for i, count in enumerate(counts):
+        drawn = draws[start : start + count]
+        race = low + drawn if spread == 0 else low - np.log1p(-spread * drawn)
+        keys = race * np.exp(-candidate_distances[i, :count] / scale)
+        out[i] = candidate_ids[i, int(np.argmax(keys))] if count else candidate_ids[i, 0]
+        start += count
+    return out

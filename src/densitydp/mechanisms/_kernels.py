@@ -104,8 +104,154 @@ def sample_by_rejection(
                     break
 
 
+@jit
+def _in_sorted(sorted_ids, value):
+    """Whether ``value`` is in the increasing array ``sorted_ids`` (binary search)."""
+    index = np.searchsorted(sorted_ids, value)
+    return index < sorted_ids.shape[0] and sorted_ids[index] == value
+
+
+@parallel_jit
+def sample_by_uniform_rejection(
+    words,
+    row_ids,
+    row_distances,
+    reach,
+    ranges,
+    token_order,
+    seeds,
+    vectors,
+    half_epsilon,
+    gamma,
+    out,
+):
+    """The law of :func:`sample_by_rejection` with a cheaper proposal round.
+
+    Target ``P(y) ~ w(y) = exp(-half_epsilon * min(d(w, y), gamma))``. Envelope: the row words
+    with their exact weights (total ``R``) plus *every* word ``y`` of the vocabulary with the
+    weight ``bound = exp(-half_epsilon * min(reach[t], gamma))`` (mass ``n_words * bound``).
+    A draw from the uniform part is a word of the row with probability ``width / n_words``: its
+    outside weight is 0 and it is rejected; any other word has ``w(y) <= bound`` (it is at least
+    ``reach[t]`` away) and is accepted with probability ``w(y) / bound``. The accepted draw has
+    exactly the target law (rejection sampling from an envelope that dominates the target).
+
+    The acceptance ``u * bound < w(y)`` is decided as ``min(d, gamma) < t`` with
+    ``t = min(reach, gamma) - ln(u) / half_epsilon``: when ``t > gamma`` every word is accepted
+    without its distance; otherwise the squared distance is summed coordinate by coordinate and
+    the word is rejected as soon as the partial sum reaches ``t^2`` (a partial sum of squares
+    is a lower bound of the whole). Token ``i`` draws from its own SplitMix64 stream seeded by
+    ``seeds[i]`` (up to three uniforms per round): results do not depend on the thread count.
+    """
+    n_words = vectors.shape[0]
+    width = row_ids.shape[1]
+    dim = vectors.shape[1]
+    for t in prange(words.shape[0]):
+        order = np.argsort(row_ids[t])
+        sorted_ids = row_ids[t][order]
+        cumulative = np.empty(width)
+        total = 0.0
+        for c in range(width):
+            total += math.exp(-half_epsilon * min(row_distances[t, order[c]], gamma))
+            cumulative[c] = total
+        floor = min(reach[t], gamma)
+        bound = math.exp(-half_epsilon * floor) if width < n_words else 0.0
+        grand = total + n_words * bound
+        query = vectors[words[t]].astype(np.float64)
+        for position in range(ranges[t, 0], ranges[t, 1]):
+            token = token_order[position]
+            state = seeds[token]
+            while True:
+                state, u = splitmix64(state)
+                target = u * grand
+                if target < total:
+                    index = np.searchsorted(cumulative, target, side="right")
+                    out[token] = sorted_ids[min(index, width - 1)]
+                    break
+                state, u = splitmix64(state)
+                candidate = min(int(u * n_words), n_words - 1)
+                if _in_sorted(sorted_ids, candidate):
+                    continue
+                state, u = splitmix64(state)
+                if u <= 0.0:
+                    out[token] = candidate
+                    break
+                threshold = floor - math.log(u) / half_epsilon
+                if threshold > gamma:
+                    out[token] = candidate
+                    break
+                limit = threshold * threshold
+                vector = vectors[candidate]
+                partial = 0.0
+                for j in range(dim):
+                    diff = query[j] - np.float64(vector[j])
+                    partial += diff * diff
+                    if partial >= limit:
+                        break
+                if partial < limit:
+                    out[token] = candidate
+                    break
+
+
+@jit
+def _race_select(i, token_rows, candidate_ids, weights, counts, offsets, draws, low, spread):
+    """Token ``i`` of :func:`truncated_gumbel_select`: the chosen candidate id."""
+    row = token_rows[i]
+    best = -1.0
+    chosen = 0
+    start = offsets[i]
+    for j in range(counts[i]):
+        if spread > 0.0:  # draws are uniforms: the truncated exponential by inverse CDF
+            race = low - math.log1p(-spread * draws[start + j])
+        else:  # draws are already exponentials truncated to [0, U - L]
+            race = low + draws[start + j]
+        key = race * weights[row, j]
+        if key > best:
+            best = key
+            chosen = j
+    return candidate_ids[row, chosen]
+
+
 @parallel_jit
 def truncated_gumbel_select(
+    token_rows, candidate_ids, weights, counts, offsets, draws, low, spread, out
+):
+    """Truncated Gumbel kNN selection for each token, as a race of truncated exponentials.
+
+    The law of :func:`truncated_gumbel_select_by_logs`: noise ``N ~ Gumbel(0, b)`` truncated to
+    ``[-D, D]`` is ``N = -b ln X`` with ``X = exp(-N / b)``; ``P(X > x) = P(N < -b ln x) =
+    exp(-x)``, so ``X ~ Exp(1)`` truncated to ``[L, U] = [e^(-D/b), e^(D/b)]``, i.e. (the
+    exponential law is memoryless) ``X = L + E`` with ``E ~ Exp(1)`` truncated to
+    ``[0, U - L]``. Then ``d_j + N_j = d_j - b ln X_j`` is smallest exactly where
+    ``X_j * exp(-d_j / b)`` is largest (``ln`` is increasing), so the argmin of the noisy
+    distances is the argmax of ``X_j * weights[row, j]`` with ``weights = exp(-distances / b)``
+    (the earlier rank on a tie, as there).
+
+    ``E`` comes in ``draws``: with ``spread > 0`` they are uniforms and
+    ``E = -log1p(-u * spread)``, ``spread = 1 - e^-(U - L)`` (inverse CDF); with ``spread = 0``
+    they are the exponentials themselves (drawn and truncated by the caller). The caller uses
+    this kernel only when ``D / b <= 300``, so that every weight and key is a normal float64.
+    Token ``i`` has ``counts[i]`` candidates and the draws ``draws[offsets[i]:]``;
+    ``counts[i] <= 1`` returns the word itself.
+    """
+    for i in prange(token_rows.shape[0]):
+        out[i] = _race_select(
+            i, token_rows, candidate_ids, weights, counts, offsets, draws, low, spread
+        )
+
+
+@jit
+def truncated_gumbel_select_serial(
+    token_rows, candidate_ids, weights, counts, offsets, draws, low, spread, out
+):
+    """:func:`truncated_gumbel_select` in one thread (small calls: no parallel launch)."""
+    for i in range(token_rows.shape[0]):
+        out[i] = _race_select(
+            i, token_rows, candidate_ids, weights, counts, offsets, draws, low, spread
+        )
+
+
+@parallel_jit
+def truncated_gumbel_select_by_logs(
     token_rows,
     candidate_ids,
     candidate_distances,
@@ -118,7 +264,9 @@ def truncated_gumbel_select(
     bound,
     out,
 ):
-    """Truncated Gumbel kNN selection for each token.
+    """Truncated Gumbel kNN selection for each token, two logarithms per candidate (the kernel
+    before issue 16, kept for the benchmark and for scales where :func:`truncated_gumbel_select`
+    does not apply).
 
     Token ``i`` has ``counts[i]`` candidates (row ``token_rows[i]`` of the candidate arrays, the
     word itself first). Each gets Gumbel(0, scale) noise truncated to ``[-bound, bound]``, drawn
@@ -168,11 +316,29 @@ def decode_in_rows(points, rows, table_ids, vectors, out):
 
 @parallel_jit
 def row_distances(words, candidate_ids, vectors, out):
-    """Exact float64 distances from each word to the candidates of its row."""
+    """Exact float64 distances from each word to the candidates of its row.
+
+    Each distance is summed over the coordinates in order (the sums of
+    :func:`squared_distance`, bit for bit); the candidates of a row are gathered coordinate-major
+    first, so that the loop over candidates runs in SIMD lanes.
+    """
+    width = candidate_ids.shape[1]
+    dim = vectors.shape[1]
     for t in prange(words.shape[0]):
         query = vectors[words[t]].astype(np.float64)
-        for j in range(candidate_ids.shape[1]):
-            out[t, j] = math.sqrt(squared_distance(query, vectors[candidate_ids[t, j]]))
+        gathered = np.empty((dim, width))
+        for j in range(width):
+            vector = vectors[candidate_ids[t, j]]
+            for k in range(dim):
+                gathered[k, j] = vector[k]
+        totals = np.zeros(width)
+        for k in range(dim):
+            q = query[k]
+            for j in range(width):
+                diff = q - gathered[k, j]
+                totals[j] += diff * diff
+        for j in range(width):
+            out[t, j] = math.sqrt(totals[j])
 
 
 @parallel_jit

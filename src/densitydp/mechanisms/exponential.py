@@ -14,9 +14,34 @@ from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, group_toke
 
 __all__ = ["ExponentialMechanism"]
 
-#: Rows are sampled by rejection when the outside words' proposal mass is at most this many
-#: times the row's own mass (acceptance >= 1 / (1 + ratio)); otherwise full distance rows.
+#: Cost of one proposal round of the rejection sampler, in units of the cost of one entry of a
+#: full distance row (a float64 distance, its weight and its cumulative sum). Measured by
+#: ``benchmarks/bench_exponential_rows.py`` on GloVe (about 150 ns a round against about 8 ns an
+#: entry); it only chooses between two exact samplers, never changes the law.
+ROUND_COST = 20.0
+
+#: The rule before issue 16 (``_RULE = "ratio"``, kept for the benchmark): rejection when the
+#: outside words' proposal mass is at most this many times the row's own mass.
 REJECTION_RATIO = 4.0
+_RULE = "cost"
+
+
+def _rejection_is_cheaper(
+    n_tokens: np.ndarray,
+    row_mass: np.ndarray,
+    outside_mass: np.ndarray,
+    n_words: int,
+    width: int,
+) -> np.ndarray:
+    """Per distinct word: whether rejection from its neighbour row costs less than a full row.
+
+    A token needs on average ``(row_mass + outside_mass) / total`` proposal rounds (``total`` the
+    word's true weight sum, at least ``row_mass``), so ``n_tokens * (1 + outside_mass /
+    row_mass) * ROUND_COST`` bounds the expected cost of the word's tokens by rejection; a full
+    row costs ``n_words`` entries. The smaller wins; both samplers are exact.
+    """
+    rounds = 1.0 + outside_mass / row_mass
+    return n_tokens * rounds * ROUND_COST < n_words + width
 
 
 class ExponentialMechanism(Mechanism):
@@ -35,12 +60,26 @@ class ExponentialMechanism(Mechanism):
     ``epsilon * d(w, w'')``. Distances are computed in float64.
 
     Sampling is exact and has the law of Gumbel-max sampling without its ``O(V)`` cost per token.
-    Per distinct input word (a numba task): when the words beyond its 64 exact nearest
-    neighbours carry little weight (at most ``exp(-epsilon d_64 / 2)`` each), rejection sampling
-    from the neighbour row (outside words proposed uniformly at that bound and accepted with
-    probability ``weight / bound``); otherwise one float64 distance row over the whole
-    vocabulary (BLAS) and inverse-CDF sampling. Each token draws from its own stream seeded by
-    ``rng``.
+    Tokens are grouped by distinct input word; each word takes one of two exact samplers (numba,
+    parallel over words), chosen by expected cost:
+
+    * *rejection from the neighbour row*: the word's 64 exact nearest neighbours with their
+      weights, plus every word of the vocabulary proposed uniformly at the bound
+      ``exp(-epsilon d_64 / 2)`` (no word outside the row is nearer than ``d_64``); a row word
+      drawn that way is rejected, any other accepted with probability ``weight / bound``. A
+      token needs on average at most ``1 + outside / row`` rounds (``row`` the row's weight,
+      ``outside = V exp(-epsilon d_64 / 2)``), each one uniform draw and at most one exact
+      distance (summed coordinate by coordinate, stopped as soon as it decides);
+    * *a full row*: one exact float64 distance row over the vocabulary (BLAS) turned into a
+      cumulative weight table that serves all of the word's tokens by binary search.
+
+    The rule: rejection when ``n_tokens * (1 + outside / row) * ROUND_COST < V + 64``
+    (:data:`ROUND_COST`, a round's cost in row entries, measured). Words with few tokens at low
+    epsilon take rejection, very frequent words full rows. *Memory*: full rows are built in
+    blocks of at most ``B = max(1, 2^24 // V)`` rows, so at most ``B`` rows of ``V`` float64
+    (128 MB) are alive, plus ``24 V`` bytes of scratch per thread; rejection needs only the
+    ``64``-wide rows. Each token draws from its own stream seeded by ``rng`` (a SplitMix64 seed,
+    or uniforms drawn up front), so results do not depend on the number of threads.
 
     References
     ----------
@@ -90,13 +129,19 @@ class ExponentialMechanism(Mechanism):
         clipped = np.minimum(row_distances, gamma)
         with np.errstate(over="ignore"):  # an overflowing exponent is a weight of exactly 0
             row_mass = np.exp(-half_epsilon * clipped).sum(axis=1)
-            outside_mass = (len(self.space) - row_ids.shape[1]) * np.exp(
-                -half_epsilon * np.minimum(reach, gamma)
+            outside_mass = len(self.space) * np.exp(-half_epsilon * np.minimum(reach, gamma))
+        if _RULE == "ratio":  # the rule (and the rejection kernel) before issue 16
+            old_outside = outside_mass * (1.0 - row_ids.shape[1] / len(self.space))
+            by_rows = old_outside <= REJECTION_RATIO * row_mass
+            kernel = _kernels.sample_by_rejection
+        else:
+            by_rows = _rejection_is_cheaper(
+                np.diff(starts), row_mass, outside_mass, len(self.space), row_ids.shape[1]
             )
-        by_rows = outside_mass <= REJECTION_RATIO * row_mass
+            kernel = _kernels.sample_by_uniform_rejection
         if by_rows.any():
             slots = np.flatnonzero(by_rows)
-            _kernels.sample_by_rejection(
+            kernel(
                 words[slots],
                 row_ids[slots],
                 row_distances[slots],

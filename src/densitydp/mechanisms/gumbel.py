@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,13 @@ OMITTED_MASS = 1e-15
 QUADRATURE_NODES = 24
 #: Tokens per batch of random draws (bounds memory on large corpora).
 BATCH_TOKENS = 1 << 20
+#: Calls with fewer tokens run the selection in one thread (a parallel launch costs more).
+SERIAL_TOKENS = 20_000
+#: Largest ``max_distance / scale`` for the exponential-race kernel: keys and weights stay
+#: normal float64 numbers (>= e^-600); beyond it, the two-logarithm kernel.
+RACE_MAX_RATIO = 300.0
+#: ``"race"``, or ``"logs"`` for the kernel and row width before issue 16 (benchmark only).
+_KERNEL = "race"
 
 
 class TruncatedGumbel(Mechanism):
@@ -70,9 +78,17 @@ class TruncatedGumbel(Mechanism):
     the all-pairs neighbour pass once (about 3 minutes for the 400,000 GloVe words), then it is
     read from the on-disk cache.
 
-    Sampling runs in numba over the exact neighbour rows of the distinct input words, parallel
-    over tokens; randomness is drawn by numpy per batch of tokens. A draw needing more
-    candidates than the row holds gets exact wider rows, never a silent truncation.
+    Sampling runs in numba over the exact neighbour rows of the distinct input words (as wide
+    as the largest count of the batch; a draw needing more candidates than the cached table
+    holds gets exact wider rows, never a silent truncation), parallel over tokens, in one
+    thread below :data:`SERIAL_TOKENS` tokens; randomness is drawn by numpy per batch of
+    tokens, so results do not depend on the number of threads. The count is drawn by inverse
+    CDF of the truncated Poisson law; the noise as an *exponential race* of the same law: with
+    ``X = exp(-N / b)``, a Gumbel(0, ``b``) variable truncated to ``[-D, D]`` is ``-b ln X`` with
+    ``X ~ Exp(1)`` truncated to ``[e^(-D/b), e^(D/b)]``, and the smallest ``d_j - b ln X_j`` is
+    the largest ``X_j exp(-d_j / b)`` (see ``_kernels.truncated_gumbel_select``): one multiply
+    per candidate instead of two logarithms. For ``D / b`` above :data:`RACE_MAX_RATIO` the
+    two-logarithm inverse-CDF kernel is used.
     """
 
     exact = True
@@ -177,6 +193,57 @@ class TruncatedGumbel(Mechanism):
 
     def _sample_batch(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         n_words = len(self.space)
+        ratio = self.max_distance / self.scale
+        if _KERNEL == "logs" or not ratio <= RACE_MAX_RATIO:
+            return self._sample_batch_by_logs(word_ids, generator)
+        # counts by inverse CDF of the truncated Poisson law (the law of truncated_poisson)
+        cdf = self._count_cdf
+        counts = np.searchsorted(cdf, generator.random(len(word_ids)), side="right")
+        np.minimum(counts, n_words - 1, out=counts)
+        width = min(n_words, max(1, int(counts.max())))  # only the candidates some token needs
+        words, inverse = _distinct(word_ids, n_words)
+        ids, distances = self._candidate_rows(words, width)
+        offsets = np.zeros(len(word_ids) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        low = math.exp(-ratio)
+        span = math.exp(ratio) - low  # U - L: E ~ Exp(1) truncated to [0, span]
+        if span >= 1.0:  # exponentials, the few above span drawn again (P <= e^-1 each)
+            draws = generator.standard_exponential(int(offsets[-1]))
+            above = np.flatnonzero(draws > span)
+            while above.size:
+                draws[above] = generator.standard_exponential(above.size)
+                above = above[draws[above] > span]
+            spread = 0.0
+        else:  # a narrow window: inverse CDF in the kernel
+            draws = generator.random(int(offsets[-1]))
+            spread = -math.expm1(-span)
+        with np.errstate(under="ignore"):
+            weights = np.exp(-distances / self.scale)
+        out = np.empty(len(word_ids), dtype=np.int64)
+        kernel = (
+            _kernels.truncated_gumbel_select_serial
+            if len(word_ids) < SERIAL_TOKENS
+            else _kernels.truncated_gumbel_select
+        )
+        kernel(inverse, ids, weights, counts, offsets, draws, low, spread, out)
+        return out
+
+    @cached_property
+    def _count_cdf(self) -> np.ndarray:
+        """Cumulative law of the truncated Poisson count, cut after its first entry equal to 1
+        (the later counts have float64 probability 0 for a uniform in [0, 1))."""
+        if self.poisson_mean == 0.0:
+            return np.ones(1)
+        cdf = np.cumsum(_truncated_law(self.poisson_mean, len(self.space) - 1))
+        cdf /= cdf[-1]
+        return cdf[: int(np.searchsorted(cdf, 1.0, side="left")) + 1]
+
+    def _sample_batch_by_logs(
+        self, word_ids: np.ndarray, generator: np.random.Generator
+    ) -> np.ndarray:
+        """The sampler before issue 16 (kept for the benchmark, and for ``D / b`` above
+        :data:`RACE_MAX_RATIO`): two logarithms per candidate."""
+        n_words = len(self.space)
         counts = truncated_poisson(self.poisson_mean, n_words - 1, len(word_ids), generator)
         width = min(n_words, max(TABLE_K, int(counts.max())))
         words, inverse = np.unique(word_ids, return_inverse=True)
@@ -185,7 +252,7 @@ class TruncatedGumbel(Mechanism):
         np.cumsum(counts, out=offsets[1:])
         uniforms = generator.random(int(offsets[-1]))
         out = np.empty(len(word_ids), dtype=np.int64)
-        _kernels.truncated_gumbel_select(
+        _kernels.truncated_gumbel_select_by_logs(
             inverse.astype(np.int64),
             ids,
             distances,
@@ -275,6 +342,19 @@ class TruncatedGumbel(Mechanism):
             log_tail = log_upper + np.log1p(-np.exp(np.minimum(log_beyond - log_upper, 0.0)))
         bound = np.minimum(log_tail - log_normaliser, 0.0)
         return np.where(closer == 0, 0.0, bound)
+
+
+def _distinct(word_ids: np.ndarray, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(words, inverse)`` as ``np.unique(word_ids, return_inverse=True)`` (int64 inverse); by
+    counting over the vocabulary when the call is long against it (no sort)."""
+    if len(word_ids) * 4 < n_words:
+        words, inverse = np.unique(word_ids, return_inverse=True)
+        return words, inverse.astype(np.int64)
+    present = np.bincount(word_ids, minlength=n_words)
+    words = np.flatnonzero(present)
+    position = np.empty(n_words, dtype=np.int64)
+    position[words] = np.arange(len(words))
+    return words, position[word_ids]
 
 
 def _gumbel_cdf(x: Any, scale: float) -> Any:

@@ -261,6 +261,9 @@ class TextCodec:
         self._ids = _IdMemo(vocabulary)
         self._styles = _StyleMemo()
         self._rendered = [_RenderMemo(vocabulary, style) for style in range(8)]
+        # the batch path's memos: piece -> 8 * id + style (-1 unknown); 8 * id + style -> output
+        self._codes = _CodeMemo(self._ids, self._styles)
+        self._outputs = _OutputMemo(self._rendered, self.mask_token)
 
     def __repr__(self) -> str:
         mask = f", mask_token={self.mask_token!r}" if self.unknown == "mask" else ""
@@ -483,7 +486,7 @@ class TextCodec:
         if self.unknown == "drop":
             yield from self._stream_general(fragments, replace, batch_lines, label, observe)
             return
-        split, memo, first = self._regex.split, self._ids, 0
+        split, memo, first = self._regex.split, self._codes, 0
         while chunk := list(itertools.islice(fragments, batch_lines)):
             texts = [part for part, _ in chunk]
             pieces = [split(text) for text in texts]
@@ -497,29 +500,30 @@ class TextCodec:
             if simple:
                 if len(memo) > _MEMO_LIMIT:
                     memo.clear()
-                every = np.fromiter(
+                codes = np.fromiter(
                     map(memo.__getitem__, itertools.chain.from_iterable(p[1::2] for p in pieces)),
                     dtype=np.int64,
                     count=n_words,
                 )
-                simple = self.unknown != "error" or not (every < 0).any()
+                simple = self.unknown != "error" or not (codes < 0).any()
             if not simple:  # the general path from here on (it also names a refused word)
                 rest = itertools.chain(chunk, fragments)
                 yield from self._stream_general(rest, replace, batch_lines, label, observe, first)
                 return
             first += len(chunk)
-            yield from self._map_batch(pieces, sizes, every, replace, observe)
+            yield from self._map_batch(pieces, sizes, codes, replace, observe)
 
     def _map_batch(
         self,
         pieces: list[list[str]],
         sizes: list[int],
-        every: np.ndarray,
+        codes: np.ndarray,
         replace: Replace,
         observe: Observe | None,
     ) -> Iterator[tuple[str, bool]]:
-        """One batch of whole texts (their pieces, words per text and every word's id): one
-        ``replace`` call, then each text's output."""
+        """One batch of whole texts (their pieces, words per text and every word's code, see
+        :class:`_CodeMemo`): one ``replace`` call, then each text's output."""
+        every = codes >> 3  # the ids (-1 stays -1)
         known = every >= 0
         flat = every[known]
         mapped = self._checked_ids(np.asarray(replace(flat)) if flat.size else flat, flat)
@@ -536,14 +540,21 @@ class TextCodec:
             observe(encoded, flat, mapped, np.diff(seen[bounds]), np.ones(len(sizes), bool))
         new = every.copy()
         new[known] = mapped
-        templates = itertools.chain.from_iterable(p[1::2] for p in pieces)
-        words = self._render_words(templates, every.tolist(), new.tolist())
+        if self.keep_spelling:
+            templates = itertools.chain.from_iterable(p[1::2] for p in pieces)
+            words = self._render_words(templates, every.tolist(), new.tolist())
+        else:  # every known word written from (new id, style): one memo look-up each
+            keys = np.where(known, (new << 3) | (codes & 7), -1)
+            words = list(map(self._outputs.__getitem__, keys.tolist()))
+            if self.unknown != "mask" and not known.all():  # unknown words kept as they are
+                inputs = list(itertools.chain.from_iterable(p[1::2] for p in pieces))
+                for position in np.flatnonzero(~known).tolist():
+                    words[position] = inputs[position]
         first = 0
         for piece_list, size in zip(pieces, sizes, strict=True):
-            out: list[str | None] = list(piece_list)
-            out[1::2] = words[first : first + size]
+            piece_list[1::2] = words[first : first + size]  # type: ignore[assignment]
             first += size
-            yield "".join(out), True  # type: ignore[arg-type]
+            yield "".join(piece_list), True
 
     def _stream_general(
         self,
@@ -798,6 +809,37 @@ class _StyleMemo(dict[str, int]):
         )
         style = self[template] = code + 4 * decomposed
         return style
+
+
+class _CodeMemo(dict[str, int]):
+    """``memo[piece]``: ``8 * id + style`` of a word piece (its id and its
+    :class:`_StyleMemo` style in one int), -1 when it is not in the vocabulary."""
+
+    def __init__(self, ids: _IdMemo, styles: _StyleMemo) -> None:
+        super().__init__()
+        self._ids, self._styles = ids, styles
+
+    def __missing__(self, word: str) -> int:
+        found = self._ids[word]
+        code = self[word] = (found << 3) | self._styles[word] if found >= 0 else -1
+        return code
+
+
+class _OutputMemo(dict[int, str]):
+    """``memo[8 * id + style]``: the output spelling of word ``id`` in ``style``; ``memo[-1]``
+    is the mask token."""
+
+    def __init__(self, rendered: list[_RenderMemo], mask_token: str) -> None:
+        super().__init__()
+        self._rendered, self._mask = rendered, mask_token
+        self[-1] = mask_token
+
+    def __missing__(self, key: int) -> str:
+        if len(self) > _MEMO_LIMIT:
+            self.clear()
+            self[-1] = self._mask
+        word = self[key] = self._rendered[key & 7][key >> 3]
+        return word
 
 
 class _RenderMemo(dict[int, str]):

@@ -1586,9 +1586,10 @@ def perturb_texts(
     ...)`` with ``children = numpy.random.default_rng(rng).spawn(len(texts))`` (the same
     options; an empty text gives ``""``), so each output depends on its text, its index and the
     seed only, never on the other texts or on ``batch_size``. The work shared by the texts is
-    done once per batch of ``batch_size`` texts: tokenising, vocabulary look-ups, the
-    mechanism's neighbour rows for every distinct word of the batch, and rebuilding the
-    outputs; what is left per text is one ``mechanism.sample`` call on its own words.
+    done once per batch of ``batch_size`` texts: tokenising, vocabulary look-ups, the exact
+    neighbour rows of every distinct word of the batch (one query, for the mechanisms of this
+    package that sample from them), and rebuilding the outputs; what is left per text is one
+    ``mechanism.sample`` call on its own words.
 
     Parameters
     ----------
@@ -1666,8 +1667,8 @@ def _perturb_each(
         count=sum(sizes),
     )
     known = every >= 0
-    if known.any():  # every distinct word's rows (whatever the mechanism keeps) fetched once
-        mechanism.sample(np.unique(every[known]), rng=_WARM_UP_SEED)
+    if known.any():
+        _warm_up(mechanism, np.unique(every[known]))
     bounds = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(sizes, out=bounds[1:])
     starts = bounds.tolist()
@@ -1704,9 +1705,18 @@ def _perturb_each(
     return outputs
 
 
-#: The warm-up draw of :func:`perturb_texts` (discarded; it only fills the mechanism's
-#: caches, so it never touches the texts' own streams).
-_WARM_UP_SEED = 0
+def _warm_up(mechanism: Mechanism, words: np.ndarray) -> None:
+    """Fetch the exact neighbour rows of ``words`` in one query, for the mechanisms that
+    sample from them (the rows are exact: only the time changes, never an output)."""
+    from .mechanisms.base import TABLE_K, neighbor_rows
+    from .mechanisms.exponential import ExponentialMechanism
+    from .mechanisms.gumbel import TruncatedGumbel
+    from .mechanisms.laplace import MultivariateLaplace
+
+    if isinstance(mechanism, (ExponentialMechanism, TruncatedGumbel, MultivariateLaplace)):
+        space = mechanism.space
+        width = max(TABLE_K, int(getattr(mechanism, "table_k", 0)))
+        neighbor_rows(space, words, min(len(space), width))
 
 
 def _perturb_alone(

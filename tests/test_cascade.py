@@ -33,7 +33,7 @@ def test_kernel_matches_numpy_twin(space, noise):
     no_seeds = np.zeros((len(points), 0), dtype=np.int64)
     best, status = _cascade.search(cascade, queries, slack, no_seeds)
     twin_best, twin_status = reference.search(
-        queries, slack, reference.words_of(cascade), _cascade.RELATIVE
+        queries, slack, reference.words_of(cascade), cascade.relative
     )
     np.testing.assert_array_equal(best, twin_best)
     np.testing.assert_array_equal(status, twin_status)

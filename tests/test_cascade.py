@@ -134,3 +134,14 @@ def test_glove_slice_matches_the_exact_search(glove_top):
         ids, decided = _cascade.nearest(mechanism._cascade(), points)
         assert decided.mean() > 0.99
         np.testing.assert_array_equal(ids[decided], out[decided])
+
+
+def test_pickled_mechanism_leaves_the_cascade_behind(space):
+    import pickle
+
+    mechanism = dd.MultivariateLaplace(space, 1.0, table_k=4)
+    first = mechanism.sample(np.arange(50), rng=3)
+    assert mechanism._cascade() is not None
+    copy = pickle.loads(pickle.dumps(mechanism))
+    assert copy._search == {}
+    np.testing.assert_array_equal(copy.sample(np.arange(50), rng=3), first)

@@ -82,6 +82,12 @@ class MultivariateLaplace(Mechanism):
     def _parameters(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "table_k": self.table_k}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the cascade's rotated words (4 bytes per word and coordinate) are rebuilt, not shipped
+        state = self.__dict__.copy()
+        state["_search"] = {}
+        return state
+
     def privacy_bound(self) -> PrivacyBound:
         return PrivacyBound(
             "metric", self.epsilon, 0.0, f"exact nearest-word decoding; {IDEAL_ARITHMETIC}"

@@ -315,13 +315,18 @@ def exact_search(
 
     starts = range(0, n_queries, _ROW_BLOCK)
     workers = max(1, min(numba.get_num_threads(), len(starts)))
-    with (
-        _progress(n_queries, desc, progress) as bar,
-        threadpool_limits(limits=1, user_api="blas"),
-        ThreadPoolExecutor(max_workers=workers) as pool,
-    ):
-        for rows in pool.map(search_block, starts):
-            bar.update(rows)
+    if workers == 1:  # one block (a few new words): inline, BLAS keeps its own threads
+        with _progress(n_queries, desc, progress) as bar:
+            for start in starts:
+                bar.update(search_block(start))
+    else:
+        with (
+            _progress(n_queries, desc, progress) as bar,
+            threadpool_limits(limits=1, user_api="blas"),
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
+            for rows in pool.map(search_block, starts):
+                bar.update(rows)
 
     failed = np.flatnonzero(~certified)
     if failed.size:

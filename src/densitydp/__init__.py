@@ -4,6 +4,8 @@ Fast exact mechanisms (numba), KDE priors, Metropolis–Hastings chains diagnose
 empirical privacy audits, over word-embedding spaces.
 """
 
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -204,6 +206,20 @@ __all__ = [
     "testing",
     "tokenize",
 ]
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``densitydp.audit`` is the function :func:`audit`, also after
+    the submodule of the same name is imported (the import system then sets the package's
+    attribute to the submodule; with lazy names nothing would set it back)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "audit" and isinstance(value, types.ModuleType):
+            value = value.audit  # the submodule finished executing: its function exists
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:

@@ -50,7 +50,7 @@ def plausible_deniability(
     >>> space = dd.synthetic_space(n_words=100, dim=3, n_clusters=2, rng=0)
     >>> table = dd.plausible_deniability(dd.ExponentialMechanism(space, 50.0), [0, 1], rng=0)
     >>> table[["word_id", "N_w", "S_w"]].to_numpy().tolist()
-    [[0.0, 1.0, 1.0], [1.0, 0.61, 27.0]]
+    [[0.0, 0.999, 2.0], [1.0, 0.586, 26.0]]
     """
     import pandas as pd
 

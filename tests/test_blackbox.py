@@ -96,11 +96,21 @@ def test_words_outside_the_space_are_outputs_with_their_own_labels(space):
     def sometimes_foreign(words):
         return [w if i % 2 else "<redacted>" for i, w in enumerate(words)]
 
+    from densitydp.audit.blackbox import output_words
+
+    mechanism = dd.as_mechanism(sometimes_foreign, space=space)
+    draws = mechanism.sample([0, 1, 0, 1], rng=0)  # positions 0 and 2 come back redacted
+    assert draws[0] == draws[2] == len(space) and draws[1] == 1 and draws[3] == 1
+    assert output_words(mechanism, draws[0]) == "<redacted>"
+    table = dd.plausible_deniability(sometimes_foreign, [0], n_samples=10, space=space)
+    assert table["S_w"].iloc[0] == 2 and table["N_w"].iloc[0] == 0.5  # itself and the label
     report = dd.audit(
         sometimes_foreign, space=space, claim=dd.PrivacyBound("pure", 1.0), pairs=[(0, 1)],
         n_samples=400, rng=0,
     )  # fmt: skip
-    assert "<redacted>" in report.table["event"].iloc[0] or report.table["eps_lower"].iloc[0] >= 0
+    # M(0) = c00w0009 never happens under 1 (each is itself half the time): the event names
+    # a word, and the redacted label is only ever shared
+    assert report.table["event"].iloc[0] in ("M(c00w0009) = c00w0009", "M(c02w0042) = c02w0042")
     with pytest.raises(ValueError, match="outside the space"):
         dd.semantic_similarity(sometimes_foreign, [0], n_samples=4, space=space)
 
@@ -432,7 +442,7 @@ def test_samples_for_power_has_the_stated_power():
     noncentrality = 4 * n * 0.05**2
     critical = stats.chi2.isf(0.01, 9)
     assert stats.ncx2.sf(critical, 9, noncentrality) >= 0.9
-    assert stats.ncx2.sf(critical, 9, 4 * (n - 2) * 0.05**2) < 0.9
+    assert stats.ncx2.sf(critical, 9, 4 * (n - 1) * 0.05**2) < 0.9  # the smallest such n
     assert math.isinf(samples_for_power(0.05, 1, 0.01))
 
 

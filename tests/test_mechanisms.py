@@ -131,33 +131,32 @@ def test_row_sampler_is_used_and_matches_twin(mechanism_class, epsilon):
     space = dd.synthetic_space(n_words=2_000, dim=8, n_clusters=6, rng=5)
     mechanism = mechanism_class(space, epsilon)
     words = np.arange(0, 2_000, 37)
-    row_ids, row_distances, reach = mechanism._rows(words)
+    _, row_distances, reach = mechanism._rows(words)
     gamma = mechanism._clip()
     row_mass = np.exp(-epsilon / 2 * np.minimum(row_distances, gamma)).sum(axis=1)
     outside = (2_000 - 64) * np.exp(-epsilon / 2 * np.minimum(reach, gamma))
     assert (outside <= 4.0 * row_mass).mean() > 0.8  # most words take the row sampler
-    seeds = np.random.default_rng(2).integers(0, 2**63, size=len(words)).view(np.uint64)
+    _assert_rejection_kernel_matches_twin(
+        _kernels.sample_by_rejection, ref.rejection, mechanism, words, seed=2
+    )
+
+
+def _assert_rejection_kernel_matches_twin(kernel, twin, mechanism, words, *, seed):
+    """One draw per word from a row rejection kernel, against its numpy twin; returns it."""
+    row_ids, row_distances, reach = mechanism._rows(words)
+    gamma, vectors = mechanism._clip(), mechanism.space.vectors
+    seeds = np.random.default_rng(seed).integers(0, 2**63, size=len(words)).view(np.uint64)
     out = np.empty(len(words), dtype=np.int64)
     ranges = np.ascontiguousarray(
         np.stack([np.arange(len(words)), np.arange(1, len(words) + 1)], axis=1)
     )
-    _kernels.sample_by_rejection(
-        words,
-        row_ids,
-        row_distances,
-        reach,
-        ranges,
-        np.arange(len(words)),
-        seeds,
-        space.vectors,
-        epsilon / 2,
-        gamma,
-        out,
-    )
-    expected = ref.rejection(
-        words, row_ids, row_distances, reach, seeds, space.vectors, epsilon, gamma
-    )
+    half = mechanism.epsilon / 2
+    token_order = np.arange(len(words))
+    kernel(words, row_ids, row_distances, reach, ranges, token_order, seeds, vectors, half,
+           gamma, out)  # fmt: skip
+    expected = twin(words, row_ids, row_distances, reach, seeds, vectors, mechanism.epsilon, gamma)
     np.testing.assert_array_equal(out, expected)
+    return out
 
 
 @pytest.mark.statistical
@@ -519,30 +518,9 @@ def test_uniform_rejection_kernel_matches_twin(mechanism_class, epsilon):
     space = dd.synthetic_space(n_words=500, dim=6, n_clusters=4, rng=6)
     mechanism = mechanism_class(space, epsilon)
     words = np.arange(0, 500, 7)
-    row_ids, row_distances, reach = mechanism._rows(words)
-    gamma = mechanism._clip()
-    seeds = np.random.default_rng(4).integers(0, 2**63, size=len(words)).view(np.uint64)
-    out = np.empty(len(words), dtype=np.int64)
-    ranges = np.ascontiguousarray(
-        np.stack([np.arange(len(words)), np.arange(1, len(words) + 1)], axis=1)
+    out = _assert_rejection_kernel_matches_twin(
+        _kernels.sample_by_uniform_rejection, ref.uniform_rejection, mechanism, words, seed=4
     )
-    _kernels.sample_by_uniform_rejection(
-        words,
-        row_ids,
-        row_distances,
-        reach,
-        ranges,
-        np.arange(len(words)),
-        seeds,
-        space.vectors,
-        epsilon / 2,
-        gamma,
-        out,
-    )
-    expected = ref.uniform_rejection(
-        words, row_ids, row_distances, reach, seeds, space.vectors, epsilon, gamma
-    )
-    np.testing.assert_array_equal(out, expected)
     assert (out != words).mean() > 0.3  # low epsilon: most draws leave the word (and its row)
 
 

@@ -157,6 +157,7 @@ class LawComparison:
 
 
 def _count(value: float) -> str:
+    """A number of samples as the verdicts show it: exact below 1e9, 3 digits above."""
     return "inf" if math.isinf(value) else (f"{value:,.0f}" if value < 1e9 else f"{value:.3g}")
 
 
@@ -366,15 +367,21 @@ def samples_for_power(tv: float, bins: int, alpha: float, two_sample: bool = Fal
     critical = stats.chi2.isf(alpha, df)
     scale = (2.0 if two_sample else 4.0) * tv * tv
 
-    def shortfall(log_n: float) -> float:
-        return float(stats.ncx2.sf(critical, df, scale * math.exp(log_n))) - POWER
+    def power(n: float) -> float:
+        return float(stats.ncx2.sf(critical, df, scale * n))
 
-    high = math.log(max(1.0, (critical + 10.0 * math.sqrt(2.0 * df) + 10.0) / scale))
-    while shortfall(high) < 0:
-        high += 1.0
-    if shortfall(0.0) >= 0:
+    if power(1.0) >= POWER:
         return 1.0
-    return float(math.ceil(math.exp(optimize.brentq(shortfall, 0.0, high, xtol=1e-6))))
+    high = math.log(max(1.0, (critical + 10.0 * math.sqrt(2.0 * df) + 10.0) / scale))
+    while power(math.exp(high)) < POWER:
+        high += 1.0
+    root = optimize.brentq(lambda log_n: power(math.exp(log_n)) - POWER, 0.0, high, xtol=1e-6)
+    n = math.ceil(math.exp(root))  # then the smallest integer: the root is only near
+    while power(n) < POWER:
+        n += 1
+    while n > 1 and power(n - 1) >= POWER:
+        n -= 1
+    return float(n)
 
 
 def _deviation(bins: int, n: int, alpha: float) -> float:

@@ -18,7 +18,7 @@ from .._validation import check_int, check_open_unit
 from ..mechanisms.base import Mechanism
 from .blackbox import checked_mechanism, output_words
 from .estimators import exact_privacy_loss, max_demonstrable_loss, monte_carlo_loss
-from .laws import LawComparison, law_table
+from .laws import LawComparison, _count, law_table
 from .sampling import FREQUENT, MAX_SAMPLES, choose_pairs, sample_counts
 
 if TYPE_CHECKING:
@@ -354,10 +354,6 @@ def _number(value: Any) -> float:
     if isinstance(value, str):
         return {"inf": math.inf, "-inf": -math.inf}[value]
     return float(value)
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}" if value < 1e9 else f"{value:.2g}"
 
 
 def samples_to_test(claimed: float, delta: float, alpha: float) -> float:

@@ -40,7 +40,6 @@ class VickreyMechanism(MahalanobisMechanism):
     Parameters
     ----------
     space : EmbeddingSpace
-        At least two words.
     epsilon : float
         Metric privacy parameter of the noise, > 0 (per unit of Euclidean distance for ``lam =
         0``, of ``d_RM`` otherwise).
@@ -61,7 +60,7 @@ class VickreyMechanism(MahalanobisMechanism):
         numbers; ``table_k`` not an integer.
     ValueError
         ``epsilon`` not finite and > 0 or below :attr:`min_epsilon`; ``threshold`` or ``lam``
-        outside [0, 1]; a space of fewer than 2 words; ``table_k < 2``.
+        outside [0, 1]; ``table_k < 2``.
 
     Notes
     -----
@@ -119,10 +118,6 @@ class VickreyMechanism(MahalanobisMechanism):
         lam: float = 0.0,
         table_k: int | None = None,
     ) -> None:
-        if isinstance(space, EmbeddingSpace) and len(space) < 2:
-            raise ValueError(
-                f"`space` must hold at least 2 words for the Vickrey mechanism; got {len(space)}."
-            )
         self.threshold = check_number(
             threshold, "threshold", minimum=0.0, strict=False, maximum=1.0
         )

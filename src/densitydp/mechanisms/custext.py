@@ -114,7 +114,7 @@ class CusText(Mechanism):
     >>> mechanism = dd.CusText(space, epsilon=2.0, k=3)
     >>> ids, probabilities = mechanism.output_distribution(0)
     >>> ids.tolist(), probabilities.round(4).tolist()
-    ([0, 1, 2], [0.4519, 0.3222, 0.2259])
+    ([0, 1, 2], [0.4798, 0.3438, 0.1765])
     >>> float(mechanism.privacy_loss_bound(0, 2)), float(mechanism.privacy_loss_bound(0, 3))
     (2.0, inf)
     """

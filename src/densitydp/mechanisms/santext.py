@@ -1,0 +1,335 @@
+"""SanText and SanText+ (Yue et al., Findings of ACL 2021): the exponential mechanism over a
+sanitised vocabulary, and its utility-optimised variant that spends protection only on sensitive
+words."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.special import log_softmax
+
+from .._validation import check_epsilon, check_number, check_word_ids
+from ..embeddings import EmbeddingSpace
+from . import _kernels
+from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, group_tokens
+from .exponential import ExponentialMechanism
+
+__all__ = ["DEFAULT_P", "DEFAULT_SENSITIVE_FRACTION", "SanText", "SanTextPlus"]
+
+#: SanText+'s probability of sanitising a non-sensitive word in the paper's experiments and the
+#: authors' README example (``--p 0.3``; their script's argparse default is 0.2).
+DEFAULT_P = 0.3
+#: SanText+'s fraction ``w`` of sensitive (least frequent) words in the paper's experiments and
+#: the README example (``--sensitive_word_percentage 0.9``; the argparse default is 0.5).
+DEFAULT_SENSITIVE_FRACTION = 0.9
+
+
+class SanText(ExponentialMechanism):
+    """SanText: ``P(y | x) ~ exp(-epsilon d(x, y) / 2)`` over the whole vocabulary.
+
+    Yue et al. (2021), Sec. 4.1: every token is replaced by a word drawn by the exponential
+    mechanism with the utility ``-d_euc(x, y)`` (Euclidean distance between embeddings) over the
+    sanitised vocabulary, here every word of ``space``. This is exactly the law of
+    :class:`ExponentialMechanism`, and it is sampled by the same exact samplers.
+
+    Parameters
+    ----------
+    space : EmbeddingSpace
+    epsilon : float
+        Metric privacy parameter, > 0 (the paper uses 1 to 3 with GloVe).
+
+    Notes
+    -----
+    *Guarantee.* ``epsilon * d_euc``-metric local DP (MLDP, the paper's Theorem 1): for all
+    words ``x, x'`` and outputs ``y``, ``P(y | x) <= exp(epsilon d(x, x')) P(y | x')``. Exact
+    distances in float64; ideal arithmetic. The authors' code restricts the vocabulary to the
+    words of the task corpus; build the space that way (:meth:`EmbeddingSpace.subset`) to
+    follow it.
+
+    References
+    ----------
+    X. Yue, M. Du, T. Wang, Y. Li, H. Sun, S. S. M. Chow. "Differential Privacy for Text
+    Analytics via Natural Text Sanitization". Findings of ACL-IJCNLP 2021, 3853-3866;
+    arXiv 2106.01221; code github.com/xiangyue9607/SanText.
+
+    Examples
+    --------
+    >>> import densitydp as dd
+    >>> space = dd.EmbeddingSpace(["a", "b", "c"], [[0.0], [1.0], [3.0]])
+    >>> dd.SanText(space, epsilon=2.0).output_distribution(0)[1].round(4).tolist()
+    [0.7054, 0.2595, 0.0351]
+    """
+
+    def privacy_bound(self) -> PrivacyBound:
+        return PrivacyBound(
+            "metric",
+            self.epsilon,
+            0.0,
+            "MLDP over the whole vocabulary (Yue et al. 2021, Theorem 1), exact sampling; "
+            f"{IDEAL_ARITHMETIC}",
+        )
+
+
+def _sensitive_mask(space: EmbeddingSpace, sensitive: Any, fraction: float) -> np.ndarray:
+    """Boolean mask of the sensitive words (see :class:`SanTextPlus`)."""
+    n_words = len(space)
+    if sensitive is None:
+        count = math.floor(fraction * n_words)
+        mask = np.zeros(n_words, dtype=bool)
+        mask[n_words - count :] = True
+    elif isinstance(sensitive, str):
+        raise TypeError("`sensitive` must be a boolean mask or an iterable of words or ids.")
+    else:
+        items = list(sensitive) if not isinstance(sensitive, np.ndarray) else sensitive
+        array = np.asarray(items)
+        if array.dtype == bool:
+            if array.shape != (n_words,):
+                raise ValueError(
+                    f"`sensitive` as a boolean mask must have shape ({n_words},); "
+                    f"got {array.shape}."
+                )
+            mask = array.copy()
+        elif array.size and array.dtype.kind in "US":
+            unknown = [w for w in array.tolist() if w not in space.vocabulary]
+            if unknown:
+                raise ValueError(
+                    f"`sensitive` holds {len(unknown)} words not in the space (e.g. "
+                    f"{unknown[0]!r})."
+                )
+            mask = np.zeros(n_words, dtype=bool)
+            mask[[space.vocabulary.id(w) for w in array.tolist()]] = True
+        else:
+            ids = check_word_ids(
+                array if array.size else np.empty(0, np.int64), n_words, "sensitive"
+            )
+            mask = np.zeros(n_words, dtype=bool)
+            mask[ids] = True
+    if mask.sum() < 2:
+        raise ValueError(
+            f"`sensitive` must select at least 2 words (the output set); got {int(mask.sum())} "
+            f"(sensitive_fraction={fraction:g} of {n_words} words)."
+        )
+    return mask
+
+
+class SanTextPlus(Mechanism):
+    """SanText+: sensitive words always sanitised, non-sensitive words with probability ``p``.
+
+    Yue et al. (2021), Sec. 4.2, as in the authors' code (``SanText_plus``): the vocabulary is
+    split into sensitive words ``V_S`` and non-sensitive words ``V_N``. The output of a
+    sanitised word ``x`` is drawn from ``V_S`` only, with
+    ``P(y | x) ~ exp(-epsilon d_euc(x, y) / 2)`` for ``y`` in ``V_S`` (Euclidean distance,
+    the same utility as :class:`SanText`). A sensitive word is always sanitised; a
+    non-sensitive word is released unchanged with probability ``1 - p`` and sanitised with
+    probability ``p``. So::
+
+        x in V_S:  P(y | x) = softmax_{V_S}(-epsilon d(x, .) / 2)(y)
+        x in V_N:  P(x | x) = 1 - p,  P(y | x) = p softmax_{V_S}(-epsilon d(x, .) / 2)(y)
+
+    Parameters
+    ----------
+    space : EmbeddingSpace
+    epsilon : float
+        Metric privacy parameter, > 0.
+    p : float
+        Probability that a non-sensitive word is sanitised, in ``[0, 1]`` (default
+        :data:`DEFAULT_P` = 0.3, the paper's setting).
+    sensitive_fraction : float
+        ``w``: the fraction of the vocabulary treated as sensitive when ``sensitive`` is not
+        given, in ``(0, 1]`` (default :data:`DEFAULT_SENSITIVE_FRACTION` = 0.9, the paper's
+        setting): the last ``floor(w * n)`` rows of ``space``.
+    sensitive : array_like of bool (n_words,), iterable of str or of int, optional
+        The sensitive words explicitly: a mask, words, or ids. At least two words.
+
+    Notes
+    -----
+    *Which words are sensitive.* The paper takes the least frequent fraction ``w`` of the task
+    corpus's vocabulary as sensitive. The default here assumes the rows of ``space`` are in
+    decreasing corpus frequency (true of GloVe files, and of :func:`densitydp.load_glove`), so
+    the last ``floor(w n)`` rows are the least frequent ones. For any other space, or to use a
+    corpus's own counts, pass ``sensitive=``. (The authors' code takes one word more than
+    ``floor(w n)``; here exactly ``floor(w n)``.)
+
+    *Guarantee* ("utility-optimised metric LDP", UMLDP, the paper's Definition 2 and
+    Theorem 2). What is protected:
+
+    * two sensitive words ``x, x'``: every output ``y`` has
+      ``P(y | x) <= exp(epsilon d(x, x')) P(y | x')`` (``epsilon * d``-metric LDP, as SanText);
+    * on the *protected outputs* ``V_S`` only, any two words: the ratio is at most
+      ``exp(epsilon d(x, x')) / p`` when exactly one of them is non-sensitive (the factor
+      ``p`` of sanitising), ``exp(epsilon d(x, x'))`` when both are of the same kind.
+
+    What is not: an output in ``V_N`` reveals its input exactly (it can only be a
+    non-sensitive word released unchanged), so for ``p < 1`` a non-sensitive word has
+    infinite loss against any other word. :meth:`privacy_loss_bound` (the loss over *all*
+    outputs) is ``epsilon d(x, x')`` for two sensitive words (for every pair when ``p = 1``),
+    0 for a word and itself, and ``inf`` for any other pair. The UMLDP guarantee also assumes
+    that which words are sensitive is public. Ideal arithmetic.
+
+    *Sampling* is exact: sensitive inputs use :class:`ExponentialMechanism` on the space of
+    sensitive words (its exact samplers); a sanitised non-sensitive word uses one exact
+    float64 distance row to ``V_S`` per distinct word of the call and inverse-CDF sampling
+    (``O(|V_S| dim)`` per distinct non-sensitive word sanitised; rows in blocks of at most
+    128 MB). Each non-sensitive token's keep-or-sanitise coin is one uniform from ``rng``.
+
+    References
+    ----------
+    Yue et al. 2021 (see :class:`SanText`).
+    """
+
+    exact = True
+    log_prob_precise = True  # log-probabilities are computed in log space
+
+    def __init__(
+        self,
+        space: EmbeddingSpace,
+        epsilon: float,
+        *,
+        p: float = DEFAULT_P,
+        sensitive_fraction: float = DEFAULT_SENSITIVE_FRACTION,
+        sensitive: Any = None,
+    ) -> None:
+        super().__init__(space)
+        self.epsilon = check_epsilon(epsilon)
+        self.p = check_number(p, "p", minimum=0.0, strict=False, maximum=1.0)
+        self.sensitive_fraction = check_number(
+            sensitive_fraction, "sensitive_fraction", minimum=0.0, maximum=1.0
+        )
+        self._is_sensitive = _sensitive_mask(space, sensitive, self.sensitive_fraction)
+        self._sensitive_ids = np.flatnonzero(self._is_sensitive)
+        self.n_sensitive = int(self._sensitive_ids.size)
+        self._sensitive_space = space.subset(self._sensitive_ids)
+        self._inner = ExponentialMechanism(self._sensitive_space, self.epsilon)
+        # position of each word in the sensitive space (-1 for non-sensitive words)
+        self._position = np.full(len(space), -1, dtype=np.int64)
+        self._position[self._sensitive_ids] = np.arange(self.n_sensitive)
+        self._freeze()
+
+    def _parameters(self) -> dict[str, Any]:
+        return {
+            "epsilon": self.epsilon,
+            "p": self.p,
+            "sensitive_fraction": self.sensitive_fraction,
+            "n_sensitive": self.n_sensitive,
+        }
+
+    def is_sensitive(self, word_ids: Any) -> Any:
+        """Whether each id is a sensitive word (always sanitised)."""
+        result = self._is_sensitive[check_word_ids(word_ids, len(self.space))]
+        return bool(result) if result.ndim == 0 else result
+
+    # -- the guarantee -------------------------------------------------------------------------
+
+    def privacy_bound(self) -> PrivacyBound:
+        return PrivacyBound(
+            "metric",
+            self.epsilon,
+            0.0,
+            f"UMLDP (Yue et al. 2021): epsilon * d between sensitive words ({self.n_sensitive} "
+            f"of {len(self.space)}, assumed public); a non-sensitive word is released unchanged "
+            f"with probability 1 - p = {1.0 - self.p:g}, and then reveals itself: its loss "
+            "against any other word is unbounded (privacy_loss_bound is inf) unless p = 1; "
+            f"{IDEAL_ARITHMETIC}",
+        )
+
+    def privacy_loss_bound(self, word_id: Any, other_id: Any) -> Any:
+        """``epsilon d(w, w')`` when both words are sensitive (or ``p = 1``), 0 for a word and
+        itself, ``inf`` otherwise (broadcast over arrays of ids)."""
+        first, second = np.broadcast_arrays(
+            check_word_ids(word_id, len(self.space), "word_id"),
+            check_word_ids(other_id, len(self.space), "other_id"),
+        )
+        with np.errstate(over="ignore"):
+            metric = self.epsilon * np.asarray(self.space.distance(first, second), np.float64)
+        covered = (self._is_sensitive[first] & self._is_sensitive[second]) | (self.p == 1.0)
+        result = np.where(first == second, 0.0, np.where(covered, metric, np.inf))
+        return float(result) if result.ndim == 0 else result
+
+    # -- the law -------------------------------------------------------------------------------
+
+    def _distances_to_sensitive(self, words: np.ndarray) -> np.ndarray:
+        """Exact float64 distances from ``words`` to every sensitive word, ``(len(words),
+        n_sensitive)``, by BLAS (as :meth:`ExponentialMechanism._distance_rows`), a word's
+        distance to itself exactly 0."""
+        vectors = self.space._vectors64
+        squared = self.space._sqnorms
+        targets = self._sensitive_ids
+        rows = vectors[words] @ vectors[targets].T
+        rows *= -2.0
+        rows += squared[words, None]
+        rows += squared[None, targets]
+        np.maximum(rows, 0.0, out=rows)
+        np.sqrt(rows, out=rows)
+        position = self._position[words]
+        inside = np.flatnonzero(position >= 0)
+        rows[inside, position[inside]] = 0.0
+        return rows
+
+    def _log_probabilities(self, word_id: int) -> np.ndarray:
+        """``ln P(y | word_id)`` for every word ``y`` of the space."""
+        distances = self._distances_to_sensitive(np.array([word_id]))[0]
+        with np.errstate(over="ignore"):
+            inner = log_softmax(-0.5 * self.epsilon * distances)
+        result = np.full(len(self.space), -np.inf)
+        if self._is_sensitive[word_id]:
+            result[self._sensitive_ids] = inner
+            return result
+        with np.errstate(divide="ignore"):
+            result[self._sensitive_ids] = np.log(self.p) + inner
+            result[word_id] = np.log1p(-self.p)
+        return result
+
+    def output_distribution(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(output ids, probabilities)``, exact (float64): the sensitive words, and the word
+        itself when it is non-sensitive; outputs of probability 0 (``p`` = 0 or 1) left out."""
+        word_id = self._check_word(word_id)
+        log_p = self._log_probabilities(word_id)
+        support = np.flatnonzero(log_p > -np.inf)
+        return support, np.exp(log_p[support])
+
+    def log_prob(self, word_id: int, outputs: Any) -> np.ndarray:
+        """Exact ``ln P(y | w)``, computed in log space (``-inf`` outside the support)."""
+        word_id = self._check_word(word_id)
+        return self._log_probabilities(word_id)[check_word_ids(outputs, len(self.space), "outputs")]
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        out = word_ids.copy()
+        coins = generator.random(len(word_ids))
+        sensitive = self._is_sensitive[word_ids]
+        sanitised = sensitive | (coins < self.p)
+        inner = np.flatnonzero(sanitised & sensitive)
+        if inner.size:
+            drawn = self._inner._sample(self._position[word_ids[inner]], generator)
+            out[inner] = self._sensitive_ids[drawn]
+        outer = np.flatnonzero(sanitised & ~sensitive)
+        if outer.size:
+            out[outer] = self._sensitive_ids[self._sample_from_rows(word_ids[outer], generator)]
+        return out
+
+    def _sample_from_rows(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        """Positions in the sensitive words, exact, by one full distance row per distinct word."""
+        words, _, token_order, starts = group_tokens(word_ids)
+        out = np.empty(len(word_ids), dtype=np.int64)
+        u_choice = generator.random(len(word_ids))
+        u_fallback = np.zeros(len(word_ids))  # no clipping: the fallback is never used
+        block = max(1, (1 << 24) // self.n_sensitive)
+        for first in range(0, len(words), block):
+            slots = np.arange(first, min(first + block, len(words)))
+            ranges = np.ascontiguousarray(np.stack([starts[slots], starts[slots + 1]], axis=1))
+            rows = self._distances_to_sensitive(words[slots])
+            rows -= rows.min(axis=1, keepdims=True)  # same law, no underflow of every weight
+            _kernels.sample_from_distance_rows(
+                rows,
+                ranges,
+                token_order,
+                u_choice,
+                u_fallback,
+                0.5 * self.epsilon,
+                np.inf,
+                out,
+            )
+        return out

@@ -6,9 +6,15 @@
     python benchmarks/audit_peers.py --no-build               # reuse benchmarks/.peer-env
     python benchmarks/audit_peers.py --throughput-only        # round trip + words/s, no audit
 
-Peers: pypantera 1.0.2 (CMP, Mahalanobis, VickreyCMP, CusText, SanText, TEM) and mldp-text 0.1.2
-(MultivariateCalibrated with its faiss IVF index and with ``use_faiss=False``, TEM,
-TruncatedGumbel with faiss and with ``use_faiss=False``). They need Python 3.11 and numpy < 2, so
+Peers: pypantera 1.0.2 (CMP, Mahalanobis, VickreyCMP, VickreyMhl, CusText, SanText, TEM) and
+mldp-text 0.1.2 (MultivariateCalibrated, Mahalanobis, Vickrey and TruncatedGumbel, each with its
+faiss IVF index and with ``use_faiss=False``, and TEM). Each is compared with densitydp's
+implementation of the same paper at the peer's parameters (issue 14): Mahalanobis with
+``MahalanobisMechanism(lam=...)``, VickreyCMP / VickreyMhl with ``VickreyMechanism(threshold=t,
+lam=...)``, SanText with ``SanText``, pypantera's CusText (each word's own top-K) with
+``CusText(mapping="top-k")``, mldp-text's truncated Gumbel with ``TruncatedGumbel`` in both
+conventions (``"mldp"``: the same law expected; ``"seed"``: a different one, one row each,
+``--mechanism convention=`` selects them). They need Python 3.11 and numpy < 2, so
 each runs in ``benchmarks/.peer-env`` (created as in ``bench_mechanisms.py``) as a long-lived
 ``peers/peer_worker.py`` subprocess that serves batches of words over stdin / stdout. Here, in
 densitydp's environment, the worker is wrapped as a plain word-level function
@@ -190,10 +196,14 @@ class Spec:
     reference: str | None = None
     #: What reading the code suggested (to be confirmed or not by the audit).
     suspect: str = ""
+    #: Keyword arguments of the reference (besides space and epsilon): the peer's parameters.
+    reference_options: dict = field(default_factory=dict)
+    #: Tells apart two rows of one peer mechanism audited against different references.
+    variant: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.peer}:{self.mechanism}"
+        return f"{self.peer}:{self.mechanism}" + (f" vs {self.variant}" if self.variant else "")
 
 
 PANTERA_EPS = (
@@ -215,8 +225,9 @@ SPECS = [
         PANTERA_EPS + "; lam=1 from its README table",
         {"lam": 1.0},
         "mahalanobis",
-        None,
+        "MahalanobisMechanism",
         "direction renormalised after applying M^(1/2) (changes the law; RESEARCH.md)",
+        {"lam": 1.0},
     ),
     Spec(
         "pypantera",
@@ -225,9 +236,24 @@ SPECS = [
         PANTERA_EPS + "; t=0.75 from its README table",
         {"t": 0.75},
         "metric",
-        None,
-        "argpartition(.., 2)[:, :2] does not order the two nearest words; post-processing of "
-        "the CMP noise either way, so the claim should survive",
+        "VickreyMechanism",
+        "argpartition(.., 2)[:, :2] does not order the two nearest words, so P(first) = "
+        "(1 - t) d2 / (t d1 + (1 - t) d2) is applied to whichever comes first: for t != 0.5 the "
+        "law differs from the paper's; post-processing of the CMP noise either way, so the claim "
+        "should survive",
+        {"threshold": 0.75, "lam": 0.0},
+    ),
+    Spec(
+        "pypantera",
+        "VickreyMhl",
+        10.0,
+        PANTERA_EPS + "; lam=1, t=0.75 from its README table",
+        {"lam": 1.0, "t": 0.75},
+        "mahalanobis",
+        "VickreyMechanism",
+        "the Mahalanobis noise with its direction renormalised after M^(1/2), and the unordered "
+        "two nearest words of VickreyCMP",
+        {"threshold": 0.75, "lam": 1.0},
     ),
     Spec(
         "pypantera",
@@ -236,8 +262,9 @@ SPECS = [
         PANTERA_EPS + " (the first default); K=10 from its README",
         {"k": 10, "distance": "euclidean"},
         "pure",
-        None,
+        "CusText",
         "per-word top-K output sets (not shared): supports of neighbours differ",
+        {"k": 10, "mapping": "top-k"},
     ),
     Spec(
         "pypantera",
@@ -246,7 +273,7 @@ SPECS = [
         PANTERA_EPS,
         {},
         "metric",
-        "ExponentialMechanism",
+        "SanText",
         "probability rows cached per whole text (the worker sends one word per text)",
     ),
     Spec(
@@ -310,6 +337,42 @@ SPECS = [
         "Delta_min/max from one random word; real part of a complex calibration",
     ),
 ]
+MLDP_DEFAULTS = (
+    MLDP_EPS + "; its own defaults otherwise (Mahalanobis lambd=0.2; Vickrey k=2, t=[1, 0])"
+)
+SPECS += [
+    Spec(
+        "mldp-text",
+        f"Mahalanobis ({path})",
+        1.0,
+        MLDP_DEFAULTS,
+        {"lambd": 0.2, "use_faiss": path == "faiss"},
+        "mahalanobis",
+        "MahalanobisMechanism",
+        "Sigma~ = np.cov (ddof 1) / np.var of ALL entries (not the mean per-dimension "
+        "variance); sqrtm each call; direction not renormalised (as in the paper)"
+        + ("; approximate IVF search (nlist 100, nprobe 50)" if path == "faiss" else ""),
+        {"lam": 0.2},
+    )
+    for path in ("faiss", "exact")
+] + [
+    Spec(
+        "mldp-text",
+        f"Vickrey ({path})",
+        1.0,
+        MLDP_DEFAULTS,
+        {"use_faiss": path == "faiss"},
+        "metric",
+        "VickreyMechanism",
+        "not the paper's rule: the input word is removed from the candidates when it is the "
+        "nearest, then softmax(-t . d) over k=2 candidates with t=[1, 0] (squared L2 from "
+        "faiss); depends on the input word, so not post-processing of the noise. Reference: "
+        "our Vickrey (CMP noise) at its default threshold (the peer has no threshold to match)"
+        + ("; approximate IVF search" if path == "faiss" else ""),
+        {"lam": 0.0},
+    )
+    for path in ("faiss", "exact")
+]
 TG_ABOVE_FLOOR = (
     "not from the peer's docs: densitydp refuses epsilon <= (5 + 2 ln n) / Delta_min (57.5 for "
     "the 2,000-word space), so 60 is the smallest round epsilon at which a reference exists"
@@ -317,24 +380,24 @@ TG_ABOVE_FLOOR = (
 SPECS += [
     Spec(
         "mldp-text",
-        "TruncatedGumbel (faiss)",
+        f"TruncatedGumbel ({path})",
         60.0,
         TG_ABOVE_FLOOR,
-        {},
+        {} if path == "faiss" else {"use_faiss": False},
         "metric",
         "TruncatedGumbel",
-        "noise added to faiss's squared L2 distances; Delta_min/max from one random word",
-    ),
-    Spec(
-        "mldp-text",
-        "TruncatedGumbel (exact)",
-        60.0,
-        TG_ABOVE_FLOOR,
-        {"use_faiss": False},
-        "metric",
-        "TruncatedGumbel",
-        "Delta_min/max from one random word",
-    ),
+        ("noise added to faiss's squared L2 distances; " if path == "faiss" else "")
+        + "Delta_min/max from one random word; the word plus k - 1 neighbours: "
+        + (
+            "convention='mldp' should be the same law"
+            if convention == "mldp"
+            else "convention='seed' (k + 1 candidates, re-derived calibration) is a different law"
+        ),
+        {"convention": convention},
+        f"convention={convention}",
+    )
+    for path in ("faiss", "exact")
+    for convention in ("mldp", "seed")
 ]
 
 
@@ -357,18 +420,28 @@ def mahalanobis_claim(space: Any, epsilon: float, lam: float) -> Callable[[Any, 
 def build_reference(dd: Any, spec: Spec, space: Any) -> tuple[Any, str]:
     if spec.reference is None:
         return None, "densitydp has no implementation of this mechanism: privacy-loss audit only"
-    kwargs = (
-        {"beta": spec.params.get("beta", 1e-3)} if spec.reference == "TruncatedExponential" else {}
-    )
+    if not hasattr(dd, spec.reference):
+        return None, f"no reference: this densitydp has no dd.{spec.reference}"
+    kwargs = dict(spec.reference_options)
+    if spec.reference == "TruncatedExponential":
+        kwargs["beta"] = spec.params.get("beta", 1e-3)
     try:
         return getattr(dd, spec.reference)(space, epsilon=spec.epsilon, **kwargs), ""
-    except ValueError as exc:
-        return None, f"no reference: dd.{spec.reference} refuses epsilon {spec.epsilon:g} ({exc})"
+    except (TypeError, ValueError) as exc:
+        options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        return None, (
+            f"no reference: dd.{spec.reference}(epsilon={spec.epsilon:g}, {options}) refused: {exc}"
+        )
+
+
+def _lam(params: dict) -> float:
+    """The peer's Mahalanobis lambda (pypantera ``lam``, mldp-text ``lambd``, default 0.2)."""
+    return float(params.get("lam", params.get("lambd", 0.2)))
 
 
 def claim_for(dd: Any, spec: Spec, space: Any) -> Any:
     if spec.claim == "mahalanobis":
-        return mahalanobis_claim(space, spec.epsilon, spec.params.get("lam", 1.0))
+        return mahalanobis_claim(space, spec.epsilon, _lam(spec.params))
     return dd.PrivacyBound(spec.claim, spec.epsilon)
 
 
@@ -452,6 +525,8 @@ def audit_one(dd: Any, spec: Spec, space: Any, python: Path, glove_dir: str, arg
         "params": spec.params,
         "claim": spec.claim,
         "suspect": spec.suspect,
+        "variant": spec.variant,
+        "reference_options": spec.reference_options,
         "vocab": len(space),
         "notes": [],
     }
@@ -659,6 +734,20 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return format(value, spec)
 
 
+def law_verdict(row: dict) -> str:
+    """The law comparison in a few words: which reference, and whether the laws differ."""
+    law = row.get("law")
+    if not row.get("reference"):
+        return "no reference"
+    if not law:
+        return "not compared"
+    if law["rejected"]:
+        return (
+            f"**differs** ({law['rejected']}/{law['words']} words; TV >= {law['max_tv_lower']:.2g})"
+        )
+    return f"same law not rejected (TV <= {law['max_tv_upper']:.2g})"
+
+
 def write_results(rows: list[dict], meta: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "audit_peers.json").write_text(
@@ -672,18 +761,19 @@ def write_results(rows: list[dict], meta: dict) -> None:
         f"(peer and reference alike); {meta['pairs']} nearest pairs per mechanism; "
         f"confidence 0.95 (Bonferroni over pairs); machine: {meta['cpus']} cores, shared.",
         "",
-        "| peer | mechanism | epsilon | verdict | violations | law p (Holm, min) | TV upper "
-        "(max) | samples / word | seconds | peer words/s | harness overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peer | mechanism | epsilon | verdict | violations | law vs reference | law p (Holm, "
+        "min) | TV upper (max) | samples / word | seconds | peer words/s | harness overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         law = row.get("law") or {}
         speed = row.get("throughput") or {}
+        name = row["mechanism"] + (f" vs {row['variant']}" if row.get("variant") else "")
         lines.append(
-            f"| {row['peer']} | {row['mechanism']} | {row['epsilon']:g} | "
+            f"| {row['peer']} | {name} | {row['epsilon']:g} | "
             f"{row.get('outcome', '-')} | "
             f"{_fmt(row.get('violations'), 'd') if 'violations' in row else '-'}"
-            f"{'/' + str(row['pairs']) if 'pairs' in row else ''} | "
+            f"{'/' + str(row['pairs']) if 'pairs' in row else ''} | {law_verdict(row)} | "
             f"{_fmt(law.get('min_p_adjusted'))} | {_fmt(law.get('max_tv_upper'))} | "
             f"{_fmt(row.get('samples_per_word'), ',')} | {_fmt(row.get('seconds'), '.0f')} | "
             f"{_fmt(speed.get('peer_words_per_s'), ',.0f')} | "
@@ -691,7 +781,8 @@ def write_results(rows: list[dict], meta: dict) -> None:
         )
     lines += ["", "## Per mechanism", ""]
     for row in rows:
-        lines.append(f"### {row['peer']} {row['mechanism']} (epsilon {row['epsilon']:g})")
+        name = row["mechanism"] + (f" vs {row['variant']}" if row.get("variant") else "")
+        lines.append(f"### {row['peer']} {name} (epsilon {row['epsilon']:g})")
         lines.append("")
         lines.append(f"- verdict: {row.get('verdict', '-')}")
         lines.append(f"- epsilon source: {row['epsilon_source']}")
@@ -699,7 +790,7 @@ def write_results(rows: list[dict], meta: dict) -> None:
             "metric": f"{row['epsilon']:g} * Euclidean d(w, w')",
             "pure": f"{row['epsilon']:g}-DP (any two words)",
             "mahalanobis": f"{row['epsilon']:g} * d_RM(w, w') (regularised Mahalanobis, lam "
-            f"{row['params'].get('lam', 1.0):g})",
+            f"{_lam(row['params']):g})",
         }[row["claim"]]
         lines.append(f"- claim audited: {claim}; reference: {row.get('reference') or 'none'}")
         if row.get("suspect"):
@@ -764,7 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--peer", choices=["pypantera", "mldp-text"], action="append")
     parser.add_argument(
-        "--mechanism", action="append", help="substring of the mechanism name (repeatable)"
+        "--mechanism",
+        action="append",
+        help="substring of 'peer:mechanism vs variant' (repeatable)",
     )
     parser.add_argument("--vocab", type=int, default=2000, help="most frequent GloVe words")
     parser.add_argument("--samples", type=int, default=200_000, help="max samples per word")
@@ -803,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         s
         for s in SPECS
         if (not args.peer or s.peer in args.peer)
-        and (not args.mechanism or any(m.lower() in s.mechanism.lower() for m in args.mechanism))
+        and (not args.mechanism or any(m.lower() in s.key.lower() for m in args.mechanism))
     ]
     if args.epsilon is not None:
         for s in specs:
@@ -822,14 +915,18 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def key(row: dict) -> tuple:
-        return (row["peer"], row["mechanism"], float(row["epsilon"]))
+        return (row["peer"], row["mechanism"], float(row["epsilon"]), row.get("variant", ""))
 
-    order = {key({"peer": s.peer, "mechanism": s.mechanism, "epsilon": s.epsilon}): i
-             for i, s in enumerate(SPECS)}  # fmt: skip
+    order = {key({"peer": s.peer, "mechanism": s.mechanism, "epsilon": s.epsilon,
+                  "variant": s.variant}): i for i, s in enumerate(SPECS)}  # fmt: skip
     kept: list[dict] = []
     previous = RESULTS / "audit_peers.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())["rows"]
+        known = {(s.peer, s.mechanism, s.variant) for s in SPECS}
+        # rows of specs that no longer exist (e.g. a truncated Gumbel row without a reference
+        # convention) go
+        kept = [r for r in kept if (r["peer"], r["mechanism"], r.get("variant", "")) in known]
     rows: list[dict] = []
     for spec in specs:
         rows.append(audit_one(dd, spec, space, python, glove_dir, args))

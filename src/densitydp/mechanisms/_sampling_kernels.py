@@ -1,4 +1,4 @@
-"""numba kernels of the sampling mechanisms over customised output sets (CusText).
+"""numba kernels of the sampling mechanisms over output sets (CusText, SanText+).
 
 Arrays in, arrays out; no validation, no Python objects. Randomness arrives as arrays of uniforms
 drawn by the wrappers with numpy Generators, so every kernel is a deterministic function of its
@@ -8,10 +8,13 @@ inputs and results do not depend on the number of threads. Pure-numpy twins live
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
 from .._jit import jit, parallel_jit
+from ._kernels import _in_sorted, splitmix64
 
 
 @jit
@@ -108,3 +111,70 @@ def sample_from_tables(table_rows, uniforms, cumulative, sizes, candidate_rows, 
         target = uniforms[i] * cumulative[r, size - 1]
         index = np.searchsorted(cumulative[r, :size], target, side="right")
         out[i] = candidates[candidate_rows[r], min(index, size - 1)]
+
+
+@parallel_jit
+def sample_subset_by_rejection(
+    queries, row_ids, row_distances, reach, base, ranges, token_order, seeds, vectors,
+    half_epsilon, out
+):  # fmt: skip
+    """Exact exponential mechanism over a set of output words from query points, by rejection.
+
+    Target for query ``t``: ``P(y) ~ w(y) = exp(-half_epsilon * d(queries[t], y))`` over the
+    ``n`` rows of ``vectors`` (SanText+'s sensitive words, as positions ``0..n-1``). Row ``t``
+    holds some outputs with their exact distances (entries ``>= n`` are padding with distance
+    ``inf``); every output outside the row is at least ``reach[t]`` away. Weights are taken
+    relative to ``exp(-half_epsilon * base[t])`` (same law; no underflow of every weight).
+    Envelope: the row's outputs with their weights, plus every output proposed uniformly at the
+    bound ``exp(-half_epsilon * (reach[t] - base[t]))``; a row output drawn that way is
+    rejected, any other accepted with probability ``w(y) / bound``, decided as
+    ``d < reach - ln(u) / half_epsilon`` on a squared distance summed coordinate by coordinate
+    and stopped as soon as it decides. The accepted draw has exactly the target law. Token
+    ``i`` draws from its own SplitMix64 stream seeded by ``seeds[i]``: results do not depend on
+    the thread count.
+    """
+    n_outputs = vectors.shape[0]
+    width = row_ids.shape[1]
+    dim = vectors.shape[1]
+    for t in prange(queries.shape[0]):
+        order = np.argsort(row_ids[t])
+        sorted_ids = row_ids[t][order]
+        cumulative = np.empty(width)
+        total = 0.0
+        for c in range(width):
+            total += math.exp(-half_epsilon * (row_distances[t, order[c]] - base[t]))
+            cumulative[c] = total
+        floor = reach[t]
+        bound = math.exp(-half_epsilon * (floor - base[t]))
+        grand = total + n_outputs * bound
+        query = queries[t]
+        for position in range(ranges[t, 0], ranges[t, 1]):
+            token = token_order[position]
+            state = seeds[token]
+            while True:
+                state, u = splitmix64(state)
+                target = u * grand
+                if target < total:
+                    index = np.searchsorted(cumulative, target, side="right")
+                    out[token] = sorted_ids[min(index, width - 1)]
+                    break
+                state, u = splitmix64(state)
+                candidate = min(int(u * n_outputs), n_outputs - 1)
+                if _in_sorted(sorted_ids, candidate):
+                    continue
+                state, u = splitmix64(state)
+                if u <= 0.0:
+                    out[token] = candidate
+                    break
+                threshold = floor - math.log(u) / half_epsilon
+                limit = threshold * threshold
+                vector = vectors[candidate]
+                partial = 0.0
+                for j in range(dim):
+                    diff = query[j] - np.float64(vector[j])
+                    partial += diff * diff
+                    if partial >= limit:
+                        break
+                if partial < limit:
+                    out[token] = candidate
+                    break

@@ -12,9 +12,9 @@ from scipy.special import log_softmax
 
 from .._validation import check_epsilon, check_number, check_word_ids
 from ..embeddings import EmbeddingSpace
-from . import _kernels
-from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, group_tokens
-from .exponential import ExponentialMechanism
+from . import _kernels, _sampling_kernels
+from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, group_tokens, neighbor_rows
+from .exponential import ExponentialMechanism, _rejection_is_cheaper, _restart
 
 __all__ = ["DEFAULT_P", "DEFAULT_SENSITIVE_FRACTION", "SanText", "SanTextPlus"]
 
@@ -205,6 +205,7 @@ class SanTextPlus(Mechanism):
         # position of each word in the sensitive space (-1 for non-sensitive words)
         self._position = np.full(len(space), -1, dtype=np.int64)
         self._position[self._sensitive_ids] = np.arange(self.n_sensitive)
+        self._largest_norm = float(np.sqrt(space._sqnorms[self._sensitive_ids].max()))
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
@@ -307,19 +308,86 @@ class SanTextPlus(Mechanism):
             out[inner] = self._sensitive_ids[drawn]
         outer = np.flatnonzero(sanitised & ~sensitive)
         if outer.size:
-            out[outer] = self._sensitive_ids[self._sample_from_rows(word_ids[outer], generator)]
+            out[outer] = self._sensitive_ids[self._sample_outside(word_ids[outer], generator)]
         return out
 
-    def _sample_from_rows(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """Positions in the sensitive words, exact, by one full distance row per distinct word."""
+    def _outside_rows(
+        self, words: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For distinct non-sensitive ``words``: their exact neighbour rows restricted to the
+        sensitive words (positions; other entries padded with ids ``>= n_sensitive`` at
+        distance ``inf``), a lower bound on the distance of every sensitive word outside the
+        row, the weight base ``min(row, reach)``, and a lower bound on the true weight mass
+        relative to that base (each word at most ``|x| + max |y|`` away)."""
+        n_words, n_sensitive = len(self.space), self.n_sensitive
+        width = min(TABLE_K, n_words)
+        ids, distances = neighbor_rows(self.space, words, width)
+        reach = distances[:, -1] * (1.0 - 1e-9)
+        if width == n_words:
+            reach[:] = np.inf
+        positions = self._position[ids]
+        inside = positions >= 0
+        row_ids = np.where(inside, positions, n_sensitive + np.arange(width))
+        row_distances = np.where(inside, distances, np.inf)
+        base = np.minimum(row_distances.min(axis=1), reach)
+        half_epsilon = 0.5 * self.epsilon
+        with np.errstate(over="ignore"):
+            row_mass = np.exp(-half_epsilon * (row_distances - base[:, None])).sum(axis=1)
+            farthest = np.sqrt(self.space._sqnorms[words]) + self._largest_norm
+            others = n_sensitive - inside.sum(axis=1)
+            lower_mass = row_mass + others * np.exp(-half_epsilon * (farthest - base))
+        return row_ids, row_distances, reach, base, lower_mass
+
+    def _sample_outside(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+        """Positions in the sensitive words for non-sensitive ``word_ids``, exact: per distinct
+        word, rejection from its neighbour row or one full distance row, whichever the
+        exponential mechanism's cost rule expects to be cheaper."""
         words, _, token_order, starts = group_tokens(word_ids)
         out = np.empty(len(word_ids), dtype=np.int64)
-        u_choice = generator.random(len(word_ids))
-        u_fallback = np.zeros(len(word_ids))  # no clipping: the fallback is never used
+        seeds = generator.integers(0, 2**63, size=len(word_ids), dtype=np.int64).view(np.uint64)
+        row_ids, row_distances, reach, base, lower_mass = self._outside_rows(words)
+        half_epsilon = 0.5 * self.epsilon
+        with np.errstate(over="ignore"):
+            outside_mass = self.n_sensitive * np.exp(-half_epsilon * (reach - base))
+        by_rows = _rejection_is_cheaper(
+            np.diff(starts), lower_mass, outside_mass, self.n_sensitive, row_ids.shape[1]
+        )
+        if by_rows.any():
+            slots = np.flatnonzero(by_rows)
+            _sampling_kernels.sample_subset_by_rejection(
+                self.space._vectors64[words[slots]],
+                row_ids[slots],
+                row_distances[slots],
+                reach[slots],
+                base[slots],
+                _restart(starts, slots),
+                token_order,
+                seeds,
+                self._sensitive_space.vectors,
+                half_epsilon,
+                out,
+            )
+        scanned = np.flatnonzero(~by_rows)
+        if scanned.size:
+            self._sample_from_rows(words, scanned, starts, token_order, generator, out)
+        return out
+
+    def _sample_from_rows(
+        self,
+        words: np.ndarray,
+        scanned: np.ndarray,
+        starts: np.ndarray,
+        token_order: np.ndarray,
+        generator: np.random.Generator,
+        out: np.ndarray,
+    ) -> None:
+        """Exact, by one full distance row to the sensitive words per word of ``scanned``."""
+        u_choice = generator.random(len(token_order))
+        u_fallback = np.zeros(len(token_order))  # no clipping: the fallback is never used
         block = max(1, (1 << 24) // self.n_sensitive)
-        for first in range(0, len(words), block):
-            slots = np.arange(first, min(first + block, len(words)))
-            ranges = np.ascontiguousarray(np.stack([starts[slots], starts[slots + 1]], axis=1))
+        for first in range(0, len(scanned), block):
+            slots = scanned[first : first + block]
+            ranges = _restart(starts, slots)
             rows = self._distances_to_sensitive(words[slots])
             rows -= rows.min(axis=1, keepdims=True)  # same law, no underflow of every weight
             _kernels.sample_from_distance_rows(
@@ -332,4 +400,3 @@ class SanTextPlus(Mechanism):
                 np.inf,
                 out,
             )
-        return out

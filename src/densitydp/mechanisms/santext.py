@@ -5,6 +5,7 @@ words."""
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ from scipy.special import log_softmax
 
 from .._validation import check_epsilon, check_number, check_word_ids
 from ..embeddings import EmbeddingSpace
+from ..neighbors import exact_search
 from . import _kernels, _sampling_kernels
-from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, group_tokens, neighbor_rows
+from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, _RowCache, group_tokens
 from .exponential import ExponentialMechanism, _rejection_is_cheaper, _restart
 
 __all__ = ["DEFAULT_P", "DEFAULT_SENSITIVE_FRACTION", "SanText", "SanTextPlus"]
@@ -24,6 +26,11 @@ DEFAULT_P = 0.3
 #: SanText+'s fraction ``w`` of sensitive (least frequent) words in the paper's experiments and
 #: the README example (``--sensitive_word_percentage 0.9``; the argparse default is 0.5).
 DEFAULT_SENSITIVE_FRACTION = 0.9
+#: Width of the exact rows from a non-sensitive word to its nearest sensitive words (the
+#: rejection sampler's envelope is exact on them): 256 rows of 12 bytes a word, kept per
+#: mechanism for the non-sensitive words met (at most ``3 KB * (1 - w) n``).
+OUTSIDE_WIDTH = 256
+_OUTSIDE_LOCK = threading.Lock()
 
 
 class SanText(ExponentialMechanism):
@@ -206,6 +213,8 @@ class SanTextPlus(Mechanism):
         self._position = np.full(len(space), -1, dtype=np.int64)
         self._position[self._sensitive_ids] = np.arange(self.n_sensitive)
         self._largest_norm = float(np.sqrt(space._sqnorms[self._sensitive_ids].max()))
+        # exact rows of the non-sensitive words to the sensitive ones, filled as words come
+        self._outside_cache = _RowCache(len(space), min(OUTSIDE_WIDTH, self.n_sensitive))
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
@@ -314,27 +323,37 @@ class SanTextPlus(Mechanism):
     def _outside_rows(
         self, words: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For distinct non-sensitive ``words``: their exact neighbour rows restricted to the
-        sensitive words (positions; other entries padded with ids ``>= n_sensitive`` at
-        distance ``inf``), a lower bound on the distance of every sensitive word outside the
-        row, the weight base ``min(row, reach)``, and a lower bound on the true weight mass
-        relative to that base (each word at most ``|x| + max |y|`` away)."""
-        n_words, n_sensitive = len(self.space), self.n_sensitive
-        width = min(TABLE_K, n_words)
-        ids, distances = neighbor_rows(self.space, words, width)
-        reach = distances[:, -1] * (1.0 - 1e-9)
-        if width == n_words:
+        """For distinct non-sensitive ``words``: the positions of their
+        :data:`OUTSIDE_WIDTH` exact nearest sensitive words with float64 distances (exact
+        search, kept per mechanism), a lower bound on the distance of every sensitive word
+        outside the row, the weight base (the row's first distance), and a lower bound on the
+        true weight mass relative to that base (each word is at most ``|x| + max |y|`` away)."""
+        width = min(OUTSIDE_WIDTH, self.n_sensitive)
+        with _OUTSIDE_LOCK:
+            cache = self._outside_cache
+            slots = cache.slots[words]
+            missing = slots < 0
+            if missing.any():
+                new_words = words[missing]
+                found = exact_search(
+                    np.ascontiguousarray(self.space._vectors64[new_words]),
+                    self._sensitive_space.vectors,
+                    width,
+                    column_sqnorms=self._sensitive_space._sqnorms,
+                    progress=False,
+                )
+                slots[missing] = cache.add(new_words, found.ids, np.sqrt(found.sqdist))
+            row_ids = cache.ids[slots].astype(np.int64)
+            row_distances = cache.distances[slots]
+        reach = row_distances[:, -1] * (1.0 - 1e-9)
+        if width == self.n_sensitive:
             reach[:] = np.inf
-        positions = self._position[ids]
-        inside = positions >= 0
-        row_ids = np.where(inside, positions, n_sensitive + np.arange(width))
-        row_distances = np.where(inside, distances, np.inf)
-        base = np.minimum(row_distances.min(axis=1), reach)
+        base = row_distances[:, 0]
         half_epsilon = 0.5 * self.epsilon
         with np.errstate(over="ignore"):
             row_mass = np.exp(-half_epsilon * (row_distances - base[:, None])).sum(axis=1)
             farthest = np.sqrt(self.space._sqnorms[words]) + self._largest_norm
-            others = n_sensitive - inside.sum(axis=1)
+            others = self.n_sensitive - width
             lower_mass = row_mass + others * np.exp(-half_epsilon * (farthest - base))
         return row_ids, row_distances, reach, base, lower_mass
 

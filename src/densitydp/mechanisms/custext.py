@@ -3,7 +3,9 @@ customised output set of K words per input word."""
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +26,10 @@ DEFAULT_K = 20
 _GROUP_BLOCK = 256
 
 MAPPINGS = ("conservative", "top-k")
+
+#: Conservative groups per space and ``k`` (dropped with the space).
+_GROUPS: weakref.WeakKeyDictionary[EmbeddingSpace, dict[int, Any]] = weakref.WeakKeyDictionary()
+_GROUP_LOCK = threading.Lock()
 
 
 def _scores(distances: np.ndarray, half_epsilon: float) -> np.ndarray:
@@ -280,7 +286,20 @@ class CusText(Mechanism):
 def _conservative_groups(
     space: EmbeddingSpace, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(group_of (n,), members (n_groups, k) int64 padded with -1, sizes (n_groups,))``."""
+    """``(group_of (n,), members (n_groups, k) int64 padded with -1, sizes (n_groups,))``,
+    computed once per space and ``k`` (kept while the space lives; read-only arrays): the
+    groups do not depend on epsilon."""
+    with _GROUP_LOCK:
+        kept = _GROUPS.setdefault(space, {})
+        if k not in kept:
+            groups = _compute_groups(space, k)
+            for array in groups:
+                array.flags.writeable = False
+            kept[k] = groups
+        return kept[k]
+
+
+def _compute_groups(space: EmbeddingSpace, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_words = len(space)
     group_of = np.full(n_words, -1, dtype=np.int64)
     members = np.full((-(-n_words // k), k), -1, dtype=np.int64)

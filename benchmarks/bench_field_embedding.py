@@ -3,7 +3,9 @@
 same run, on GloVe 6B-50d.
 
     python benchmarks/bench_field_embedding.py                          # 50,000 words
-    python benchmarks/bench_field_embedding.py --n-words 50000 400000 --time-cap 60
+    python benchmarks/bench_field_embedding.py --n-words 400000 --time-cap 30
+
+A run replaces the cells of its vocabulary sizes in the results and keeps the others.
 
 Workload (as in ``bench_mechanisms.py``): tokens drawn uniformly (seed 12345) from the 5,000 most
 frequent GloVe words, over a vocabulary of the first V words. Each mechanism perturbs a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -127,6 +130,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "numba_threads": numba.get_num_threads(),
+            "load_average": os.getloadavg(),
         },
         "workload": {
             "stream": f"uniform over the {TOP} most frequent words, seed {STREAM_SEED}",
@@ -141,6 +145,18 @@ def main() -> None:
         "cells": cells,
     }
     RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{args.output}.json"
+    if path.exists():  # keep the cells of the other vocabularies (runs at 50k and 400k apart)
+        earlier = json.loads(path.read_text())
+        measured = {cell["V"] for cell in cells}
+        kept = [cell for cell in earlier["cells"] if cell["V"] not in measured]
+        if kept:
+            report["cells"] = sorted([*kept, *cells], key=lambda cell: cell["V"])
+            report["earlier_run"] = {
+                "V": sorted({cell["V"] for cell in kept}),
+                "machine": earlier["machine"],
+                "workload": earlier["workload"],
+            }
     (RESULTS / f"{args.output}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.output}.md").write_text(table(report))
     print(table(report))
@@ -155,7 +171,9 @@ def table(report: dict) -> str:
         f"up to {work['reps']} reps. 1M: calls of {work['call']:,} tokens of a "
         f"{work['long_tokens']:,}-token stream for at most {work['time_cap_s']:g} s (tokens "
         f"done in the last column). lam = {work['lam']:g}, threshold = {work['threshold']:g}. "
-        f"numba threads: {report['machine']['numba_threads']}.",
+        f"numba threads: {report['machine']['numba_threads']}; load average (1/5/15 min) at "
+        f"the end: {report['machine'].get('load_average')} (a shared 2-core machine: compare "
+        "ratios within a run).",
         "",
         "| mechanism | V | epsilon | tokens/s (10k) | tokens/s (1M stream) | tokens done | "
         "x Laplace (10k) | unchanged | row-decided |",

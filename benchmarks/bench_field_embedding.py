@@ -174,6 +174,14 @@ def table(report: dict) -> str:
         f"numba threads: {report['machine']['numba_threads']}; load average (1/5/15 min) at "
         f"the end: {report['machine'].get('load_average')} (a shared 2-core machine: compare "
         "ratios within a run).",
+    ]
+    if "earlier_run" in report:
+        earlier = report["earlier_run"]
+        lines.append(
+            f"Cells of V = {', '.join(f'{v:,}' for v in earlier['V'])} come from an earlier run "
+            f"(load average {earlier['machine'].get('load_average')})."
+        )
+    lines += [
         "",
         "| mechanism | V | epsilon | tokens/s (10k) | tokens/s (1M stream) | tokens done | "
         "x Laplace (10k) | unchanged | row-decided |",

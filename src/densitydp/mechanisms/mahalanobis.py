@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,12 @@ class RegularisedCovariance:
     ``d_RM(x, y) = sqrt((x - y)^T M^{-1} (x - y))``. For ``lam = 0`` both are the identity
     (exactly: ``root`` and ``whiten`` are ``None``).
 
+    Parameters
+    ----------
+    space : EmbeddingSpace
+    lam : float
+        In [0, 1], already checked.
+
     Raises
     ------
     ValueError
@@ -42,24 +50,21 @@ class RegularisedCovariance:
         coincide.
     """
 
-    def __init__(self, vectors: np.ndarray, lam: float) -> None:
-        dim = vectors.shape[1]
+    def __init__(self, space: EmbeddingSpace, lam: float) -> None:
+        dim = space.dim
         self.lam = lam
         if lam == 0.0:
             self.eigenvalues = np.ones(dim)
             self.root: np.ndarray | None = None
             self.whiten: np.ndarray | None = None
             return
-        centred = vectors.astype(np.float64)
-        centred -= centred.mean(axis=0)
-        covariance = centred.T @ centred / len(centred)
-        average_variance = float(np.trace(covariance)) / dim
-        if not average_variance > 0.0:
+        scaled = scaled_covariance(space)
+        if scaled is None:
             raise ValueError(
                 "`lam` must be 0 on a space whose words all coincide (the covariance is zero, "
                 f"so the regularised Mahalanobis metric is undefined); got {lam!r}."
             )
-        matrix = lam * (covariance / average_variance) + (1.0 - lam) * np.eye(dim)
+        matrix = lam * scaled + (1.0 - lam) * np.eye(dim)
         matrix = 0.5 * (matrix + matrix.T)
         eigenvalues, eigenvectors = np.linalg.eigh(matrix)
         if not eigenvalues[0] > _CONDITION_FLOOR * eigenvalues[-1]:
@@ -172,7 +177,7 @@ class MahalanobisMechanism(MultivariateLaplace):
         epsilon = check_epsilon(epsilon)
         self.lam = check_number(lam, "lam", minimum=0.0, strict=False, maximum=1.0)
         #: ``M`` and its square roots (float64).
-        self.covariance = RegularisedCovariance(space.vectors, self.lam)
+        self.covariance = RegularisedCovariance(space, self.lam)
         self.min_epsilon = min_mahalanobis_epsilon(space, self.covariance)
         if epsilon < self.min_epsilon:
             raise ValueError(
@@ -243,6 +248,31 @@ class MahalanobisMechanism(MultivariateLaplace):
         if self.covariance.root is None:
             return spherical
         return spherical @ self.covariance.root  # root is symmetric: rows times M^{1/2}
+
+
+def scaled_covariance(space: EmbeddingSpace) -> np.ndarray | None:
+    """``Sigma~``: the covariance of the space's vectors (float64, every word weighted equally)
+    divided by ``trace / dim``; ``None`` when every word has the same vector. Kept per space
+    (one pass over the vectors: up to seconds on 400,000 words on a loaded machine)."""
+    with _COVARIANCE_LOCK:
+        if space in _COVARIANCES:
+            return _COVARIANCES[space]
+    centred = space.vectors.astype(np.float64)
+    centred -= centred.mean(axis=0)
+    covariance = centred.T @ centred / len(centred)
+    average_variance = float(np.trace(covariance)) / space.dim
+    scaled = covariance / average_variance if average_variance > 0.0 else None
+    if scaled is not None:
+        scaled.setflags(write=False)
+    with _COVARIANCE_LOCK:
+        _COVARIANCES[space] = scaled
+    return scaled
+
+
+_COVARIANCES: weakref.WeakKeyDictionary[EmbeddingSpace, np.ndarray | None] = (
+    weakref.WeakKeyDictionary()
+)
+_COVARIANCE_LOCK = threading.Lock()
 
 
 def min_mahalanobis_epsilon(space: EmbeddingSpace, covariance: RegularisedCovariance) -> float:

@@ -74,6 +74,11 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--mechanisms", nargs="+", default=None)
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the cells of other vocabulary sizes already in the results file",
+    )
     args = parser.parse_args()
 
     import densitydp as dd
@@ -83,7 +88,13 @@ def main() -> None:
     chosen = builders(dd)
     if args.mechanisms:
         chosen = {name: chosen[name] for name in args.mechanisms}
-    cells = []
+    cells: list[dict] = []
+    earlier: list[dict] = []
+    commands = []
+    if args.append and (RESULTS / "field_sampling.json").exists():
+        previous = json.loads((RESULTS / "field_sampling.json").read_text())
+        earlier = [c for c in previous["cells"] if c["vocab"] not in args.vocab]
+        commands = previous["meta"].get("commands", [previous["meta"]["command"]])
     for n_words in args.vocab:
         space = dd.load_glove(top=None if n_words == 400_000 else n_words)
         conservative_build = None
@@ -126,8 +137,11 @@ def main() -> None:
                     cell["vs_exponential_1m"] = cell["tokens_per_s_1m"] / reference
                 cells.append(cell)
         del space
+    cells = sorted(earlier + cells, key=lambda c: (c["vocab"], c["epsilon"]))
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     meta = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command,
+        "commands": [*commands, f"{command} ({time.strftime('%Y-%m-%d %H:%M')})"],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
@@ -140,8 +154,8 @@ def main() -> None:
     lines = [
         "# SanText, SanText+, CusText, CusText+ against the exponential mechanism",
         "",
-        f"`{meta['command']}` on {meta['date']} ({meta['machine']}, {meta['cpus']} CPUs); "
-        f"stream {meta['stream']}; medians of {args.reps} runs. Tokens/s; `x EM`: the 1M "
+        f"`{'`; `'.join(meta['commands'])}` ({meta['machine']}, {meta['cpus']} CPUs, shared); "
+        f"stream {meta['stream']}; medians of `--reps` runs. Tokens/s; `x EM`: the 1M "
         "stream's tokens/s over the exponential mechanism's at the same epsilon.",
         "",
         "| words | epsilon | mechanism | 1M stream | 10k call | x EM (1M) | build s "

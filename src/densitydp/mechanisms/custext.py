@@ -102,8 +102,9 @@ class CusText(Mechanism):
     token, numba, parallel over tokens; the same seed gives the same outputs for any thread
     count). Conservative: the groups and the tables are built once at construction: one pass
     over the ungrouped words per group, about ``n^2 dim / (2 k)`` multiply-adds (with an early
-    stop per candidate), and ``n k`` float64 cumulative weights plus ``n k`` int64 member ids
-    (about 2.6 MB per 10,000 words at ``k = 20``). Top-k: the exact neighbour rows of the
+    stop per candidate), kept per space and ``k`` (another epsilon reuses it); then ``n k``
+    float64 cumulative weights plus about ``3 n`` int64 ids (group, size, members: about 1.8 MB
+    per 10,000 words at ``k = 20``). Top-k: the exact neighbour rows of the
     distinct words of a call (:func:`~densitydp.mechanisms.base.neighbor_rows`, cached per
     space) and their tables, ``O(distinct words * k)`` per call.
 

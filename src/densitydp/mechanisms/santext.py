@@ -176,10 +176,15 @@ class SanTextPlus(Mechanism):
     that which words are sensitive is public. Ideal arithmetic.
 
     *Sampling* is exact: sensitive inputs use :class:`ExponentialMechanism` on the space of
-    sensitive words (its exact samplers); a sanitised non-sensitive word uses one exact
-    float64 distance row to ``V_S`` per distinct word of the call and inverse-CDF sampling
-    (``O(|V_S| dim)`` per distinct non-sensitive word sanitised; rows in blocks of at most
-    128 MB). Each non-sensitive token's keep-or-sanitise coin is one uniform from ``rng``.
+    sensitive words (its exact samplers). A sanitised non-sensitive word is sampled, per
+    distinct word of a call, either by rejection from its :data:`OUTSIDE_WIDTH` exact nearest
+    sensitive words (exact search, rows kept per mechanism: at most 3 KB per non-sensitive
+    word met), every other sensitive word proposed uniformly at the bound of the row's last
+    distance, or from one exact float64 distance row to ``V_S`` (``O(|V_S| dim)``, blocks of
+    at most 128 MB), whichever the exponential mechanism's cost rule expects to be cheaper
+    (both exact). Each non-sensitive token's keep-or-sanitise coin is one uniform from
+    ``rng``; every token's draws come from its own stream seeded by ``rng``, so results do not
+    depend on the number of threads.
 
     References
     ----------

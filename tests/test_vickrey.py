@@ -100,30 +100,64 @@ def test_row_kernel_matches_its_twin(twins, space):
         np.testing.assert_array_equal(out, expected)
 
 
-def test_select_kernel_matches_its_twin_and_the_degenerate_cases():
+def test_select_kernel_matches_its_twin_and_the_degenerate_cases(twins):
     generator = np.random.default_rng(2)
     n = 2_000
-    first = generator.integers(0, 100, n)
-    second = generator.integers(100, 200, n)
-    d1 = generator.exponential(1.0, n)
-    d2 = d1 + generator.exponential(1.0, n)
-    d1[:100] = 0.0  # on a word
-    d1[100:200] = d2[100:200] = 0.0  # on a duplicated word
+    vectors = twins.vectors
+    first = generator.integers(0, len(twins), n)
+    second = generator.integers(0, len(twins), n)
+    points = vectors[first].astype(np.float64) + generator.normal(0.0, 0.6, (n, twins.dim))
+    points[:100] = vectors[first[:100]]  # on a word: d1 = 0
+    first[100:200], second[100:200] = 5, 17  # words 5 and 17 share a vector
+    points[100:200] = vectors[5]  # d1 = d2 = 0
     uniforms = generator.random(n)
     for threshold in (0.0, 0.3, 0.5, 1.0):
         out = np.empty(n, dtype=np.int64)
-        _embedding_kernels.vickrey_select(first, second, d1, d2, uniforms, threshold, out)
+        _embedding_kernels.vickrey_select(points, first, second, vectors, uniforms, threshold, out)
         np.testing.assert_array_equal(
-            out, ref.vickrey_select(first, second, d1, d2, uniforms, threshold)
+            out, ref.vickrey_select(points, first, second, vectors, uniforms, threshold)
         )
         if threshold == 0.0:
-            np.testing.assert_array_equal(out, first)  # always the nearest
-        if threshold == 1.0:  # always the second, except d1 = d2 = 0 where P(first) = 1 - t = 0
-            np.testing.assert_array_equal(out, second)
+            np.testing.assert_array_equal(out, first)  # always the given first
+        if threshold == 1.0:  # the second, except d1 = d2 = 0 where P(first) = 1 - t = 0 too
+            np.testing.assert_array_equal(out[100:], second[100:])
     # d1 = d2 = 0: P(first) = 1 - t; d1 = 0 < d2 and t < 1: P(first) = 1
     assert _embedding_kernels.vickrey_pick(1, 2, 0.0, 0.0, 0.39, 0.6) == 1
     assert _embedding_kernels.vickrey_pick(1, 2, 0.0, 0.0, 0.41, 0.6) == 2
     assert _embedding_kernels.vickrey_pick(1, 2, 0.0, 3.0, 0.999, 0.9) == 1
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e20])
+def test_two_nearest_cascade_matches_its_twin(stretched, twins, scale):
+    from densitydp.mechanisms import _cascade
+    from reference.cascade import words_of
+
+    for vocabulary in (stretched, twins):
+        vectors = np.asarray(vocabulary.vectors, dtype=np.float64) * scale
+        cascade = _cascade.build(vectors.astype(np.float32))
+        generator = np.random.default_rng(7)
+        n = 500
+        words = generator.integers(0, len(vectors), n)
+        points = vectors[words] + scale * generator.normal(0.0, 1.5, (n, vectors.shape[1]))
+        points[:50] = vectors[words[:50]]  # on words; on a lattice: ties
+        points[50:100] = vectors[words[50:100]] + 0.5 * scale  # lattice midpoints: ties
+        queries, slack, _ = _cascade.prepare(cascade, points)
+        n_units = len(cascade.representatives)
+        seeds = np.where(generator.random((n, 3)) < 0.5, generator.integers(0, n_units, (n, 3)), -1)
+        first, second, status = (np.empty(n, dtype=np.int64) for _ in range(3))
+        _embedding_kernels.two_nearest_cascade(
+            queries, slack, cascade.blocks, n_units, seeds, cascade.relative, first, second, status
+        )
+        t_first, t_second, t_status = ref.two_nearest_cascade(
+            queries, slack, words_of(cascade), cascade.relative
+        )
+        decided = t_status == 2
+        assert decided.sum() > n // 2
+        np.testing.assert_array_equal(status[decided], 2)
+        np.testing.assert_array_equal(first[decided], t_first[decided])
+        np.testing.assert_array_equal(second[decided], t_second[decided])
+        # undecided by the twin: never claimed decided by the kernel
+        assert not np.any(status[~decided] == 2)
 
 
 # ----------------------------------------------------------------------------- decoding

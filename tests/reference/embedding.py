@@ -14,18 +14,20 @@ def vickrey_pick(first, second, d1, d2, uniform, threshold):
     return first if uniform < p_first else second
 
 
+def squared(point, vector):
+    """Squared distance summed coordinate by coordinate in order (float64), as the kernels do."""
+    total = 0.0
+    for coordinate in range(len(vector)):
+        diff = float(point[coordinate]) - float(vector[coordinate])
+        total += diff * diff
+    return total
+
+
 def two_nearest(point, candidates, vectors):
     """The two nearest of ``candidates`` to ``point`` (squared distance, then id) and their
     plain distances; the squares summed coordinate by coordinate in order, as the kernels do."""
     vectors = np.asarray(vectors)
-    keys = []
-    for word in candidates:
-        total = 0.0
-        for coordinate in range(vectors.shape[1]):
-            diff = float(point[coordinate]) - float(vectors[word, coordinate])
-            total += diff * diff
-        keys.append((total, int(word)))
-    keys.sort()
+    keys = sorted((squared(point, vectors[word]), int(word)) for word in candidates)
     (sq1, first), (sq2, second) = keys[0], keys[1]
     return first, second, float(np.sqrt(sq1)), float(np.sqrt(sq2))
 
@@ -39,15 +41,41 @@ def vickrey_in_rows(points, rows, table_ids, vectors, uniforms, threshold):
     return out
 
 
-def vickrey_select(first, second, d1, d2, uniforms, threshold):
-    """:func:`vickrey_pick` point by point."""
-    return np.array(
-        [
-            vickrey_pick(a, b, x, y, u, threshold)
-            for a, b, x, y, u in zip(first, second, d1, d2, uniforms, strict=True)
-        ],
-        dtype=np.int64,
-    )
+def vickrey_select(points, first, second, vectors, uniforms, threshold):
+    """:func:`vickrey_pick` point by point, the distances recomputed as the kernels do."""
+    out = np.empty(len(points), dtype=np.int64)
+    for i, point in enumerate(points):
+        d1 = np.sqrt(squared(point, vectors[first[i]]))
+        d2 = np.sqrt(squared(point, vectors[second[i]]))
+        out[i] = vickrey_pick(first[i], second[i], d1, d2, uniforms[i], threshold)
+    return out
+
+
+def two_nearest_cascade(queries, slack, words, relative):
+    """``(first, second, status)`` as ``two_nearest_cascade`` returns them, with no pruning:
+    every word's full float64 squared distance in the kernel's summation order, the two best
+    (ties to the smaller index), how many words lie within the margin of the second (-1 above
+    the kernel's capacity), -2 when the second is within the margin of the first."""
+    from densitydp.mechanisms import _cascade
+    from reference.cascade import threshold
+
+    first = np.empty(len(queries), dtype=np.int64)
+    second = np.empty(len(queries), dtype=np.int64)
+    status = np.empty(len(queries), dtype=np.int64)
+    words64 = words.astype(np.float64)
+    for i, query in enumerate(queries):
+        total = np.zeros(len(words))
+        for t in range(queries.shape[1]):
+            diff = query[t] - words64[:, t]
+            total += diff * diff
+        order = np.lexsort((np.arange(len(words)), total))
+        first[i], second[i] = order[0], order[1]
+        within = int(np.sum(total <= threshold(total[order[1]], slack[i], relative)))
+        if total[order[1]] <= threshold(total[order[0]], slack[i], relative):
+            status[i] = -2
+        else:
+            status[i] = within if within <= _cascade._CANDIDATES else -1
+    return first, second, status
 
 
 def vickrey_brute_force(points, vectors, uniforms, threshold):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .._jit import jit, parallel_jit
 from .._kernels import squared_distance
+from ._cascade import _CANDIDATES, QUERY_BLOCK, STEP, _full_squared, _limit32, _threshold
 
 
 @jit
@@ -64,8 +66,136 @@ def vickrey_in_rows(points, rows, table_ids, vectors, uniforms, threshold, out):
 
 
 @parallel_jit
-def vickrey_select(first, second, d1, d2, uniforms, threshold, out):
-    """:func:`vickrey_pick` for points whose two nearest words were found elsewhere (the
-    exact full search): ``out[i]`` is ``first[i]`` or ``second[i]``."""
+def vickrey_select(points, first, second, vectors, uniforms, threshold, out):
+    """:func:`vickrey_pick` for points whose two nearest words ``first[i]``, ``second[i]`` were
+    found elsewhere (the cascade or the exact full search); the distances are recomputed here in
+    float64, summed as everywhere else (:func:`squared_distance`)."""
     for i in prange(first.shape[0]):
-        out[i] = vickrey_pick(first[i], second[i], d1[i], d2[i], uniforms[i], threshold)
+        d1 = math.sqrt(squared_distance(points[i], vectors[first[i]]))
+        d2 = math.sqrt(squared_distance(points[i], vectors[second[i]]))
+        out[i] = vickrey_pick(first[i], second[i], d1, d2, uniforms[i], threshold)
+
+
+@jit
+def _insert_top_two(top_sq, top_unit, total, unit):
+    """Keep the two smallest ``(squared distance, unit)`` pairs; a unit already held is not
+    entered twice (the seeds are met again by the scan)."""
+    if unit == top_unit[0] or unit == top_unit[1]:
+        return
+    if total < top_sq[0] or (total == top_sq[0] and unit < top_unit[0]):
+        top_sq[1] = top_sq[0]
+        top_unit[1] = top_unit[0]
+        top_sq[0] = total
+        top_unit[0] = unit
+    elif total < top_sq[1] or (total == top_sq[1] and unit < top_unit[1]):
+        top_sq[1] = total
+        top_unit[1] = unit
+
+
+@parallel_jit
+def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first, second, status):
+    """The exact PCA cascade of ``densitydp.mechanisms._cascade`` for the two nearest words.
+
+    The same stages and rounding margins as ``_cascade._search``, with the upper bound taken
+    from the *second* best full distance: a word is dropped only when it is provably farther
+    than the second best word, hence (the margin being increasing in the distance) than both
+    kept words, so neither of the two nearest words is ever dropped. ``first[i]``,
+    ``second[i]`` receive the units (deduplicated words) of the two best; ``status[i]`` the
+    number of words within the margin of the second (2: decided), -1 when more than the
+    candidate capacity were, -2 when the second is within the margin of the first (their order
+    is not proven). Queries are processed in fixed blocks of ``QUERY_BLOCK``: the result does
+    not depend on the number of threads.
+    """
+    n_queries, dim = queries.shape
+    n_blocks, _, width = blocks.shape
+    n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
+    for task in prange(n_tasks):
+        start = task * QUERY_BLOCK
+        stop = min(start + QUERY_BLOCK, n_queries)
+        count = stop - start
+        top_sq = np.full((count, 2), np.inf)
+        top_unit = np.full((count, 2), -1, np.int64)
+        limit = np.full(count, np.inf)
+        limit32 = np.full(count, np.inf, np.float32)
+        cand_unit = np.full((count, _CANDIDATES), -1, np.int64)
+        cand_sq = np.full((count, _CANDIDATES), np.inf)
+        overflow = np.zeros(count, np.bool_)
+        query32 = np.empty((count, dim), np.float32)
+        for q in range(count):
+            for t in range(dim):
+                query32[q, t] = np.float32(queries[start + q, t])
+        for q in range(count):
+            for s in range(seeds.shape[1]):
+                unit = seeds[start + q, s]
+                if unit < 0:
+                    continue
+                full = _full_squared(queries[start + q], blocks, unit)
+                _insert_top_two(top_sq[q], top_unit[q], full, unit)
+            if top_unit[q, 1] >= 0:
+                limit[q] = _threshold(top_sq[q, 1], slack[start + q], relative)
+                limit32[q] = _limit32(limit[q])
+        partial = np.empty(width, np.float32)
+        for b in range(n_blocks):
+            for q in range(count):
+                bound = limit32[q]
+                for j in range(width):
+                    partial[j] = np.float32(0.0)
+                hits = 0
+                for begin in range(0, dim, STEP):
+                    hits = 0
+                    for j in range(width):
+                        total = partial[j]
+                        for t in range(STEP):
+                            diff = query32[q, begin + t] - blocks[b, begin + t, j]
+                            total += diff * diff
+                        partial[j] = total
+                    for j in range(width):
+                        hits += partial[j] <= bound
+                    if hits == 0:
+                        break
+                if hits == 0:
+                    continue
+                for j in range(width):
+                    if partial[j] <= limit32[q]:
+                        unit = b * width + j
+                        if unit >= n_units:
+                            continue
+                        total = _full_squared(queries[start + q], blocks, unit)
+                        if total > limit[q]:
+                            continue
+                        _insert_top_two(top_sq[q], top_unit[q], total, unit)
+                        if top_unit[q, 1] >= 0:
+                            limit[q] = _threshold(top_sq[q, 1], slack[start + q], relative)
+                            limit32[q] = _limit32(limit[q])
+                        slot = -1
+                        for c in range(_CANDIDATES):
+                            if cand_unit[q, c] < 0 or cand_sq[q, c] > limit[q]:
+                                slot = c
+                                break
+                        if slot < 0:
+                            overflow[q] = True
+                        else:
+                            cand_unit[q, slot] = unit
+                            cand_sq[q, slot] = total
+        for q in range(count):
+            first[start + q] = top_unit[q, 0]
+            second[start + q] = top_unit[q, 1]
+            if overflow[q]:
+                status[start + q] = -1
+                continue
+            within = 0
+            seen_first = False
+            seen_second = False
+            for c in range(_CANDIDATES):
+                if cand_unit[q, c] >= 0 and cand_sq[q, c] <= limit[q]:
+                    within += 1
+                    seen_first |= cand_unit[q, c] == top_unit[q, 0]
+                    seen_second |= cand_unit[q, c] == top_unit[q, 1]
+            if not seen_first and top_unit[q, 0] >= 0:
+                within += 1  # not reached by the scan (cannot happen: counted to be safe)
+            if not seen_second and top_unit[q, 1] >= 0:
+                within += 1
+            if top_sq[q, 1] <= _threshold(top_sq[q, 0], slack[start + q], relative):
+                status[start + q] = -2
+            else:
+                status[start + q] = within

@@ -10,7 +10,7 @@ import numpy as np
 from .._validation import check_int, check_number
 from ..embeddings import EmbeddingSpace
 from ..neighbors import exact_search
-from . import _embedding_kernels
+from . import _cascade, _embedding_kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, neighbor_rows
 from .mahalanobis import MahalanobisMechanism
 
@@ -194,23 +194,62 @@ class VickreyMechanism(MahalanobisMechanism):
             out[decided] = chosen
         if not decided.all():
             rest = np.flatnonzero(~decided)
-            found = exact_search(
-                np.ascontiguousarray(points[rest]),
-                self.space.vectors,
-                2,
-                column_sqnorms=self.space._sqnorms,
-                progress=False,
-            )
+            first, second = self._two_nearest(points[rest], row_ids[inverse[rest]])
             chosen = np.empty(len(rest), dtype=np.int64)
-            distances = np.sqrt(found.sqdist)
             _embedding_kernels.vickrey_select(
-                np.ascontiguousarray(found.ids[:, 0]),
-                np.ascontiguousarray(found.ids[:, 1]),
-                np.ascontiguousarray(distances[:, 0]),
-                np.ascontiguousarray(distances[:, 1]),
+                np.ascontiguousarray(points[rest]),
+                first,
+                second,
+                self.space.vectors,
                 np.ascontiguousarray(uniforms[rest]),
                 self.threshold,
                 chosen,
             )
             out[rest] = chosen
         return out
+
+    def _two_nearest(self, points: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact first and second nearest word ids of each point: the two-nearest PCA cascade
+        where it decides (seeded with the words' neighbour rows), the certified exact search for
+        the rest (near ties of the first, second or third word, repeated vectors among the two,
+        points far outside the space)."""
+        first = np.empty(len(points), dtype=np.int64)
+        second = np.empty(len(points), dtype=np.int64)
+        pending = np.ones(len(points), dtype=bool)
+        cascade = self._cascade()
+        if cascade is not None:
+            queries, slack, usable = _cascade.prepare(cascade, points)
+            inside = (seeds >= 0) & (seeds < len(cascade.units))
+            seed_units = np.where(inside, cascade.units[np.where(inside, seeds, 0)], -1)
+            units = np.empty((2, len(points)), dtype=np.int64)
+            status = np.empty(len(points), dtype=np.int64)
+            _embedding_kernels.two_nearest_cascade(
+                queries,
+                slack,
+                cascade.blocks,
+                len(cascade.representatives),
+                np.ascontiguousarray(seed_units, dtype=np.int64),
+                cascade.relative,
+                units[0],
+                units[1],
+                status,
+            )
+            # a repeated vector is one unit: its words tie; the exact search orders them
+            repeated = np.bincount(cascade.units, minlength=len(cascade.representatives)) > 1
+            found = usable & (status == 2)
+            found[found] &= ~repeated[units[0, found]] & ~repeated[units[1, found]]
+            first[found] = cascade.representatives[units[0, found]]
+            second[found] = cascade.representatives[units[1, found]]
+            pending = ~found
+        if pending.any():
+            rest = np.flatnonzero(pending)
+            result = exact_search(
+                np.ascontiguousarray(points[rest]),
+                self.space.vectors,
+                2,
+                column_sqnorms=self.space._sqnorms,
+                progress=False,
+            )
+            first[rest] = result.ids[:, 0]
+            second[rest] = result.ids[:, 1]
+        return first, second

@@ -5,7 +5,7 @@ same run, on GloVe 6B-50d.
     python benchmarks/bench_field_embedding.py                          # 50,000 words
     python benchmarks/bench_field_embedding.py --n-words 400000 --time-cap 30
 
-A run replaces the cells of its vocabulary sizes in the results and keeps the others.
+A run replaces the cells (mechanism, V, epsilon) it measures in the results and keeps the others.
 
 Workload (as in ``bench_mechanisms.py``): tokens drawn uniformly (seed 12345) from the 5,000 most
 frequent GloVe words, over a vocabulary of the first V words. Each mechanism perturbs a
@@ -148,12 +148,22 @@ def main() -> None:
     path = RESULTS / f"{args.output}.json"
     if path.exists():  # keep the cells of the other vocabularies (runs at 50k and 400k apart)
         earlier = json.loads(path.read_text())
-        measured = {cell["V"] for cell in cells}
-        kept = [cell for cell in earlier["cells"] if cell["V"] not in measured]
+        measured = {(cell["mechanism"], cell["V"], cell["epsilon"]) for cell in cells}
+        kept = [
+            cell
+            for cell in earlier["cells"]
+            if (cell["mechanism"], cell["V"], cell["epsilon"]) not in measured
+        ]
         if kept:
-            report["cells"] = sorted([*kept, *cells], key=lambda cell: cell["V"])
+            order = list(MECHANISMS)
+            report["cells"] = sorted(
+                [*kept, *cells],
+                key=lambda cell: (cell["V"], cell["epsilon"], order.index(cell["mechanism"])),
+            )
             report["earlier_run"] = {
-                "V": sorted({cell["V"] for cell in kept}),
+                "cells": sorted(
+                    {f"{c['mechanism']} V={c['V']} eps={c['epsilon']:g}" for c in kept}
+                ),
                 "machine": earlier["machine"],
                 "workload": earlier["workload"],
             }
@@ -178,8 +188,8 @@ def table(report: dict) -> str:
     if "earlier_run" in report:
         earlier = report["earlier_run"]
         lines.append(
-            f"Cells of V = {', '.join(f'{v:,}' for v in earlier['V'])} come from an earlier run "
-            f"(load average {earlier['machine'].get('load_average')})."
+            f"Cells from an earlier run (load average {earlier['machine'].get('load_average')}): "
+            f"{', '.join(earlier['cells'])}."
         )
     lines += [
         "",

@@ -83,8 +83,12 @@ class VickreyMechanism(MahalanobisMechanism):
     so the second nearest distance is ``d2 <= r + delta`` (at most one of ``w``, ``v`` is the
     first). Any word ``u`` with ``d(x, u) <= d2`` then has ``d(w, u) <= 2 r + delta``. The
     word's exact neighbour row (``table_k`` words, each word first) decides when its last
-    distance exceeds ``2 r + delta`` (with a relative margin of 1e-6); the other points get
-    the certified exact 2-nearest search of :func:`densitydp.neighbors.exact_search`.
+    distance exceeds ``2 r + delta`` (with a relative margin of 1e-6); the other points go to
+    a two-nearest variant of the exact PCA cascade of :class:`MultivariateLaplace` (pruned
+    against the second-best distance with the cascade's proven margins; decided when exactly
+    two words are within the margin of the second and the second is provably farther than the
+    first), and the points it cannot decide (near ties, a repeated vector among the two, far
+    points) to the certified exact search of :func:`densitydp.neighbors.exact_search`.
 
     *Peers.* pypantera's ``VickreyCMP`` / ``VickreyMhl`` take the two smallest distances with
     ``argpartition`` without ordering them, so the roles of ``d1`` and ``d2`` can be swapped;

@@ -315,12 +315,18 @@ def _ratio(value: float) -> str:
     return f"{value:.1f}x" if value < 10 else f"{value:,.0f}x"
 
 
+def _load(values: list | None) -> str:
+    return "-" if not values else " / ".join(f"{v:.2f}" for v in values)
+
+
 def table(report: dict) -> str:
     load = report.get("load", {})
     lines = [
         f"Tokens per second ({report['date']} UTC, {report['versions']['cpus']} CPUs, shared; "
-        f"load average (1, 5, 15 min) {load.get('start')} at the start of our side, "
-        f"{load.get('end')} at its end)",
+        f"load average (1 / 5 / 15 min) {_load(load.get('start'))} at the start of our side, "
+        f"{_load(load.get('end'))} at its end: other jobs shared the machine)",
+        "",
+        f"`python benchmarks/bench_mechanisms.py {report.get('argv', '')}`".replace(" `", "`"),
         "",
         "densitydp: median of its reps on the 10,000-token stream and on as much of the "
         "1,000,000-token stream as fits in the time cap. Peers: **median of capped reps** on the "
@@ -336,8 +342,8 @@ def table(report: dict) -> str:
             "Peer numbers reused from an earlier run (`--reuse-peer-results`), not measured side "
             "by side in this one: "
             + "; ".join(
-                f"`{r['file']}` written {r['written']} UTC (load {r['loadavg_start']} -> "
-                f"{r['loadavg_end']})"
+                f"`{r['file']}` written {r['written']} UTC (load {_load(r['loadavg_start'])} -> "
+                f"{_load(r['loadavg_end'])})"
                 for r in runs
             )
             + ".",
@@ -347,7 +353,8 @@ def table(report: dict) -> str:
             "",
             "Peer runs: "
             + "; ".join(
-                f"{r['tag']} (load {r['loadavg_start']} -> {r['loadavg_end']})" for r in runs
+                f"{r['tag']} (load {_load(r['loadavg_start'])} -> {_load(r['loadavg_end'])})"
+                for r in runs
             )
             + ".",
         ]
@@ -477,7 +484,15 @@ def main() -> None:
         action="store_true",
         help="read the peers' results of an earlier run from benchmarks/.peer-work",
     )
+    parser.add_argument(
+        "--rewrite-md", action="store_true", help="rewrite mechanisms.md from mechanisms.json"
+    )
     args = parser.parse_args()
+    if args.rewrite_md:
+        text = table(json.loads((RESULTS / "mechanisms.json").read_text()))
+        (RESULTS / "mechanisms.md").write_text(text)
+        print(text)
+        return
     if args.sampler_eps is None:
         args.sampler_eps = args.eps
     args.peer_run_info = []

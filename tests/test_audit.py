@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 import densitydp as dd
 from densitydp.audit import (
@@ -250,19 +250,25 @@ def test_a_sampler_that_does_not_follow_its_stated_distribution_is_caught(space)
 
 
 def _rank_bound(mechanism, word, output):
-    """Reference twin of TruncatedGumbel.log_prob_upper_bound: ln P[k >= s + 1 | k <= n - 1]
-    with s the number of words strictly closer to ``word`` than ``output``, by scipy sums."""
+    """Reference twin of TruncatedGumbel.log_prob_upper_bound: ln P[k + 1 >= s + 1 | k <= n - 1]
+    (seed convention: k + 1 candidates) or ln P[k >= s + 1 | k <= n - 1] (mldp: k), with s the
+    number of words strictly closer to ``word`` than ``output``, by scipy sums."""
     vectors = mechanism.space._vectors64
     distances = np.sqrt(((vectors - vectors[word]) ** 2).sum(axis=1))
     closer = int((distances < distances[output]).sum())
     n = len(mechanism.space)
-    law = stats.poisson(mechanism.poisson_mean)
-    tail = sum(law.pmf(k) for k in range(closer + 1, n))  # 0: the farthest word, never a candidate
-    return math.log(tail / law.cdf(n - 1)) if tail > 0 else -math.inf
+    log_pmf = stats.poisson(mechanism.poisson_mean).logpmf(np.arange(n))
+    first = closer if mechanism.convention == "seed" else closer + 1
+    if first >= n:  # mldp: the farthest word is never a candidate
+        return -math.inf
+    return float(special.logsumexp(log_pmf[first:]) - special.logsumexp(log_pmf))
 
 
-def test_gumbel_upper_bound_holds_on_the_computed_law_and_matches_its_twin(lattice):
-    gumbel = dd.TruncatedGumbel(lattice, epsilon=3 * _gumbel_epsilon(lattice) / 1.5)
+@pytest.mark.parametrize("convention", ["seed", "mldp"])
+def test_gumbel_upper_bound_holds_on_the_computed_law_and_matches_its_twin(lattice, convention):
+    gumbel = dd.TruncatedGumbel(
+        lattice, epsilon=3 * _gumbel_epsilon(lattice) / 1.5, convention=convention
+    )
     for word in range(0, 64, 5):
         ids, probabilities = gumbel.output_distribution(word)
         bound = gumbel.log_prob_upper_bound(word, ids)

@@ -308,8 +308,9 @@ def test_gumbel_quadrature_matches_scipy_quad():
 
 
 @pytest.mark.statistical
-def test_gumbel_exact_distribution_against_large_monte_carlo(space):
-    mechanism = dd.TruncatedGumbel(space, scale=2.0)
+@pytest.mark.parametrize("convention", ["seed", "mldp"])
+def test_gumbel_exact_distribution_against_large_monte_carlo(space, convention):
+    mechanism = dd.TruncatedGumbel(space, scale=2.0, convention=convention)
     ids, probabilities = mechanism.output_distribution(42)
     n_samples = 2_000_000
     counts = np.bincount(mechanism.sample(np.full(n_samples, 42), rng=9), minlength=300)[ids]
@@ -317,6 +318,52 @@ def test_gumbel_exact_distribution_against_large_monte_carlo(space):
     tolerance = 5 * np.sqrt(probabilities * (1 - probabilities) * n_samples) + 1
     assert (np.abs(counts - probabilities * n_samples) <= tolerance).all()
     assert counts.sum() == n_samples  # nothing outside the computed support
+
+
+def test_gumbel_conventions_differ_by_one_candidate():
+    """Seed: the word and its k nearest neighbours (k + 1 candidates); mldp: the word and k - 1.
+    On three words (k <= 2) only the seed's convention ever reaches the farthest word; with the
+    count pinned at 2 by a huge Poisson mean, the seed's law is the selection among all three
+    and mldp's the selection among the word and its nearest neighbour (both by direct
+    quadrature of the order-statistic integral)."""
+    three = dd.EmbeddingSpace(["a", "b", "c"], [[0.0], [1.0], [2.5]])
+    laws = {}
+    for convention in ("seed", "mldp"):
+        mechanism = dd.TruncatedGumbel(three, scale=1.5, poisson_mean=1e9, convention=convention)
+        ids, probabilities = mechanism.output_distribution(0)
+        laws[convention] = dict(zip(ids.tolist(), probabilities.tolist(), strict=True))
+        drawn = np.bincount(mechanism.sample(np.zeros(20_000, dtype=int), rng=3), minlength=3)
+        assert (drawn[2] > 0) == (convention == "seed")
+        bound = mechanism.log_prob_upper_bound(0, [2])[0]
+        assert (bound > -np.inf) == (convention == "seed")
+
+    def selection(distances, c, scale=1.5, bound=2.5):
+        low, high = stats.gumbel_r.cdf([-bound, bound], scale=scale)
+
+        def integrand(y):
+            density = stats.gumbel_r.pdf(y - distances[c], scale=scale) / (high - low)
+            others = [
+                (high - stats.gumbel_r.cdf(min(max(y - d, -bound), bound), scale=scale))
+                / (high - low)
+                for j, d in enumerate(distances)
+                if j != c
+            ]
+            return density * np.prod(others)
+
+        return integrate.quad(integrand, distances[c] - bound, distances[c] + bound, limit=200)[0]
+
+    # k < 2 keeps probability P[k = 1 | k <= 2] ~ 2 / mean = 2e-9: tolerance 1e-8
+    assert laws["seed"][2] == pytest.approx(selection([0.0, 1.0, 2.5], 2), abs=1e-8)
+    assert laws["seed"][0] == pytest.approx(selection([0.0, 1.0, 2.5], 0), abs=1e-8)
+    assert laws["mldp"][1] == pytest.approx(selection([0.0, 1.0], 1), abs=1e-8)
+    assert laws["mldp"].get(2, 0.0) == 0.0
+
+
+def test_gumbel_convention_is_validated(space):
+    for bad in ("Seed", "k+1", 1, None):
+        with pytest.raises(ValueError, match="`convention` must be one of 'seed', 'mldp'"):
+            dd.TruncatedGumbel(space, scale=1.0, convention=bad)
+    assert "convention='seed'" in repr(dd.TruncatedGumbel(space, scale=1.0))
 
 
 def test_gumbel_draws_beyond_the_table_use_exact_wider_rows(space):

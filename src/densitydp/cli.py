@@ -244,6 +244,56 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Prior exponent of the density-aware mechanisms (default 1).",
         ),
+        click.option(
+            "--convention",
+            type=click.Choice(["seed", "mldp"]),
+            default=None,
+            help="gumbel: candidates for a count k — seed (the word and its k nearest "
+            "neighbours; default) or mldp (the word and k - 1, as mldp-text).",
+        ),
+        click.option(
+            "--lam",
+            type=float,
+            default=None,
+            help="Covariance weight of mahalanobis and vickrey-mahalanobis, in [0, 1] "
+            "(default 0.2).",
+        ),
+        click.option(
+            "--threshold",
+            type=float,
+            default=None,
+            help="Vickrey threshold t in [0, 1] of vickrey and vickrey-mahalanobis (default 0.5).",
+        ),
+        click.option(
+            "--set-size",
+            "k",
+            type=int,
+            default=None,
+            help="Output-set size K of custext and custext-plus, in [1, vocabulary size] "
+            "(default 20).",
+        ),
+        click.option(
+            "--mapping",
+            type=click.Choice(["conservative", "top-k"]),
+            default=None,
+            help="Output sets of custext and custext-plus: conservative (shared sets, the "
+            "paper's; default) or top-k (each word's own k nearest: no guarantee across sets).",
+        ),
+        click.option(
+            "--p",
+            "p",
+            type=float,
+            default=None,
+            help="santext-plus: probability that a non-sensitive word is sanitised, in [0, 1] "
+            "(default 0.3).",
+        ),
+        click.option(
+            "--sensitive-fraction",
+            type=float,
+            default=None,
+            help="santext-plus: fraction w of the vocabulary (its last rows, the least "
+            "frequent) treated as sensitive, in (0, 1] (default 0.9).",
+        ),
     ]
     for option in options:
         command = option(command)
@@ -457,6 +507,13 @@ def perturb(
     unknown: str,
     mask_token: str,
     tilt: float | None,
+    convention: str | None,
+    lam: float | None,
+    threshold: float | None,
+    k: int | None,
+    mapping: str | None,
+    p: float | None,
+    sensitive_fraction: float | None,
     sampler: str | None,
     delta: float | None,
     max_steps: int | None,
@@ -505,6 +562,13 @@ def perturb(
         space,
         epsilon,
         tilt=tilt,
+        convention=convention,
+        lam=lam,
+        threshold=threshold,
+        k=k,
+        mapping=mapping,
+        p=p,
+        sensitive_fraction=sensitive_fraction,
         sampler=sampler,
         delta=delta,
         max_steps=max_steps,

@@ -6,24 +6,34 @@ from typing import Any
 from ..embeddings import EmbeddingSpace
 from ..kde import KDEPrior
 from .base import Mechanism, PrivacyBound, PrivacyWarning
+from .custext import CusText, CusTextPlus
 from .density import DensityAwareLaplace, DistanceTruncatedLaplace, PriorWeightedExponential
 from .exponential import ExponentialMechanism
 from .gumbel import TruncatedGumbel
 from .laplace import MultivariateLaplace
+from .mahalanobis import DEFAULT_LAM, MahalanobisMechanism
+from .santext import SanText, SanTextPlus
 from .tem import TruncatedExponential
+from .vickrey import VickreyMechanism
 
 __all__ = [
     "MECHANISMS",
+    "CusText",
+    "CusTextPlus",
     "DensityAwareLaplace",
     "DistanceTruncatedLaplace",
     "ExponentialMechanism",
+    "MahalanobisMechanism",
     "Mechanism",
     "MultivariateLaplace",
     "PriorWeightedExponential",
     "PrivacyBound",
     "PrivacyWarning",
+    "SanText",
+    "SanTextPlus",
     "TruncatedExponential",
     "TruncatedGumbel",
+    "VickreyMechanism",
     "build_mechanism",
     "default_prior",
 ]
@@ -56,6 +66,11 @@ def _prior_exponential(space: EmbeddingSpace, epsilon: float, **options: Any) ->
     return PriorWeightedExponential(space, epsilon, prior, **options)
 
 
+def _vickrey_mahalanobis(space: EmbeddingSpace, epsilon: float, **options: Any) -> Mechanism:
+    options.setdefault("lam", DEFAULT_LAM)
+    return VickreyMechanism(space, epsilon, **options)
+
+
 _CLASSES: dict[str, Callable[..., Mechanism]] = {
     "laplace": MultivariateLaplace,
     "gumbel": TruncatedGumbel,
@@ -63,11 +78,25 @@ _CLASSES: dict[str, Callable[..., Mechanism]] = {
     "tem": TruncatedExponential,
     "density-laplace": _density_laplace,
     "prior-exponential": _prior_exponential,
+    "mahalanobis": MahalanobisMechanism,
+    "vickrey": VickreyMechanism,
+    "vickrey-mahalanobis": _vickrey_mahalanobis,
+    "santext": SanText,
+    "santext-plus": SanTextPlus,
+    "custext": CusText,
+    "custext-plus": CusTextPlus,
 }
 #: Options each named mechanism accepts in :func:`build_mechanism`.
 _OPTIONS = {
     "density-laplace": ("prior_points", "tilt", "sampler", "delta", "max_steps", "max_proposals"),
     "prior-exponential": ("prior_points", "tilt"),
+    "gumbel": ("convention",),
+    "mahalanobis": ("lam",),
+    "vickrey": ("threshold",),
+    "vickrey-mahalanobis": ("threshold", "lam"),
+    "santext-plus": ("p", "sensitive_fraction"),
+    "custext": ("k", "mapping"),
+    "custext-plus": ("k", "mapping"),
 }
 #: The short names of the command line and the benchmarks.
 MECHANISMS = tuple(_CLASSES)
@@ -80,7 +109,10 @@ def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float, **options:
     density-aware ones take ``prior_points`` (their :func:`default_prior`: every word for
     ``density-laplace``, :data:`DEFAULT_PRIOR_POINTS` for ``prior-exponential``), ``tilt``
     (default 1) and, for ``density-laplace``, ``sampler``, ``delta``, ``max_steps``,
-    ``max_proposals``.
+    ``max_proposals``. The others: ``gumbel`` ``convention``; ``mahalanobis`` ``lam``;
+    ``vickrey`` ``threshold`` (and ``lam`` for ``vickrey-mahalanobis``); ``santext-plus`` ``p``,
+    ``sensitive_fraction``; ``custext`` / ``custext-plus`` ``k``, ``mapping``. Each
+    mechanism's own class documents them.
     """
     if name not in _CLASSES:
         raise ValueError(f"`name` must be one of {', '.join(MECHANISMS)}; got {name!r}.")

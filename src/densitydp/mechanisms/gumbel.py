@@ -30,15 +30,21 @@ SERIAL_TOKENS = 20_000
 RACE_MAX_RATIO = 300.0
 #: ``"race"``, or ``"logs"`` for the kernel and row width before issue 16 (benchmark only).
 _KERNEL = "race"
+#: Candidate conventions: ``"seed"`` (the word and its ``k`` nearest neighbours, ``k + 1``
+#: candidates: the seed's description) and ``"mldp"`` (the word and ``k - 1`` neighbours: the
+#: public re-implementation, mldp-text, and densitydp before issue 14).
+CONVENTIONS = ("seed", "mldp")
 
 
 class TruncatedGumbel(Mechanism):
     """Truncated Gumbel kNN sampling.
 
-    For an input word ``w``: draw ``k ~ Poisson(poisson_mean)`` truncated to ``k <= n - 1``
-    (``k = 0`` returns ``w``); the candidates are ``w`` and its ``k - 1`` nearest neighbours; add
-    to each candidate's distance independent Gumbel(0, ``scale``) noise truncated to
-    ``[-max_distance, max_distance]``; return the candidate with the smallest noisy distance.
+    For an input word ``w``: draw ``k ~ Poisson(poisson_mean)`` truncated to ``k <= n - 1``;
+    the candidates are ``w`` and its ``k`` nearest neighbours (``convention="seed"``, ``k + 1``
+    candidates) or ``w`` and its ``k - 1`` nearest neighbours (``convention="mldp"``, ``k``
+    candidates, at least ``w``); add to each candidate's distance independent Gumbel(0,
+    ``scale``) noise truncated to ``[-max_distance, max_distance]``; return the candidate with
+    the smallest noisy distance. ``k = 0`` returns ``w`` in both conventions.
 
     Parameters
     ----------
@@ -49,7 +55,14 @@ class TruncatedGumbel(Mechanism):
     scale : float, optional
         Gumbel scale ``b``; the epsilon it implies is reported as ``mechanism.epsilon``.
     poisson_mean : float, optional
-        Mean number of candidates (default ``ln(n - 1)``).
+        Mean of the Poisson count ``k`` (default ``ln(n - 1)``).
+    convention : {"seed", "mldp"}
+        Which words are the candidates for a count ``k`` (default ``"seed"``). The seed's
+        description of the mechanism: "a random number of neighbours (in this case, three) are
+        selected around the source word; noise is added to the three nearest neighbours of A,
+        and to A itself" -- ``k`` neighbours plus the word. ``"mldp"``: the word plus ``k - 1``
+        neighbours, as the only public re-implementation (mldp-text 0.1.2) does; with it the
+        farthest word of each word is never a candidate (``k <= n - 1``).
 
     Notes
     -----
@@ -102,10 +115,17 @@ class TruncatedGumbel(Mechanism):
         *,
         scale: float | None = None,
         poisson_mean: float | None = None,
+        convention: str = "seed",
     ) -> None:
         super().__init__(space)
         if (epsilon is None) == (scale is None):
             raise ValueError("give exactly one of `epsilon` and `scale`.")
+        if not isinstance(convention, str) or convention not in CONVENTIONS:
+            raise ValueError(
+                f"`convention` must be one of {', '.join(map(repr, CONVENTIONS))}; "
+                f"got {convention!r}."
+            )
+        self.convention = convention
         n_words = len(space)
         self.poisson_mean = (
             math.log(n_words - 1)
@@ -169,7 +189,12 @@ class TruncatedGumbel(Mechanism):
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "scale": self.scale, "poisson_mean": self.poisson_mean}
+        return {
+            "epsilon": self.epsilon,
+            "scale": self.scale,
+            "poisson_mean": self.poisson_mean,
+            "convention": self.convention,
+        }
 
     def privacy_bound(self) -> PrivacyBound:
         return PrivacyBound(
@@ -200,6 +225,7 @@ class TruncatedGumbel(Mechanism):
         cdf = self._count_cdf
         counts = np.searchsorted(cdf, generator.random(len(word_ids)), side="right")
         np.minimum(counts, n_words - 1, out=counts)
+        counts += self._extra_candidate  # candidates: k + 1 (seed) or k (mldp; 0 and 1: w)
         width = min(n_words, max(1, int(counts.max())))  # only the candidates some token needs
         words, inverse = _distinct(word_ids, n_words)
         ids, distances = self._candidate_rows(words, width)
@@ -228,6 +254,11 @@ class TruncatedGumbel(Mechanism):
         kernel(inverse, ids, weights, counts, offsets, draws, low, spread, out)
         return out
 
+    @property
+    def _extra_candidate(self) -> int:
+        """Candidates beyond the count ``k``: 1 for the seed's convention, 0 for mldp's."""
+        return 1 if self.convention == "seed" else 0
+
     @cached_property
     def _count_cdf(self) -> np.ndarray:
         """Cumulative law of the truncated Poisson count, cut after its first entry equal to 1
@@ -245,6 +276,7 @@ class TruncatedGumbel(Mechanism):
         :data:`RACE_MAX_RATIO`): two logarithms per candidate."""
         n_words = len(self.space)
         counts = truncated_poisson(self.poisson_mean, n_words - 1, len(word_ids), generator)
+        counts += self._extra_candidate
         width = min(n_words, max(TABLE_K, int(counts.max())))
         words, inverse = np.unique(word_ids, return_inverse=True)
         ids, distances = self._candidate_rows(words, width)
@@ -299,7 +331,9 @@ class TruncatedGumbel(Mechanism):
         truncation points, accurate to about 1e-12 (checked against ``scipy.integrate.quad``).
         """
         word_id = self._check_word(word_id)
-        count_probabilities = self._count_probabilities()
+        count_probabilities = self._count_probabilities()  # of k; index: number of candidates
+        if self._extra_candidate:
+            count_probabilities = np.concatenate([[0.0], count_probabilities])
         width = min(len(self.space), max(1, len(count_probabilities) - 1))
         ids, distances = self._candidate_rows(np.array([word_id]), width)
         probabilities = candidate_probabilities(
@@ -316,11 +350,12 @@ class TruncatedGumbel(Mechanism):
         """A certified upper bound on ``ln P(y | w)`` for every output, also those left out of
         :meth:`output_distribution`.
 
-        ``y`` can be chosen only when it is among the ``k`` candidates, so only when ``k``
-        exceeds the number ``s`` of words strictly closer to ``w`` than ``y`` (``w`` itself
-        among them): ``P(y | w) <= P[k >= s + 1]`` under the truncated Poisson, computed in
-        log space from exact float64 distances (ties counted as not closer, so ``s`` is never
-        overstated and the bound never understated). Used by
+        ``y`` can be chosen only when it is among the candidates, so only when their number
+        (``k + 1`` under the seed's convention, ``k`` under mldp's) exceeds the number ``s`` of
+        words strictly closer to ``w`` than ``y`` (``w`` itself among them):
+        ``P(y | w) <= P[k >= s]`` (seed) or ``P[k >= s + 1]`` (mldp) under the truncated Poisson,
+        computed in log space from exact float64 distances (ties counted as not closer, so ``s``
+        is never overstated and the bound never understated). Used by
         :func:`densitydp.exact_privacy_loss` to certify losses on outputs outside one word's
         computed support.
         """
@@ -334,13 +369,16 @@ class TruncatedGumbel(Mechanism):
         n_words = len(self.space)
         if self.poisson_mean <= 0:
             return np.where(wanted == word_id, 0.0, -np.inf)
-        log_normaliser = stats.poisson.logcdf(n_words - 1, self.poisson_mean)
-        # P[s + 1 <= k <= n - 1] / P[k <= n - 1]
-        log_upper = stats.poisson.logsf(closer, self.poisson_mean)
-        log_beyond = stats.poisson.logsf(n_words - 1, self.poisson_mean)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_tail = log_upper + np.log1p(-np.exp(np.minimum(log_beyond - log_upper, 0.0)))
-        bound = np.minimum(log_tail - log_normaliser, 0.0)
+        # ln P[k >= t | k <= n - 1] for t = 0..n - 1, summed from the top in log space (finite
+        # and exact for every mean, also far above the vocabulary where the Poisson cdf
+        # underflows); t = s + 1 - extra, the smallest count whose candidates include y
+        log_pmf = stats.poisson.logpmf(np.arange(n_words), self.poisson_mean)
+        log_tails = np.logaddexp.accumulate(log_pmf[::-1])[::-1]
+        log_tails -= log_tails[0]
+        first = closer + 1 - self._extra_candidate
+        bound = np.full(len(wanted), -np.inf)
+        reachable = first < n_words
+        bound[reachable] = np.minimum(log_tails[np.maximum(first[reachable], 0)], 0.0)
         return np.where(closer == 0, 0.0, bound)
 
 

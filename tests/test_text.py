@@ -393,3 +393,29 @@ def test_texts_of_other_types(mechanism):
 def test_replace_must_return_valid_ids(replace, error, message):
     with pytest.raises(error, match=message):
         dd.TextCodec(VOCAB).map_texts("the king", replace)
+
+
+def test_report_claims_follow_each_mechanism_s_own_per_pair_claim():
+    """The per-token claim is the mechanism's bound against any replacement word, not
+    ``privacy_bound().epsilon`` times a Euclidean distance: inf where some pair is unprotected
+    (CusText across output sets, SanText+ with non-sensitive words), at least ``epsilon`` times
+    the largest d_RM for the Mahalanobis mechanism."""
+    space = dd.synthetic_space(n_words=120, dim=4, n_clusters=3, rng=5)
+    text = " ".join(space.words([3, 17, 40]))
+    for mechanism in (
+        dd.CusText(space, 1.0, k=10),
+        dd.SanTextPlus(space, 1.0, p=0.3, sensitive_fraction=0.5),
+    ):
+        report = dd.perturb_text(text, mechanism, rng=0, return_report=True)[1]
+        assert report.one_word_epsilon == np.inf
+    mechanism = dd.MahalanobisMechanism(space, 2.0, lam=0.9)
+    report = dd.perturb_text(text, mechanism, rng=0, return_report=True)[1]
+    ids = np.array([3, 17, 40])
+    worst = max(
+        float(np.max(mechanism.privacy_loss_bound(np.full(len(space), w), np.arange(len(space)))))
+        for w in ids
+    )
+    assert worst <= report.one_word_epsilon < np.inf
+    laplace = dd.MultivariateLaplace(space, 2.0)
+    report = dd.perturb_text(text, laplace, rng=0, return_report=True)[1]
+    assert report.one_word_epsilon == pytest.approx(2.0 * space.farthest_distance(ids).max())

@@ -140,12 +140,25 @@ class Calibration:
 
     @property
     def nearest_loss(self) -> float:
-        """Claimed privacy loss for the median nearest-neighbour pair among ``word_ids``:
-        ``bound.epsilon * nearest_distance`` for a metric guarantee, ``bound.epsilon`` for a
-        pure or approximate one (any two words)."""
-        if self.bound.notion == "metric":
-            return self.bound.epsilon * self.nearest_distance
-        return self.bound.epsilon
+        """Median over ``word_ids`` of the mechanism's claimed loss
+        (``privacy_loss_bound``) against each word's nearest other word: ``epsilon *
+        d`` for a Euclidean metric guarantee, the mechanism's own per-pair claim otherwise
+        (another metric such as the Mahalanobis mechanism's ``d_RM``, ``inf`` for an
+        unprotected pair); for an object without ``privacy_loss_bound``, its ``bound``
+        (``epsilon * nearest_distance`` for a metric one, ``epsilon`` otherwise)."""
+        space = self.mechanism.space
+        if not hasattr(self.mechanism, "privacy_loss_bound"):  # a protocol object: its bound
+            if self.bound.notion == "metric":
+                return self.bound.epsilon * self.nearest_distance
+            return self.bound.epsilon
+        if len(space) < 2:
+            return 0.0
+        nearest = space.neighbors(2, word_ids=self.word_ids, progress=False).rows(self.word_ids)
+        claims = np.asarray(
+            self.mechanism.privacy_loss_bound(self.word_ids, nearest[0][:, 1].astype(np.int64)),
+            dtype=np.float64,
+        )
+        return float(np.median(claims))
 
     def __str__(self) -> str:
         name = type(self.mechanism).__name__
@@ -164,7 +177,7 @@ class Calibration:
             text += (
                 f": for the median nearest-neighbour pair among the {len(self.word_ids)} "
                 f"calibration words (distance "
-                f"{self.nearest_distance:.4g}) a privacy loss of at most {loss:.4g} "
+                f"{self.nearest_distance:.4g}) a claimed privacy loss of at most {loss:.4g} "
                 f"(probability ratio up to {_ratio(loss)})."
             )
         else:

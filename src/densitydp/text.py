@@ -1391,17 +1391,14 @@ def _observe(
 def _token_claims(
     bound: PrivacyBound, mechanism: Mechanism, known_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each token's worst claimed loss and additive term against any replacement word: for a
-    metric guarantee the farthest word (``epsilon * r(w)``, and the mechanism's
-    ``privacy_delta_bound`` for that pair, capped at 1), otherwise ``epsilon`` and ``delta``."""
-    if bound.notion != "metric":
-        return np.full(known_ids.size, bound.epsilon), np.full(known_ids.size, bound.delta)
-    distances, farthest = mechanism.space._farthest_rows(known_ids)
-    with np.errstate(over="ignore"):  # a loss beyond the float range is an infinite claim
-        costs = bound.epsilon * distances
+    """Each token's worst claimed loss and additive term against any replacement word: the
+    mechanism's bound on ``max_w' privacy_loss_bound(w, w')`` (a Euclidean metric guarantee:
+    ``epsilon * r(w)``, ``r`` the farthest distance; ``inf`` where a mechanism claims nothing
+    for some pair) and its ``privacy_delta_bound`` for that pair, capped at 1."""
+    costs, partners = mechanism._worst_claims(known_ids)
     if not bound.delta:
         return costs, np.zeros(known_ids.size)
-    deltas = np.asarray(mechanism.privacy_delta_bound(known_ids, farthest), dtype=np.float64)
+    deltas = np.asarray(mechanism.privacy_delta_bound(known_ids, partners), dtype=np.float64)
     return costs, np.minimum(1.0, np.broadcast_to(deltas, known_ids.shape))
 
 

@@ -155,6 +155,23 @@ class Mechanism(ABC):
         shape = np.broadcast(np.asarray(word_id), np.asarray(other_id)).shape
         return delta if shape == () else np.full(shape, delta)
 
+    def _worst_claims(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each word ``w`` of ``word_ids`` (int64, valid): an upper bound on
+        ``max_w' privacy_loss_bound(w, w')`` -- the most a token of ``w`` may leak against any
+        replacement -- and the partner ``w'`` it is reached at (for ``privacy_delta_bound``).
+
+        A Euclidean metric guarantee: ``epsilon`` times the exact farthest distance; a pure or
+        approximate one: ``epsilon`` (the partner is then any other word). Mechanisms whose
+        per-pair claims are not of these forms (another metric, unprotected pairs) override it.
+        """
+        bound = self.privacy_bound()
+        if bound.notion != "metric":
+            partners = np.where(word_ids == 0, min(1, len(self.space) - 1), 0)
+            return np.full(word_ids.size, bound.epsilon), partners.astype(np.int64)
+        distances, farthest = self.space._farthest_rows(word_ids)
+        with np.errstate(over="ignore"):  # a loss beyond the float range is an infinite claim
+            return bound.epsilon * distances, farthest
+
     def output_distribution(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(output_ids, probabilities)`` for one input word (exact mechanisms only)."""
         raise NotImplementedError(

@@ -161,6 +161,14 @@ class CusText(Mechanism):
 
     # -- the guarantee -------------------------------------------------------------------------
 
+    def _worst_claims(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Against *any* replacement word: ``inf`` whenever the vocabulary holds more than one
+        output set (``k < n``: some word has another set, and nothing is claimed across sets);
+        ``epsilon`` when every set is the whole vocabulary (``k = n``)."""
+        if self.k < len(self.space):
+            return np.full(word_ids.size, np.inf), np.zeros(word_ids.size, dtype=np.int64)
+        return super()._worst_claims(word_ids)
+
     def privacy_bound(self) -> PrivacyBound:
         if self.mapping == "conservative":
             scope = (
@@ -389,6 +397,14 @@ class CusTextPlus(CusText):
         ids = check_word_ids(word_ids, len(self.space))
         result = self._is_stop[ids]
         return bool(result) if result.ndim == 0 else result
+
+    def _worst_claims(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :class:`CusText`, and ``inf`` for every word when the vocabulary has a stop word
+        (a stop word is unprotected against any other word, and any word against it)."""
+        losses, partners = super()._worst_claims(word_ids)
+        if self._is_stop.any() and len(self.space) > 1:
+            losses = np.full(word_ids.size, np.inf)
+        return losses, partners
 
     def privacy_bound(self) -> PrivacyBound:
         bound = super().privacy_bound()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import threading
 import weakref
 from typing import Any
@@ -225,6 +227,17 @@ class MahalanobisMechanism(MultivariateLaplace):
         if self.covariance.whiten is None:
             return super().privacy_loss_bound(word_id, other_id)
         return self.epsilon * self.mahalanobis_distance(word_id, other_id)
+
+    def _worst_claims(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``epsilon * r(w) / sqrt(s_min)``, an upper bound on ``epsilon * max_w' d_RM(w, w')``:
+        ``M^-1 <= I / s_min`` (``s_min`` the smallest eigenvalue of ``M``), so ``d_RM <= d /
+        sqrt(s_min)``, and ``r(w)`` is the exact farthest Euclidean distance of ``w``."""
+        if self.covariance.whiten is None:
+            return super()._worst_claims(word_ids)
+        distances, farthest = self.space._farthest_rows(word_ids)
+        scale = 1.0 / math.sqrt(float(np.min(self.covariance.eigenvalues)))
+        with np.errstate(over="ignore"):
+            return self.epsilon * distances * scale, farthest
 
     def mahalanobis_distance(self, word_id: Any, other_id: Any) -> Any:
         """``d_RM(phi(w), phi(w'))`` for ids ``w``, ``w'`` (broadcast; float or ndarray)."""

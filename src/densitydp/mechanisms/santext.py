@@ -237,6 +237,14 @@ class SanTextPlus(Mechanism):
 
     # -- the guarantee -------------------------------------------------------------------------
 
+    def _worst_claims(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Against *any* replacement word: ``inf`` when ``p < 1`` and some word is
+        non-sensitive (every word has an unprotected pair with it); otherwise ``epsilon``
+        times the farthest Euclidean distance (every pair is ``epsilon * d``)."""
+        if self.p < 1.0 and self.n_sensitive < len(self.space):
+            return np.full(word_ids.size, np.inf), np.zeros(word_ids.size, dtype=np.int64)
+        return super()._worst_claims(word_ids)
+
     def privacy_bound(self) -> PrivacyBound:
         return PrivacyBound(
             "metric",

@@ -24,6 +24,16 @@ def threshold(best_squared: float, slack: float, relative: float) -> float:
     return float(bound * bound * (1.0 + 2.0**-40))
 
 
+def full_squared(query: np.ndarray, words64: np.ndarray) -> np.ndarray:
+    """Every word's float64 squared distance to ``query``, summed coordinate by coordinate in
+    the kernel's order."""
+    total = np.zeros(len(words64))
+    for t in range(len(query)):
+        diff = query[t] - words64[:, t]
+        total += diff * diff
+    return total
+
+
 def search(queries: np.ndarray, slack: np.ndarray, words: np.ndarray, relative: float):
     """``(best, status)`` as the kernel returns them (status -1 when more than the kernel's
     candidate capacity are within the margin)."""
@@ -31,10 +41,7 @@ def search(queries: np.ndarray, slack: np.ndarray, words: np.ndarray, relative: 
     status = np.empty(len(queries), dtype=np.int64)
     words64 = words.astype(np.float64)
     for i, query in enumerate(queries):
-        total = np.zeros(len(words))
-        for t in range(queries.shape[1]):
-            diff = query[t] - words64[:, t]
-            total += diff * diff
+        total = full_squared(query, words64)
         winner = int(np.argmin(total))  # the first of equal minima: the smaller index
         best[i] = winner
         within = int(np.sum(total <= threshold(total[winner], slack[i], relative)))

@@ -57,17 +57,14 @@ def two_nearest_cascade(queries, slack, words, relative):
     (ties to the smaller index), how many words lie within the margin of the second (-1 above
     the kernel's capacity), -2 when the second is within the margin of the first."""
     from densitydp.mechanisms import _cascade
-    from reference.cascade import threshold
+    from reference.cascade import full_squared, threshold
 
     first = np.empty(len(queries), dtype=np.int64)
     second = np.empty(len(queries), dtype=np.int64)
     status = np.empty(len(queries), dtype=np.int64)
     words64 = words.astype(np.float64)
     for i, query in enumerate(queries):
-        total = np.zeros(len(words))
-        for t in range(queries.shape[1]):
-            diff = query[t] - words64[:, t]
-            total += diff * diff
+        total = full_squared(query, words64)
         order = np.lexsort((np.arange(len(words)), total))
         first[i], second[i] = order[0], order[1]
         within = int(np.sum(total <= threshold(total[order[1]], slack[i], relative)))

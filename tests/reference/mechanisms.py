@@ -109,32 +109,38 @@ def uniform_rejection(words, row_ids, row_distances, reach, seeds, vectors, epsi
         floor = min(reach[i], gamma)
         bound = np.exp(-half * floor) if len(ids) < n_words else 0.0
         grand = cumulative[-1] + n_words * bound
-        state = int(seeds[i])
-        while True:
-            state, u = splitmix64(state)
-            if u * grand < cumulative[-1]:
-                index = np.searchsorted(cumulative, u * grand, side="right")
-                out[i] = ids[min(index, len(ids) - 1)]
-                break
-            state, u = splitmix64(state)
-            candidate = min(int(u * n_words), n_words - 1)
-            if candidate in set(ids.tolist()):
-                continue
-            state, u = splitmix64(state)
-            if u <= 0.0:
-                out[i] = candidate
-                break
-            threshold = floor - np.log(u) / half
-            if threshold > gamma:
-                out[i] = candidate
-                break
-            squared = 0.0
-            for diff in vectors[word] - vectors[candidate]:
-                squared += diff * diff  # the kernel's order of summation
-            if squared < threshold * threshold:
-                out[i] = candidate
-                break
+        out[i] = uniform_rejection_draw(
+            int(seeds[i]), ids, cumulative, grand, floor, gamma, half, vectors[word], vectors
+        )
     return out
+
+
+def uniform_rejection_draw(state, ids, cumulative, grand, floor, gamma, half, query, vectors):
+    """One token of the uniform-envelope rejection (``sample_by_uniform_rejection``,
+    ``sample_subset_by_rejection``): a row entry by inverse CDF below ``cumulative[-1]``, else
+    any row of ``vectors`` uniformly, rejected when in ``ids``, accepted when
+    ``d < floor - ln(u) / half`` (always when that exceeds ``gamma``)."""
+    n_words = len(vectors)
+    while True:
+        state, u = splitmix64(state)
+        if u * grand < cumulative[-1]:
+            index = np.searchsorted(cumulative, u * grand, side="right")
+            return ids[min(index, len(ids) - 1)]
+        state, u = splitmix64(state)
+        candidate = min(int(u * n_words), n_words - 1)
+        if candidate in set(ids.tolist()):
+            continue
+        state, u = splitmix64(state)
+        if u <= 0.0:
+            return candidate
+        threshold = floor - np.log(u) / half
+        if threshold > gamma:
+            return candidate
+        squared = 0.0
+        for diff in query - vectors[candidate]:
+            squared += diff * diff  # the kernel's order of summation
+        if squared < threshold * threshold:
+            return candidate
 
 
 def truncated_gumbel_race(candidate_ids, candidate_distances, counts, draws, scale, bound, spread):

@@ -45,7 +45,7 @@ def subset_rejection(queries, row_ids, row_distances, reach, base, seeds, vector
     """Twin of ``sample_subset_by_rejection`` for one token per row: the envelope proposes any
     output uniformly at the bound; row outputs drawn that way are rejected; acceptance as
     ``d < reach - ln(u) / (epsilon / 2)``."""
-    from reference.mechanisms import splitmix64
+    from reference.mechanisms import uniform_rejection_draw
 
     vectors = np.asarray(vectors, dtype=np.float64)
     n_outputs = len(vectors)
@@ -57,26 +57,7 @@ def subset_rejection(queries, row_ids, row_distances, reach, base, seeds, vector
         cumulative = np.cumsum(np.exp(-half * (row_distances[i][order] - base[i])))
         bound = np.exp(-half * (reach[i] - base[i]))
         grand = cumulative[-1] + n_outputs * bound
-        state = int(seeds[i])
-        while True:
-            state, u = splitmix64(state)
-            if u * grand < cumulative[-1]:
-                index = np.searchsorted(cumulative, u * grand, side="right")
-                out[i] = ids[min(index, len(ids) - 1)]
-                break
-            state, u = splitmix64(state)
-            candidate = min(int(u * n_outputs), n_outputs - 1)
-            if candidate in set(ids.tolist()):
-                continue
-            state, u = splitmix64(state)
-            if u <= 0.0:
-                out[i] = candidate
-                break
-            threshold = reach[i] - np.log(u) / half
-            squared = 0.0
-            for diff in query - vectors[candidate]:
-                squared += diff * diff  # the kernel's order of summation
-            if squared < threshold * threshold:
-                out[i] = candidate
-                break
+        out[i] = uniform_rejection_draw(
+            int(seeds[i]), ids, cumulative, grand, reach[i], np.inf, half, query, vectors
+        )
     return out

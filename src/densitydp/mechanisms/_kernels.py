@@ -45,6 +45,20 @@ def splitmix64(state):
     return state, np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
+@jit
+def sorted_row_weights(ids, distances, half_epsilon, gamma, base):
+    """A neighbour row in increasing id order with its cumulative weights
+    ``exp(-half_epsilon * (min(d, gamma) - base))``: ``(sorted_ids, cumulative, total)``."""
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    cumulative = np.empty(ids.shape[0])
+    total = 0.0
+    for c in range(ids.shape[0]):
+        total += math.exp(-half_epsilon * (min(distances[order[c]], gamma) - base))
+        cumulative[c] = total
+    return sorted_ids, cumulative, total
+
+
 @parallel_jit
 def sample_by_rejection(
     words,
@@ -73,13 +87,9 @@ def sample_by_rejection(
     n_words = vectors.shape[0]
     width = row_ids.shape[1]
     for t in prange(words.shape[0]):
-        order = np.argsort(row_ids[t])
-        sorted_ids = row_ids[t][order]
-        cumulative = np.empty(width)
-        total = 0.0
-        for c in range(width):
-            total += math.exp(-half_epsilon * min(row_distances[t, order[c]], gamma))
-            cumulative[c] = total
+        sorted_ids, cumulative, total = sorted_row_weights(
+            row_ids[t], row_distances[t], half_epsilon, gamma, 0.0
+        )
         bound = math.exp(-half_epsilon * min(reach[t], gamma))
         n_outside = n_words - width
         outside_mass = n_outside * bound
@@ -144,52 +154,74 @@ def sample_by_uniform_rejection(
     """
     n_words = vectors.shape[0]
     width = row_ids.shape[1]
-    dim = vectors.shape[1]
     for t in prange(words.shape[0]):
-        order = np.argsort(row_ids[t])
-        sorted_ids = row_ids[t][order]
-        cumulative = np.empty(width)
-        total = 0.0
-        for c in range(width):
-            total += math.exp(-half_epsilon * min(row_distances[t, order[c]], gamma))
-            cumulative[c] = total
+        sorted_ids, cumulative, total = sorted_row_weights(
+            row_ids[t], row_distances[t], half_epsilon, gamma, 0.0
+        )
         floor = min(reach[t], gamma)
         bound = math.exp(-half_epsilon * floor) if width < n_words else 0.0
         grand = total + n_words * bound
         query = vectors[words[t]].astype(np.float64)
         for position in range(ranges[t, 0], ranges[t, 1]):
             token = token_order[position]
-            state = seeds[token]
-            while True:
-                state, u = splitmix64(state)
-                target = u * grand
-                if target < total:
-                    index = np.searchsorted(cumulative, target, side="right")
-                    out[token] = sorted_ids[min(index, width - 1)]
-                    break
-                state, u = splitmix64(state)
-                candidate = min(int(u * n_words), n_words - 1)
-                if _in_sorted(sorted_ids, candidate):
-                    continue
-                state, u = splitmix64(state)
-                if u <= 0.0:
-                    out[token] = candidate
-                    break
-                threshold = floor - math.log(u) / half_epsilon
-                if threshold > gamma:
-                    out[token] = candidate
-                    break
-                limit = threshold * threshold
-                vector = vectors[candidate]
-                partial = 0.0
-                for j in range(dim):
-                    diff = query[j] - np.float64(vector[j])
-                    partial += diff * diff
-                    if partial >= limit:
-                        break
-                if partial < limit:
-                    out[token] = candidate
-                    break
+            out[token] = uniform_rejection_draw(
+                seeds[token],
+                sorted_ids,
+                cumulative,
+                total,
+                grand,
+                floor,
+                gamma,
+                half_epsilon,
+                query,
+                vectors,
+            )
+
+
+@jit
+def uniform_rejection_draw(
+    state, sorted_ids, cumulative, total, grand, floor, gamma, half_epsilon, query, vectors
+):
+    """One token of the uniform-envelope rejection, from the SplitMix64 seed ``state``.
+
+    A row entry ``sorted_ids`` by inverse CDF when ``u * grand < total`` (``cumulative`` the
+    row's increasing weights); else any row of ``vectors`` uniformly, rejected when in
+    ``sorted_ids``, accepted when ``d(query, y) < floor - ln(u) / half_epsilon`` (always when
+    that exceeds ``gamma``), decided on a squared distance summed coordinate by coordinate and
+    stopped as soon as it reaches the bound. Shared by :func:`sample_by_uniform_rejection` and
+    ``_sampling_kernels.sample_subset_by_rejection``.
+    """
+    n_words = vectors.shape[0]
+    width = sorted_ids.shape[0]
+    dim = vectors.shape[1]
+    while True:
+        state, u = splitmix64(state)
+        target = u * grand
+        if target < total:
+            index = np.searchsorted(cumulative, target, side="right")
+            return sorted_ids[min(index, width - 1)]
+        state, u = splitmix64(state)
+        candidate = min(int(u * n_words), n_words - 1)
+        if _in_sorted(sorted_ids, candidate):
+            continue
+        state, u = splitmix64(state)
+        if u <= 0.0:
+            return candidate
+        # half_epsilon may underflow to 0: inf, as the division gave in the parallel callers
+        # (numpy's error model there; a @jit function raises ZeroDivisionError)
+        threshold = floor - math.log(u) / half_epsilon if half_epsilon > 0.0 else math.inf
+        if threshold > gamma:
+            return candidate
+        limit = threshold * threshold
+        vector = vectors[candidate]
+        partial = 0.0
+        for j in range(dim):
+            diff = query[j] - np.float64(vector[j])
+            partial += diff * diff
+            if partial >= limit:
+                break
+        if partial < limit:
+            return candidate
 
 
 @jit

@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit, parallel_jit
-from ._kernels import _in_sorted, splitmix64
+from ._kernels import sorted_row_weights, uniform_rejection_draw
 
 
 @jit
@@ -134,47 +134,25 @@ def sample_subset_by_rejection(
     the thread count.
     """
     n_outputs = vectors.shape[0]
-    width = row_ids.shape[1]
-    dim = vectors.shape[1]
     for t in prange(queries.shape[0]):
-        order = np.argsort(row_ids[t])
-        sorted_ids = row_ids[t][order]
-        cumulative = np.empty(width)
-        total = 0.0
-        for c in range(width):
-            total += math.exp(-half_epsilon * (row_distances[t, order[c]] - base[t]))
-            cumulative[c] = total
+        sorted_ids, cumulative, total = sorted_row_weights(
+            row_ids[t], row_distances[t], half_epsilon, math.inf, base[t]
+        )
         floor = reach[t]
         bound = math.exp(-half_epsilon * (floor - base[t]))
         grand = total + n_outputs * bound
         query = queries[t]
         for position in range(ranges[t, 0], ranges[t, 1]):
             token = token_order[position]
-            state = seeds[token]
-            while True:
-                state, u = splitmix64(state)
-                target = u * grand
-                if target < total:
-                    index = np.searchsorted(cumulative, target, side="right")
-                    out[token] = sorted_ids[min(index, width - 1)]
-                    break
-                state, u = splitmix64(state)
-                candidate = min(int(u * n_outputs), n_outputs - 1)
-                if _in_sorted(sorted_ids, candidate):
-                    continue
-                state, u = splitmix64(state)
-                if u <= 0.0:
-                    out[token] = candidate
-                    break
-                threshold = floor - math.log(u) / half_epsilon
-                limit = threshold * threshold
-                vector = vectors[candidate]
-                partial = 0.0
-                for j in range(dim):
-                    diff = query[j] - np.float64(vector[j])
-                    partial += diff * diff
-                    if partial >= limit:
-                        break
-                if partial < limit:
-                    out[token] = candidate
-                    break
+            out[token] = uniform_rejection_draw(
+                seeds[token],
+                sorted_ids,
+                cumulative,
+                total,
+                grand,
+                floor,
+                math.inf,
+                half_epsilon,
+                query,
+                vectors,
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -422,3 +423,20 @@ def test_factory_errors_are_named():
         dd.calibrate_epsilon(
             lambda s, e: dd.ExponentialMechanism(other, e), space, {"N_w": 0.5}, progress=False
         )
+
+
+def test_calibration_statement_does_not_claim_unprotected_pairs():
+    """CusText protects only pairs with equal output sets (with per-word top-k sets, nearest
+    pairs rarely): the statement must not say it claims epsilon-DP "for any two words"."""
+    space = dd.synthetic_space(n_words=200, dim=4, n_clusters=3, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dd.PrivacyWarning)
+        found = dd.calibrate_epsilon(
+            lambda s, e: dd.CusText(s, e, k=10, mapping="top-k"),
+            space,
+            {"N_w": 0.5},
+            rng=0,
+            progress=False,
+        )
+    assert math.isinf(found.nearest_loss)
+    assert "for any two words" not in str(found) and "no claim at all" in str(found)

@@ -333,3 +333,15 @@ def test_built_by_name(space):
     assert isinstance(mechanism, dd.CusText) and mechanism.k == 5
     plus = build_mechanism("custext-plus", space, 1.0, k=5, mapping="conservative")
     assert isinstance(plus, dd.CusTextPlus)
+
+
+def test_audit_of_unprotected_pairs_is_not_a_pass():
+    """A pair whose claim is infinite claims nothing: it is never counted as tested, and an
+    audit of only such pairs is INCONCLUSIVE, with the pairs named in the verdict."""
+    space = dd.synthetic_space(n_words=200, dim=4, n_clusters=3, rng=0)
+    with pytest.warns(dd.PrivacyWarning):
+        mechanism = dd.CusText(space, 3.0, mapping="top-k")
+    report = dd.audit(mechanism, n_pairs=5, n_samples=2_000, rng=0)
+    assert np.isinf(report.table["claimed"]).all()
+    assert report.outcome == "INCONCLUSIVE"
+    assert "5 pair(s) with no claim at all" in report.verdict()

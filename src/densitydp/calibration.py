@@ -172,8 +172,13 @@ class Calibration:
             f"+/- {self.tolerance:.2g}, {self.method}, {self.n_evaluations} evaluations). "
             f"It claims {head}"
         )
-        if self.bound.notion == "metric":
-            loss = self.nearest_loss
+        loss = self.nearest_loss
+        if math.isinf(loss):
+            text += (
+                f", but not for every pair: the median nearest-neighbour pair among the "
+                f"{len(self.word_ids)} calibration words has no claim at all (claimed loss inf)."
+            )
+        elif self.bound.notion == "metric":
             text += (
                 f": for the median nearest-neighbour pair among the {len(self.word_ids)} "
                 f"calibration words (distance "

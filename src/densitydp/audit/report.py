@@ -98,10 +98,12 @@ class AuditReport:
         """``"FAIL"`` (a violation, goodness-of-fit failure or law difference),
         ``"INCONCLUSIVE"`` (fewer than ``min_tested`` of the pairs, or none, could be tested:
         their claims are beyond what the samples can show and no exact loss decides them) or
-        ``"PASS"`` (enough pairs tested, nothing found)."""
+        ``"PASS"`` (enough pairs tested, nothing found). A pair whose claim is infinite (the
+        mechanism protects nothing there: CusText across output sets, SanText+ with a
+        non-sensitive word) claims nothing to test and never counts as tested."""
         if self.failed:
             return "FAIL"
-        tested = int(self.table["tested"].sum())
+        tested = int((self.table["tested"] & np.isfinite(self.table["claimed"])).sum())
         if tested == 0 or tested < self.min_tested * len(self.table):
             return "INCONCLUSIVE"
         return "PASS"
@@ -127,7 +129,9 @@ class AuditReport:
         ``ln((q - delta) / (1 - q))``, ``q = alpha^(1/n)``; it exceeds ``c`` once
         ``n > ln(alpha) / ln(s)``, ``s = (e^c + delta) / (1 + e^c)``.
         """
-        untested = self.table[~self.table["tested"]].sort_values("claimed", kind="stable")
+        table = self.table
+        untested = table[~table["tested"] & np.isfinite(table["claimed"])]
+        untested = untested.sort_values("claimed", kind="stable")
         rows = []
         for row in untested.head(check_int(k, "k", minimum=1)).itertuples():
             rows.append(
@@ -153,7 +157,7 @@ class AuditReport:
             "outcome": self.outcome,
             "passed": self.passed,
             "pairs": len(table),
-            "tested_pairs": int(table["tested"].sum()),
+            "tested_pairs": int((table["tested"] & np.isfinite(table["claimed"])).sum()),
             "testable_pairs": len(testable),
             "violations": int(table["violation"].sum()),
             "worst_ratio_eps_lower_to_claimed": float(np.nanmax(ratios)) if ratios.size else None,
@@ -163,7 +167,9 @@ class AuditReport:
         if "exact_loss" in table:
             with np.errstate(divide="ignore", invalid="ignore"):
                 exact_ratio = (table["exact_loss"] / table["claimed"]).to_numpy()
-            result["worst_ratio_exact_loss_to_claimed"] = float(np.nanmax(exact_ratio))
+            exact_ratio = exact_ratio[np.isfinite(table["claimed"].to_numpy())]
+            if exact_ratio.size and not np.isnan(exact_ratio).all():
+                result["worst_ratio_exact_loss_to_claimed"] = float(np.nanmax(exact_ratio))
             result["exact_lower_bounds"] = int((table["exact_kind"] == "lower bound").sum())
         if self.goodness_of_fit is not None:
             result["goodness_of_fit_failures"] = int((~self.goodness_of_fit["passed"]).sum())
@@ -193,6 +199,9 @@ class AuditReport:
                 f"; law vs reference {law['outcome']}: {law['rejected']} of {law['words']} words "
                 f"differ, {law['tested']} tested (TV <= {law['max_tv_upper']:.3g})"
             )
+        unprotected = int(np.isinf(self.table["claimed"]).sum())
+        if unprotected:
+            text += f"; {unprotected} pair(s) with no claim at all (claimed loss inf)"
         if s["outcome"] == "INCONCLUSIVE":
             text += "; " + self._what_would_test()
         return text + f" ({self.confidence:g} confidence, {self.correction})"

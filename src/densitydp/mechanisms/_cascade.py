@@ -245,7 +245,7 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
     the number of words within the margin of it (1: decided), or -1 when more than
     ``_CANDIDATES`` were.
     """
-    n_queries, dim = queries.shape
+    n_queries = queries.shape[0]
     n_blocks, _, width = blocks.shape
     n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
     for task in prange(n_tasks):
@@ -259,10 +259,7 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
         cand_unit = np.full((count, _CANDIDATES), -1, np.int64)
         cand_sq = np.full((count, _CANDIDATES), np.inf)
         overflow = np.zeros(count, np.bool_)
-        query32 = np.empty((count, dim), np.float32)
-        for q in range(count):
-            for t in range(dim):
-                query32[q, t] = np.float32(queries[start + q, t])
+        query32 = _queries32(queries, start, count)
         # seeds: full distances to the given words start the upper bound
         for q in range(count):
             for s in range(seeds.shape[1]):
@@ -279,25 +276,7 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
         partial = np.empty(width, np.float32)
         for b in range(n_blocks):
             for q in range(count):
-                # every stage runs over the whole block, over STEP coordinates at a time (loops
-                # of constant length: vectorised over the words), while a word is in reach
-                bound = limit32[q]
-                for j in range(width):
-                    partial[j] = np.float32(0.0)
-                hits = 0
-                for begin in range(0, dim, STEP):
-                    hits = 0
-                    for j in range(width):
-                        total = partial[j]
-                        for t in range(STEP):
-                            diff = query32[q, begin + t] - blocks[b, begin + t, j]
-                            total += diff * diff
-                        partial[j] = total
-                    for j in range(width):  # a loop of its own: both vectorise
-                        hits += partial[j] <= bound
-                    if hits == 0:
-                        break
-                if hits == 0:
+                if not _block_in_reach(query32[q], blocks, b, limit32[q], partial):
                     continue
                 for j in range(width):
                     if partial[j] <= limit32[q]:
@@ -313,16 +292,8 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
                             limit[q] = _threshold(total, slack[start + q], relative)
                             limit32[q] = _limit32(limit[q])
                         # keep it as a candidate of the final decision
-                        slot = -1
-                        for c in range(_CANDIDATES):
-                            if cand_unit[q, c] < 0 or cand_sq[q, c] > limit[q]:
-                                slot = c
-                                break
-                        if slot < 0:
+                        if not _keep_candidate(cand_unit[q], cand_sq[q], limit[q], unit, total):
                             overflow[q] = True
-                        else:
-                            cand_unit[q, slot] = unit
-                            cand_sq[q, slot] = total
         for q in range(count):
             best[start + q] = best_unit[q]
             if overflow[q]:
@@ -343,3 +314,52 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
 def _limit32(limit):
     """A float32 at least ``limit`` (rounding to float32 moves it by at most 2**-24)."""
     return np.float32(limit * (1.0 + 2.0**-20))
+
+
+@jit
+def _queries32(queries, start, count):
+    """``queries[start:start + count]`` rounded to float32 (the stages' copy of the task)."""
+    query32 = np.empty((count, queries.shape[1]), np.float32)
+    for q in range(count):
+        for t in range(queries.shape[1]):
+            query32[q, t] = np.float32(queries[start + q, t])
+    return query32
+
+
+@jit
+def _block_in_reach(query32, blocks, b, bound, partial):
+    """Whether a word of block ``b`` may lie within ``bound`` (float32 squared distance) of
+    ``query32``; ``partial`` receives the block's partial sums.
+
+    Every stage runs over the whole block, over ``STEP`` coordinates at a time (loops of
+    constant length: vectorised over the words), while a word is in reach.
+    """
+    width = blocks.shape[2]
+    for j in range(width):
+        partial[j] = np.float32(0.0)
+    hits = 0
+    for begin in range(0, query32.shape[0], STEP):
+        hits = 0
+        for j in range(width):
+            total = partial[j]
+            for t in range(STEP):
+                diff = query32[begin + t] - blocks[b, begin + t, j]
+                total += diff * diff
+            partial[j] = total
+        for j in range(width):  # a loop of its own: both vectorise
+            hits += partial[j] <= bound
+        if hits == 0:
+            break
+    return hits > 0
+
+
+@jit
+def _keep_candidate(cand_unit, cand_sq, limit, unit, total):
+    """Store ``(unit, total)`` in the first free slot (empty, or beyond ``limit``) of a
+    query's candidates; ``False`` when every slot is taken (overflow)."""
+    for c in range(cand_unit.shape[0]):
+        if cand_unit[c] < 0 or cand_sq[c] > limit:
+            cand_unit[c] = unit
+            cand_sq[c] = total
+            return True
+    return False

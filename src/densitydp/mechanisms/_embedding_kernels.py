@@ -15,7 +15,16 @@ from numba import prange
 
 from .._jit import jit, parallel_jit
 from .._kernels import squared_distance
-from ._cascade import _CANDIDATES, QUERY_BLOCK, STEP, _full_squared, _limit32, _threshold
+from ._cascade import (
+    _CANDIDATES,
+    QUERY_BLOCK,
+    _block_in_reach,
+    _full_squared,
+    _keep_candidate,
+    _limit32,
+    _queries32,
+    _threshold,
+)
 
 
 @jit
@@ -106,7 +115,7 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
     is not proven). Queries are processed in fixed blocks of ``QUERY_BLOCK``: the result does
     not depend on the number of threads.
     """
-    n_queries, dim = queries.shape
+    n_queries = queries.shape[0]
     n_blocks, _, width = blocks.shape
     n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
     for task in prange(n_tasks):
@@ -120,10 +129,7 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
         cand_unit = np.full((count, _CANDIDATES), -1, np.int64)
         cand_sq = np.full((count, _CANDIDATES), np.inf)
         overflow = np.zeros(count, np.bool_)
-        query32 = np.empty((count, dim), np.float32)
-        for q in range(count):
-            for t in range(dim):
-                query32[q, t] = np.float32(queries[start + q, t])
+        query32 = _queries32(queries, start, count)
         for q in range(count):
             for s in range(seeds.shape[1]):
                 unit = seeds[start + q, s]
@@ -137,23 +143,7 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
         partial = np.empty(width, np.float32)
         for b in range(n_blocks):
             for q in range(count):
-                bound = limit32[q]
-                for j in range(width):
-                    partial[j] = np.float32(0.0)
-                hits = 0
-                for begin in range(0, dim, STEP):
-                    hits = 0
-                    for j in range(width):
-                        total = partial[j]
-                        for t in range(STEP):
-                            diff = query32[q, begin + t] - blocks[b, begin + t, j]
-                            total += diff * diff
-                        partial[j] = total
-                    for j in range(width):
-                        hits += partial[j] <= bound
-                    if hits == 0:
-                        break
-                if hits == 0:
+                if not _block_in_reach(query32[q], blocks, b, limit32[q], partial):
                     continue
                 for j in range(width):
                     if partial[j] <= limit32[q]:
@@ -167,16 +157,8 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
                         if top_unit[q, 1] >= 0:
                             limit[q] = _threshold(top_sq[q, 1], slack[start + q], relative)
                             limit32[q] = _limit32(limit[q])
-                        slot = -1
-                        for c in range(_CANDIDATES):
-                            if cand_unit[q, c] < 0 or cand_sq[q, c] > limit[q]:
-                                slot = c
-                                break
-                        if slot < 0:
+                        if not _keep_candidate(cand_unit[q], cand_sq[q], limit[q], unit, total):
                             overflow[q] = True
-                        else:
-                            cand_unit[q, slot] = unit
-                            cand_sq[q, slot] = total
         for q in range(count):
             first[start + q] = top_unit[q, 0]
             second[start + q] = top_unit[q, 1]

@@ -75,17 +75,20 @@ class TruncatedGumbel(Mechanism):
 
     *Guarantee: claimed, and refuted.* ``epsilon * d``-metric DP is what the calibration above
     claims (the paper's full text was not available: the calibration is the best public
-    reconstruction), but the claim does **not** hold: the random number of candidates leaks
-    through ranks. An output ``y`` can be chosen only when ``k`` exceeds the number of words
-    closer to the input than ``y``, so a word that is near ``w`` but far down the list of a
-    neighbour ``w'`` has ``P(y | w')`` bounded by a Poisson tail
-    (:meth:`log_prob_upper_bound`), and :func:`densitydp.exact_privacy_loss` certifies losses
-    far above the claim: on the 50,000 most frequent GloVe words at 1.5 x :attr:`min_epsilon`,
-    9 of 10 nearest pairs, up to 3.1 x the claim (losses of 510-690 nats, lower bounds); the
-    farthest
-    word of each word is never among its candidates (``k <= n - 1``), an infinite loss. The
-    noise calibration covers only the noise. Until a calibration that covers the count is
-    derived, treat this mechanism as having **no** proven guarantee.
+    reconstruction; re-derived for the seed's convention it is the same formula, since its count
+    term depends only on the Poisson law), but the claim does **not** hold in either
+    convention: the random number of candidates leaks through ranks. An output ``y`` can be
+    chosen only when the candidates reach past the words closer to the input than ``y``, so a
+    word that is near ``w`` but far down the list of a neighbour ``w'`` has ``P(y | w')``
+    bounded by a Poisson tail (:meth:`log_prob_upper_bound`), and
+    :func:`densitydp.exact_privacy_loss` certifies losses far above the claim: on 50 nearest
+    pairs of the 50,000 most frequent GloVe words at 1.5 x :attr:`min_epsilon`, 46 violations
+    in each convention, up to 75 x the claim (losses of thousands of nats, lower bounds;
+    ``benchmarks/gumbel_conventions.py``). The noise part of the calibration is far from binding
+    (with every word a candidate, losses stay below 1.1 % of the claim); the count decides, and
+    no noise scale covers it. Under ``convention="mldp"`` the farthest word of each word is
+    never among its candidates (``k <= n - 1``), an infinite loss. Treat this mechanism as
+    having **no** proven guarantee (docs/mechanisms/gumbel.md).
 
     Building the mechanism needs the space's exact min / max distance: on a new space this runs
     the all-pairs neighbour pass once (about 3 minutes for the 400,000 GloVe words), then it is

@@ -196,7 +196,9 @@ def test_audit_exits_nonzero_on_a_violation(runner, small_space, monkeypatch):
     from densitydp.audit import broken
 
     monkeypatch.setattr(
-        cli, "build_mechanism", lambda name, space, eps: broken.ExponentialWithoutHalf(space, eps)
+        cli,
+        "build_mechanism",
+        lambda name, space, eps, **options: broken.ExponentialWithoutHalf(space, eps),
     )
     monkeypatch.setattr(cli, "_load_space", lambda embeddings, top, words="all": small_space)
     result = runner.invoke(main, ["audit", "-m", "exponential", "-e", "0.5", "--n-pairs", "5",
@@ -472,3 +474,33 @@ def test_two_outputs_of_one_command_on_one_file_are_refused(runner, tmp_path, ho
     result = runner.invoke(main, [*arguments, *never])
     assert result.exit_code == 2, result.output
     assert "is the same file as `" in result.output and "never-read" not in result.output
+
+
+def test_field_mechanism_options_reach_audit_stats_and_calibrate(runner, space_file):
+    """--set-size, --mapping, --convention, --threshold work on audit, stats and calibrate as
+    on perturb, and a mechanism that takes none of them refuses them by name."""
+    common = ["--embeddings", str(space_file), "--seed", "0"]
+    with pytest.warns(dd.PrivacyWarning, match="mapping='top-k'"):
+        audit = runner.invoke(
+            main,
+            ["audit", "-m", "custext", "--set-size", "5", "--mapping", "top-k", "-e", "3",
+             "--n-pairs", "3", "--samples", "500", *common],
+        )  # fmt: skip
+    assert audit.exit_code == 3, audit.output  # every pair unprotected: INCONCLUSIVE
+    assert "k=5" in audit.output and "mapping='top-k'" in audit.output
+    assert "pair(s) with no claim at all" in audit.output
+    stats = runner.invoke(
+        main,
+        ["stats", "-m", "gumbel", "--convention", "mldp", "-e", "1000", "--n-words", "2",
+         "--samples", "50", *common],
+    )  # fmt: skip
+    assert stats.exit_code == 0, stats.output
+    assert "convention='mldp'" in stats.output
+    calibrate = runner.invoke(
+        main,
+        ["calibrate", "-m", "vickrey", "--threshold", "0.3", "--target", "N_w=0.5",
+         "--samples", "100", *common],
+    )  # fmt: skip
+    assert calibrate.exit_code == 0, calibrate.output
+    refused = runner.invoke(main, ["stats", "-m", "laplace", "-e", "5", "--lam", "0.5", *common])
+    assert refused.exit_code == 2 and "lam" in refused.output

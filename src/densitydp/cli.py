@@ -244,6 +244,27 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Prior exponent of the density-aware mechanisms (default 1).",
         ),
+    ]
+    for option in options:
+        command = option(command)
+    return command
+
+
+#: Options of issue 14's mechanisms, passed to :func:`build_mechanism` as ``options``.
+_FIELD_KEYS = ("convention", "lam", "threshold", "k", "mapping", "p", "sensitive_fraction")
+
+
+def _field_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the field's mechanisms (``--convention``, ``--lam``, ``--threshold``,
+    ``--set-size``, ``--mapping``, ``--p``, ``--sensitive-fraction``; refused by the mechanisms
+    that do not take them), handed to the command as one ``mechanism_options`` dict."""
+
+    @functools.wraps(command)
+    def with_options(*args: Any, **kwargs: Any) -> Any:
+        given = {key: kwargs.pop(key) for key in _FIELD_KEYS}
+        return command(*args, mechanism_options=given, **kwargs)
+
+    options = [
         click.option(
             "--convention",
             type=click.Choice(["seed", "mldp"]),
@@ -296,8 +317,8 @@ def _density_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
     ]
     for option in options:
-        command = option(command)
-    return command
+        with_options = option(with_options)
+    return with_options
 
 
 def _check_destinations(**destinations: str | list[str] | None) -> None:
@@ -481,6 +502,7 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
     help="What --unknown mask writes (non-empty, no line breaks).",
 )
 @_density_options
+@_field_options
 @_progress_option("on a terminal")
 @click.argument(
     "input_path",
@@ -507,13 +529,7 @@ def perturb(
     unknown: str,
     mask_token: str,
     tilt: float | None,
-    convention: str | None,
-    lam: float | None,
-    threshold: float | None,
-    k: int | None,
-    mapping: str | None,
-    p: float | None,
-    sensitive_fraction: float | None,
+    mechanism_options: dict[str, Any],
     sampler: str | None,
     delta: float | None,
     max_steps: int | None,
@@ -562,13 +578,7 @@ def perturb(
         space,
         epsilon,
         tilt=tilt,
-        convention=convention,
-        lam=lam,
-        threshold=threshold,
-        k=k,
-        mapping=mapping,
-        p=p,
-        sensitive_fraction=sensitive_fraction,
+        **mechanism_options,
         sampler=sampler,
         delta=delta,
         max_steps=max_steps,
@@ -770,7 +780,12 @@ def _import_attribute(reference: str) -> Any:
 
 
 def _audited_mechanism(
-    chosen: Any, space: EmbeddingSpace, epsilon: float, interface: str | None, notion: str
+    chosen: Any,
+    space: EmbeddingSpace,
+    epsilon: float,
+    interface: str | None,
+    notion: str,
+    options: dict[str, Any],
 ) -> tuple[Any, dict[str, Any]]:
     """The mechanism to audit and the keywords that make it auditable: a named one is built; a
     user's attribute is the mechanism function itself with ``--interface``, else a factory
@@ -778,7 +793,13 @@ def _audited_mechanism(
     from .mechanisms import PrivacyBound
 
     if isinstance(chosen, str):
-        return build_mechanism(chosen, space, epsilon), {}
+        return build_mechanism(chosen, space, epsilon, **options), {}
+    given = sorted(key for key, value in options.items() if value is not None)
+    if given:
+        raise InputError(
+            f"mechanism options ({', '.join(given)}) apply to the named mechanisms only; "
+            "--mechanism names a factory: give them to it yourself."
+        )
     if interface is None:
         import inspect
 
@@ -897,7 +918,9 @@ def _audited_mechanism(
 @_progress_option("on long runs")
 @_one_line_errors
 @_crash_exits_with(AUDIT_CRASHED)
+@_field_options
 def audit(
+    mechanism_options: dict[str, Any],
     mechanism: Any,
     epsilon: float,
     interface: str | None,
@@ -936,7 +959,9 @@ def audit(
             param_hint="--interface",
         )
     space = _load_space(embeddings, top, word_filter)
-    chosen, keywords = _audited_mechanism(mechanism, space, epsilon, interface, notion)
+    chosen, keywords = _audited_mechanism(
+        mechanism, space, epsilon, interface, notion, mechanism_options
+    )
     chosen = checked_mechanism(chosen, needs_claim=True, **keywords)
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
@@ -950,7 +975,11 @@ def audit(
         n_samples=samples,
         confidence=confidence,
         rng=generator,
-        reference=None if reference is None else build_mechanism(reference, space, epsilon),
+        reference=(
+            None
+            if reference is None
+            else build_mechanism(reference, space, epsilon, **mechanism_options)
+        ),
         min_tested=min_tested,
         progress=progress,
     )
@@ -1010,7 +1039,9 @@ def audit(
 @_seed_option("the draws")
 @_progress_option("on a terminal")
 @_one_line_errors
+@_field_options
 def calibrate(
+    mechanism_options: dict[str, Any],
     mechanism: str,
     target: str,
     text_path: str | None,
@@ -1037,8 +1068,14 @@ def calibrate(
     if text_path is not None:
         with open(text_path, encoding="utf-8", errors="surrogateescape") as stream:
             texts = [line for line in stream if line.strip()]
+    factory: Any = mechanism
+    if any(value is not None for value in mechanism_options.values()):
+
+        def factory(space: EmbeddingSpace, epsilon: float) -> Any:
+            return build_mechanism(mechanism, space, epsilon, **mechanism_options)
+
     result = calibrate_epsilon(
-        mechanism,
+        factory,
         space,
         {name.strip(): level},
         texts=texts,
@@ -1063,7 +1100,9 @@ def calibrate(
 @_space_options
 @_seed_option("the draws")
 @_one_line_errors
+@_field_options
 def stats(
+    mechanism_options: dict[str, Any],
     mechanism: str,
     epsilon: float,
     words: tuple[str, ...],
@@ -1080,7 +1119,7 @@ def stats(
     from .audit import plausible_deniability
 
     space = _load_space(embeddings, top, word_filter)
-    chosen = build_mechanism(mechanism, space, epsilon)
+    chosen = build_mechanism(mechanism, space, epsilon, **mechanism_options)
     generator = as_generator(seed)
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}")
     if words:

@@ -14,8 +14,17 @@ from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound
 
 __all__ = ["MultivariateLaplace"]
 
-#: Relative margin on the float32 table distances when deciding that a row suffices.
+#: Relative margin on the row distances (float32 in the table) when deciding that a row suffices.
 _MARGIN = 1e-6
+
+
+def row_reach(row_distances: np.ndarray, table_k: int, n_words: int) -> np.ndarray:
+    """Per row, a distance (float64) within which no word outside the row lies: the row's last
+    distance less the relative ``_MARGIN``; ``inf`` when the rows hold the whole vocabulary."""
+    reach = row_distances[:, -1].astype(np.float64) * (1.0 - _MARGIN)
+    if table_k == n_words:
+        reach[:] = np.inf
+    return reach
 
 
 #: Largest mean noise radius, in units of the largest vector norm, that is decoded exactly.
@@ -118,9 +127,7 @@ class MultivariateLaplace(Mechanism):
         words, inverse = np.unique(word_ids, return_inverse=True)
         table = self.space.neighbors(self.table_k, word_ids=words, progress=False)
         row_ids, row_distances = table.rows(words)
-        reach = row_distances[:, -1].astype(np.float64) * (1.0 - _MARGIN)
-        if self.table_k == len(self.space):
-            reach[:] = np.inf
+        reach = row_reach(row_distances, self.table_k, len(self.space))
         decided = 2.0 * radii < reach[inverse]
         out = np.empty(len(word_ids), dtype=np.int64)
         if decided.any():

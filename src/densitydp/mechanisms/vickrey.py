@@ -12,6 +12,7 @@ from ..embeddings import EmbeddingSpace
 from ..neighbors import exact_search
 from . import _cascade, _embedding_kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, neighbor_rows
+from .laplace import row_reach
 from .mahalanobis import MahalanobisMechanism
 
 __all__ = ["DEFAULT_THRESHOLD", "VickreyMechanism"]
@@ -20,9 +21,6 @@ __all__ = ["DEFAULT_THRESHOLD", "VickreyMechanism"]
 #: utility under an empirical privacy constraint, and publishes no single default; 0.5 gives
 #: ``P(first) = d2 / (d1 + d2)``.
 DEFAULT_THRESHOLD = 0.5
-
-#: Relative margin on the row's last distance when deciding that a row holds both words.
-_MARGIN = 1e-6
 
 
 class VickreyMechanism(MahalanobisMechanism):
@@ -111,8 +109,6 @@ class VickreyMechanism(MahalanobisMechanism):
     (3,)
     """
 
-    exact = False
-
     def __init__(
         self,
         space: EmbeddingSpace,
@@ -179,9 +175,7 @@ class VickreyMechanism(MahalanobisMechanism):
         """
         words, inverse = np.unique(word_ids, return_inverse=True)
         row_ids, row_distances = neighbor_rows(self.space, words, self.table_k)
-        reach = row_distances[:, -1] * (1.0 - _MARGIN)
-        if self.table_k == len(self.space):
-            reach[:] = np.inf
+        reach = row_reach(row_distances, self.table_k, len(self.space))
         decided = 2.0 * radii + row_distances[inverse, 1] < reach[inverse]
         out = np.empty(len(word_ids), dtype=np.int64)
         if decided.any():

@@ -41,3 +41,19 @@ def brute_distances(vectors: np.ndarray) -> np.ndarray:
     array = np.asarray(vectors, dtype=np.float64)
     diff = array[:, None, :] - array[None, :, :]
     return np.sqrt((diff**2).sum(-1))
+
+
+def assert_same_at_thread_counts(mechanisms, words, rng) -> None:
+    """Each mechanism samples ``words`` the same with 1 and 2 numba threads."""
+    import numba
+
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append([m.sample(words, rng=rng) for m in mechanisms])
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 
-import numba
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import softmax
 
 import densitydp as dd
+from conftest import assert_same_at_thread_counts
 from densitydp.mechanisms import _sampling_kernels, build_mechanism
 from densitydp.mechanisms.custext import default_stop_words
 from densitydp.testing import check_mechanism
@@ -279,16 +279,7 @@ def test_groups_kernel_breaks_ties_by_id():
 def test_results_do_not_depend_on_the_thread_count(space):
     words = np.random.default_rng(5).integers(0, len(space), 20_000)
     mechanisms = [dd.CusText(space, 1.0, k=9), top_k(space, 1.0, 9)]
-    before = numba.get_num_threads()
-    results = []
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            results.append([m.sample(words, rng=8) for m in mechanisms])
-    finally:
-        numba.set_num_threads(before)
-    for one, two in zip(*results, strict=True):
-        np.testing.assert_array_equal(one, two)
+    assert_same_at_thread_counts(mechanisms, words, rng=8)
 
 
 # -- validation and registry -------------------------------------------------------------------

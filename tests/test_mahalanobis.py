@@ -3,12 +3,12 @@ from __future__ import annotations
 import math
 import pickle
 
-import numba
 import numpy as np
 import pytest
 from scipy import linalg, stats
 
 import densitydp as dd
+from conftest import assert_same_at_thread_counts
 from densitydp.mechanisms import build_mechanism
 from densitydp.mechanisms.mahalanobis import DEFAULT_LAM
 from densitydp.testing import check_mechanism
@@ -166,16 +166,7 @@ def test_results_do_not_depend_on_the_thread_count(stretched):
         dd.MahalanobisMechanism(stretched, 2.0, lam=0.5, table_k=8),
         dd.MahalanobisMechanism(stretched, 30.0, lam=1.0),
     ]
-    before = numba.get_num_threads()
-    try:
-        results = []
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            results.append([m.sample(words, rng=8) for m in mechanisms])
-    finally:
-        numba.set_num_threads(before)
-    for one, two in zip(*results, strict=True):
-        np.testing.assert_array_equal(one, two)
+    assert_same_at_thread_counts(mechanisms, words, rng=8)
 
 
 def test_pickle_round_trip_keeps_the_law(stretched):

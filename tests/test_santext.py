@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import softmax
 
 import densitydp as dd
+from conftest import assert_same_at_thread_counts
 from densitydp.mechanisms import _sampling_kernels, build_mechanism, santext
 from densitydp.testing import check_mechanism
 from reference import sampling as ref
@@ -259,16 +259,7 @@ def test_results_do_not_depend_on_the_thread_count(space, monkeypatch, path):
         )
     words = np.random.default_rng(5).integers(0, len(space), 20_000)
     mechanisms = [dd.SanText(space, 1.0), dd.SanTextPlus(space, 1.0, sensitive_fraction=0.5)]
-    before = numba.get_num_threads()
-    results = []
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            results.append([m.sample(words, rng=8) for m in mechanisms])
-    finally:
-        numba.set_num_threads(before)
-    for one, two in zip(*results, strict=True):
-        np.testing.assert_array_equal(one, two)
+    assert_same_at_thread_counts(mechanisms, words, rng=8)
 
 
 # -- validation and registry -------------------------------------------------------------------

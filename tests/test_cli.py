@@ -174,7 +174,7 @@ def test_perturb_with_a_density_aware_mechanism(runner, space_file, small_space)
     assert budget.exit_code == 0 and "max_proposals=3" in budget.stderr
     wrong = runner.invoke(main, ["perturb", "-m", "laplace", "-e", "5", "--embeddings",
                                  str(space_file), "--tilt", "0.5"], input=text)  # fmt: skip
-    assert wrong.exit_code != 0 and "takes no option tilt" in wrong.output
+    assert wrong.exit_code != 0 and "takes no option `--tilt`" in wrong.output
     refused = runner.invoke(main, [*arguments, "--tilt", "2", "--sampler", "exact"], input=text)
     assert refused.exit_code != 0 and "`--tilt` must be <= 1" in refused.output
 
@@ -503,4 +503,6 @@ def test_field_mechanism_options_reach_audit_stats_and_calibrate(runner, space_f
     )  # fmt: skip
     assert calibrate.exit_code == 0, calibrate.output
     refused = runner.invoke(main, ["stats", "-m", "laplace", "-e", "5", "--lam", "0.5", *common])
-    assert refused.exit_code == 2 and "lam" in refused.output
+    assert refused.exit_code == 2 and "takes no option `--lam`" in refused.output
+    named = runner.invoke(main, ["stats", "-m", "tem", "-e", "5", "--set-size", "3", *common])
+    assert named.exit_code == 2 and "takes no option `--set-size`" in named.output

@@ -52,7 +52,7 @@ def test_built_by_name_with_the_paper_default(space):
     assert isinstance(mechanism, dd.MahalanobisMechanism)
     assert mechanism.lam == DEFAULT_LAM == 0.2
     assert build_mechanism("mahalanobis", space, 5.0, lam=0.7).lam == 0.7
-    with pytest.raises(ValueError, match="takes no option threshold"):
+    with pytest.raises(ValueError, match="takes no option `threshold`"):
         build_mechanism("mahalanobis", space, 5.0, threshold=0.5)
     assert "lam=0.2" in repr(mechanism)
 

@@ -445,13 +445,16 @@ def test_samples_do_not_depend_on_thread_count(space):
         np.testing.assert_array_equal(one, two)
 
 
-def test_gumbel_on_two_words_always_keeps_the_word():
+def test_gumbel_on_two_words_needs_an_explicit_poisson_mean():
+    """ln(n - 1) = 0 on two words: the default would return every word unchanged under a finite
+    claim (fresh-user review); it is refused, and a given mean works."""
     two = dd.EmbeddingSpace(["a", "b"], [[0.0], [1.0]])
-    mechanism = dd.TruncatedGumbel(two, scale=1.0)
-    assert mechanism.poisson_mean == 0.0  # ln(n - 1)
+    with pytest.raises(ValueError, match="at least 3 words for the default `poisson_mean`"):
+        dd.TruncatedGumbel(two, scale=1.0)
+    mechanism = dd.TruncatedGumbel(two, scale=1.0, poisson_mean=1.0)
     ids, probabilities = mechanism.output_distribution(1)
-    assert ids.tolist() == [1] and probabilities.tolist() == [1.0]
-    assert (mechanism.sample(np.ones(50, dtype=int), rng=0) == 1).all()
+    assert ids.tolist() == [1, 0] and probabilities.sum() == pytest.approx(1.0)
+    assert set(mechanism.sample(np.ones(200, dtype=int), rng=0).tolist()) == {0, 1}
 
 
 def test_laplace_refuses_an_epsilon_it_cannot_decode_exactly(space):

@@ -64,7 +64,7 @@ def test_built_by_name(space):
     elliptic = build_mechanism("vickrey-mahalanobis", space, 5.0, threshold=0.25)
     assert (elliptic.lam, elliptic.threshold) == (DEFAULT_LAM, 0.25)
     assert build_mechanism("vickrey-mahalanobis", space, 5.0, lam=0.9).lam == 0.9
-    with pytest.raises(ValueError, match="takes no option lam"):
+    with pytest.raises(ValueError, match="takes no option `lam`"):
         build_mechanism("vickrey", space, 5.0, lam=0.5)
     assert repr(elliptic).endswith("epsilon=5.0, threshold=0.25, lam=0.2, table_k=64)")
 

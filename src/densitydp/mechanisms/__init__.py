@@ -120,8 +120,7 @@ def build_mechanism(name: str, space: EmbeddingSpace, epsilon: float, **options:
     allowed = _OPTIONS.get(name, ())
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        accepted = ", ".join(allowed) if allowed else "none"
-        raise ValueError(
-            f"mechanism {name!r} takes no option {', '.join(unknown)} (accepted: {accepted})."
-        )
+        accepted = ", ".join(f"`{key}`" for key in allowed) if allowed else "none"
+        shown = ", ".join(f"`{key}`" for key in unknown)
+        raise ValueError(f"mechanism {name!r} takes no option {shown} (accepted: {accepted}).")
     return _CLASSES[name](space, epsilon, **given)

@@ -130,6 +130,12 @@ class TruncatedGumbel(Mechanism):
             )
         self.convention = convention
         n_words = len(space)
+        if poisson_mean is None and n_words < 3:
+            raise ValueError(
+                f"`space` must hold at least 3 words for the default `poisson_mean` ln(n - 1) "
+                f"(0 for {n_words} words: every word would be returned unchanged, with a finite "
+                "claim); give `poisson_mean` > 0."
+            )
         self.poisson_mean = (
             math.log(n_words - 1)
             if poisson_mean is None

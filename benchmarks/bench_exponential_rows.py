@@ -6,18 +6,22 @@
 
 The stream of ``benchmarks/bench_mechanisms.py``: tokens drawn uniformly (seed 12345) from the
 5,000 most frequent GloVe words, perturbed in calls of 100,000 tokens (the "1M stream") and one
-call of 10,000 tokens. Three samplers, measured in the same run, alternating:
+call of 10,000 tokens. Two samplers, measured in the same run, alternating:
 
-* ``before``: the rule of the previous commit (``exponential._RULE = "ratio"``: rejection from
-  the 64-wide neighbour row only when the outside words' proposal mass is at most 4 x the row's,
-  else one full distance row per distinct word; the old rejection kernel);
-* ``after``: the cost rule (rejection with the uniform envelope when its expected rounds cost
-  less than a full row, else a full row);
+* ``cost rule``: rejection with the uniform envelope when its expected rounds cost less than a
+  full row, else a full row (what the mechanisms do);
 * ``rows only``: the cost rule forced to full rows (``ROUND_COST = inf``).
 
-Tokens per second are medians over ``--reps`` repeats; the slow ``before`` sampler is timed on
-``--before-calls`` calls of 100,000 tokens per repeat (its speed does not depend on which calls).
-Writes ``benchmarks/results/exponential_rows.{json,md}``.
+Tokens per second are medians over ``--reps`` repeats; ``rows only`` is timed on
+``--rows-calls`` calls of 100,000 tokens per repeat (its speed does not depend on which calls).
+Writes ``benchmarks/results/exponential_samplers.{json,md}``.
+
+``benchmarks/results/exponential_rows.{json,md}`` is the before/after record of issue 16: the
+rule before it (rejection from the 64-wide row only when the outside words' proposal mass was at
+most 4 x the row's, with the old rejection kernel) against the cost rule, measured in one run at
+commit b6a6c78, the last that still held the old rule (reproduce with
+``git worktree add /tmp/b6a6c78 b6a6c78`` and that tree's ``benchmarks/bench_exponential_rows.py
+--eps 5 10 20 --no-rows-only``).
 """
 
 from __future__ import annotations
@@ -48,7 +52,6 @@ def run(mechanism, sampler: str, tokens: np.ndarray, calls: int, rep: int) -> fl
     one call of all of ``tokens``)."""
     from densitydp.mechanisms import exponential
 
-    exponential._RULE = "ratio" if sampler == "before" else "cost"
     exponential.ROUND_COST = math.inf if sampler == "rows only" else ROUND_COST
     try:
         started = time.perf_counter()
@@ -59,7 +62,7 @@ def run(mechanism, sampler: str, tokens: np.ndarray, calls: int, rep: int) -> fl
             done += len(chunk)
         return done / (time.perf_counter() - started)
     finally:
-        exponential._RULE, exponential.ROUND_COST = "cost", ROUND_COST
+        exponential.ROUND_COST = ROUND_COST
 
 
 def main() -> None:
@@ -71,8 +74,7 @@ def main() -> None:
     parser.add_argument("--eps", type=float, nargs="+", default=[5.0])
     parser.add_argument("--mechanisms", nargs="+", default=["exponential", "tem"])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--before-calls", type=int, default=1)
-    parser.add_argument("--no-rows-only", action="store_true")
+    parser.add_argument("--rows-calls", type=int, default=1)
     args = parser.parse_args()
 
     import densitydp as dd
@@ -81,7 +83,7 @@ def main() -> None:
     ROUND_COST = exponential.ROUND_COST
     short = np.random.default_rng(STREAM_SEED).integers(0, TOP, size=SHORT)
     long = np.random.default_rng(STREAM_SEED).integers(0, TOP, size=LONG)
-    samplers = ["before", "after"] + ([] if args.no_rows_only else ["rows only"])
+    samplers = ["cost rule", "rows only"]
     cells = []
     for n_words in args.vocab:
         space = dd.load_glove(top=None if n_words == 400_000 else n_words)
@@ -99,7 +101,7 @@ def main() -> None:
                 }
                 for rep in range(args.reps):
                     for sampler in samplers:
-                        calls = args.before_calls if sampler != "after" else LONG // CALL
+                        calls = args.rows_calls if sampler == "rows only" else LONG // CALL
                         speeds[sampler]["long"].append(run(mechanism, sampler, long, calls, rep))
                         speeds[sampler]["short"].append(run(mechanism, sampler, short, 0, rep))
                         log(
@@ -130,7 +132,7 @@ def main() -> None:
         "results": cells,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "exponential_rows.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "exponential_samplers.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         f"Tokens per second, median of {args.reps} ({report['date']}, {report['cpus']} CPUs, "
         "machine shared: compare within a row)",
@@ -138,23 +140,23 @@ def main() -> None:
         f"    {report['command']}",
         "",
         "| mechanism | V | epsilon | sampler | 1M stream (calls of 100k) | 10k call | "
-        "1M stream vs before |",
+        "1M stream vs rows only |",
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for cell in cells:
-        before = next(
+        rows = next(
             c
             for c in cells
-            if c["sampler"] == "before"
+            if c["sampler"] == "rows only"
             and (c["V"], c["mech"], c["eps"]) == (cell["V"], cell["mech"], cell["eps"])
         )
         lines.append(
             f"| {cell['mech']} | {cell['V']:,} | {cell['eps']:g} | {cell['sampler']} | "
             f"{cell['tps_long']:,.0f} | {cell['tps_short']:,.0f} | "
-            f"{cell['tps_long'] / before['tps_long']:.1f}x |"
+            f"{cell['tps_long'] / rows['tps_long']:.1f}x |"
         )
     text = "\n".join(lines) + "\n"
-    (RESULTS / "exponential_rows.md").write_text(text)
+    (RESULTS / "exponential_samplers.md").write_text(text)
     print(text)
 
 

@@ -64,36 +64,6 @@ def splitmix64(state: int) -> tuple[int, float]:
     return state, (z >> 11) / 9007199254740992.0
 
 
-def rejection(words, row_ids, row_distances, reach, seeds, vectors, epsilon, gamma):
-    """Twin of ``sample_by_rejection`` for one token per entry of ``words`` (row ``i``)."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    out = np.empty(len(words), dtype=np.int64)
-    for i, word in enumerate(words):
-        order = np.argsort(row_ids[i])
-        ids = row_ids[i][order]
-        weights = np.exp(-epsilon / 2 * np.minimum(row_distances[i][order], gamma))
-        cumulative = np.cumsum(weights)
-        bound = np.exp(-epsilon / 2 * min(reach[i], gamma))
-        outside = np.setdiff1d(np.arange(len(vectors)), ids)
-        grand = cumulative[-1] + len(outside) * bound
-        state = int(seeds[i])
-        while True:
-            state, u = splitmix64(state)
-            if u * grand < cumulative[-1] or not len(outside):
-                out[i] = ids[
-                    min(np.searchsorted(cumulative, u * grand, side="right"), len(ids) - 1)
-                ]
-                break
-            state, u = splitmix64(state)
-            candidate = outside[min(int(u * len(outside)), len(outside) - 1)]
-            distance = np.sqrt(((vectors[candidate] - vectors[word]) ** 2).sum())
-            state, u = splitmix64(state)
-            if u * bound < np.exp(-epsilon / 2 * min(distance, gamma)):
-                out[i] = candidate
-                break
-    return out
-
-
 def uniform_rejection(words, row_ids, row_distances, reach, seeds, vectors, epsilon, gamma):
     """Twin of ``sample_by_uniform_rejection`` for one token per entry of ``words`` (row ``i``):
     the envelope proposes any word uniformly at the bound; row words drawn that way are

@@ -19,18 +19,6 @@ from ..mcmc._kernels import MHState, accept, random_walk_proposal
 
 
 @jit
-def _nth_outside(sorted_inside, position):
-    """The ``position``-th id (0-based, increasing) that is not in ``sorted_inside``."""
-    candidate = position
-    for member in sorted_inside:
-        if member <= candidate:
-            candidate += 1
-        else:
-            break
-    return candidate
-
-
-@jit
 def splitmix64(state):
     """One step of SplitMix64 (Steele, Lea, Flood 2014): ``(new_state, uniform in [0, 1))``.
 
@@ -59,61 +47,6 @@ def sorted_row_weights(ids, distances, half_epsilon, gamma, base):
     return sorted_ids, cumulative, total
 
 
-@parallel_jit
-def sample_by_rejection(
-    words,
-    row_ids,
-    row_distances,
-    reach,
-    ranges,
-    token_order,
-    seeds,
-    vectors,
-    half_epsilon,
-    gamma,
-    out,
-):
-    """Exact clipped exponential mechanism from neighbour rows, by rejection.
-
-    Target ``P(y) ~ w(y) = exp(-half_epsilon * min(d(w, y), gamma))`` (``gamma = inf``: the
-    plain exponential mechanism). Row ``t`` holds the nearest words of ``words[t]`` with exact
-    distances; every other word is at least ``reach[t]`` away, so its weight is at most
-    ``bound = exp(-half_epsilon * min(reach[t], gamma))``. Propose a row word with its weight or
-    a uniform outside word with weight ``bound``; accept an outside word ``y`` with probability
-    ``w(y) / bound`` (its distance computed exactly), else start again. The accepted draw has
-    exactly the target law. Token ``i`` draws from its own SplitMix64 stream seeded by
-    ``seeds[i]``.
-    """
-    n_words = vectors.shape[0]
-    width = row_ids.shape[1]
-    for t in prange(words.shape[0]):
-        sorted_ids, cumulative, total = sorted_row_weights(
-            row_ids[t], row_distances[t], half_epsilon, gamma, 0.0
-        )
-        bound = math.exp(-half_epsilon * min(reach[t], gamma))
-        n_outside = n_words - width
-        outside_mass = n_outside * bound
-        grand = total + outside_mass
-        query = vectors[words[t]].astype(np.float64)
-        for position in range(ranges[t, 0], ranges[t, 1]):
-            token = token_order[position]
-            state = seeds[token]
-            while True:
-                state, u = splitmix64(state)
-                target = u * grand
-                if target < total or n_outside == 0:
-                    index = np.searchsorted(cumulative, target, side="right")
-                    out[token] = sorted_ids[min(index, width - 1)]
-                    break
-                state, u = splitmix64(state)
-                candidate = _nth_outside(sorted_ids, min(int(u * n_outside), n_outside - 1))
-                distance = math.sqrt(squared_distance(query, vectors[candidate]))
-                state, u = splitmix64(state)
-                if u * bound < math.exp(-half_epsilon * min(distance, gamma)):
-                    out[token] = candidate
-                    break
-
-
 @jit
 def _in_sorted(sorted_ids, value):
     """Whether ``value`` is in the increasing array ``sorted_ids`` (binary search)."""
@@ -135,7 +68,8 @@ def sample_by_uniform_rejection(
     gamma,
     out,
 ):
-    """The law of :func:`sample_by_rejection` with a cheaper proposal round.
+    """Exact clipped exponential mechanism from neighbour rows, by rejection with a uniform
+    envelope.
 
     Target ``P(y) ~ w(y) = exp(-half_epsilon * min(d(w, y), gamma))``. Envelope: the row words
     with their exact weights (total ``R``) plus *every* word ``y`` of the vocabulary with the

@@ -20,11 +20,6 @@ __all__ = ["ExponentialMechanism"]
 #: entry); it only chooses between two exact samplers, never changes the law.
 ROUND_COST = 20.0
 
-#: The rule before issue 16 (``_RULE = "ratio"``, kept for the benchmark): rejection when the
-#: outside words' proposal mass is at most this many times the row's own mass.
-REJECTION_RATIO = 4.0
-_RULE = "cost"
-
 
 def _rejection_is_cheaper(
     n_tokens: np.ndarray,
@@ -130,18 +125,12 @@ class ExponentialMechanism(Mechanism):
         with np.errstate(over="ignore"):  # an overflowing exponent is a weight of exactly 0
             row_mass = np.exp(-half_epsilon * clipped).sum(axis=1)
             outside_mass = len(self.space) * np.exp(-half_epsilon * np.minimum(reach, gamma))
-        if _RULE == "ratio":  # the rule (and the rejection kernel) before issue 16
-            old_outside = outside_mass * (1.0 - row_ids.shape[1] / len(self.space))
-            by_rows = old_outside <= REJECTION_RATIO * row_mass
-            kernel = _kernels.sample_by_rejection
-        else:
-            by_rows = _rejection_is_cheaper(
-                np.diff(starts), row_mass, outside_mass, len(self.space), row_ids.shape[1]
-            )
-            kernel = _kernels.sample_by_uniform_rejection
+        by_rows = _rejection_is_cheaper(
+            np.diff(starts), row_mass, outside_mass, len(self.space), row_ids.shape[1]
+        )
         if by_rows.any():
             slots = np.flatnonzero(by_rows)
-            kernel(
+            _kernels.sample_by_uniform_rejection(
                 words[slots],
                 row_ids[slots],
                 row_distances[slots],

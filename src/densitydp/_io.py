@@ -194,6 +194,33 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
+def temporaries_of(path: str | os.PathLike[str]) -> list[str]:
+    """The temporary files of :func:`atomic_write` for ``path`` in its folder, of any process
+    (regular files of this user only): once ``path`` is known to be complete, they are
+    leftovers of killed writers, wherever those ran (e.g. workers of a cluster on shared
+    storage, whose process ids mean nothing here)."""
+    target = Path(os.path.realpath(os.fspath(path)))
+    prefix = f".{target.name[:160]}.densitydp-"
+    found: list[str] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.startswith(prefix) or _TEMPORARY.match(entry.name) is None:
+            continue
+        rest = entry.name[len(prefix) :]
+        if not re.fullmatch(r"\d+-[A-Za-z0-9_]+\.tmp", rest):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+            found.append(entry.path)
+    return found
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

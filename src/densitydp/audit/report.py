@@ -17,9 +17,9 @@ from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int, check_open_unit
 from ..mechanisms.base import Mechanism
 from .blackbox import checked_mechanism, output_words
-from .estimators import exact_privacy_loss, max_demonstrable_loss, monte_carlo_loss
+from .estimators import ExactLoss, exact_privacy_loss, max_demonstrable_loss, monte_carlo_loss
 from .laws import LawComparison, _count, law_table
-from .sampling import FREQUENT, MAX_SAMPLES, choose_pairs, sample_counts
+from .sampling import FREQUENT, MAX_SAMPLES, MapCalls, _map_here, choose_pairs, sample_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -426,6 +426,7 @@ def audit(
     min_tested: float = MIN_TESTED,
     frequent: int = FREQUENT,
     progress: bool | None = None,
+    _map_calls: MapCalls | None = None,
 ) -> AuditReport:
     """Audit ``mechanism`` empirically against the loss it claims, pair by pair.
 
@@ -500,7 +501,12 @@ def audit(
     pair_ids = choose_pairs(space, pairs, n_pairs, frequent=frequent, rng=generator)
     words, inverse = np.unique(pair_ids, return_inverse=True)
     inverse = inverse.reshape(pair_ids.shape)
-    first, second = sample_counts(mechanism, words, n_samples, generator, progress=progress)
+    first, second = sample_counts(
+        mechanism, words, n_samples, generator, progress=progress, map_calls=_map_calls
+    )
+    if mechanism.exact:  # one task per pair (on a cluster: spread over its workers)
+        run = _map_calls if _map_calls is not None else _map_here
+        exact_losses = list(run(_exact_loss, mechanism, [tuple(map(int, p)) for p in pair_ids]))
     n_half = n_samples // 2
     total_alpha = 1.0 - confidence
     law_alpha = total_alpha / 2.0 if reference is not None else 0.0
@@ -543,7 +549,7 @@ def audit(
             "violation": estimate.violation,
         }
         if mechanism.exact:
-            exact = exact_privacy_loss(mechanism, int(word), int(other))
+            exact = exact_losses[p]
             row["exact_loss"] = exact.loss
             row["exact_output"] = exact.output
             row["exact_kind"] = "lower bound" if exact.lower_bound else "exact"
@@ -596,6 +602,10 @@ def audit(
         loss_alpha=alpha,
         notes=notes,
     )
+
+
+def _exact_loss(mechanism: Mechanism, pair: tuple[int, int]) -> ExactLoss:
+    return exact_privacy_loss(mechanism, pair[0], pair[1])
 
 
 #: Total-variation distance for which an audit's law test reports the sample size it needs.

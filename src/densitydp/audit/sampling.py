@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,14 +95,19 @@ def sample_counts(
     generator: np.random.Generator,
     *,
     progress: bool | None = None,
+    map_calls: MapCalls | None = None,
 ) -> tuple[list[SparseCounts], list[SparseCounts]]:
     """Sparse output counts of ``n_samples`` draws per word (through ``mechanism.sample`` on
     repeated ids), split into two independent halves by draw index: the first
     ``n_samples // 2`` draws and the next ``n_samples // 2``.
 
     Words are sampled together in calls of about 4 million tokens, so the mechanism's kernels
-    run in parallel over words. Returns ``(first_halves, second_halves)``, one
-    ``(ids, counts)`` per word.
+    run in parallel over words. Call ``c`` draws with the ``c``-th child of ``generator``
+    (``generator.spawn``), so the counts do not depend on where or in which order the calls
+    run: ``map_calls(function, mechanism, calls)`` (default: one after the other, here) may
+    run them anywhere, e.g. on a Dask cluster (:func:`densitydp.distributed.audit`), and must
+    yield ``function(mechanism, call)`` for each call, in order. Returns ``(first_halves,
+    second_halves)``, one ``(ids, counts)`` per word.
     """
     half = check_int(n_samples, "n_samples", minimum=2, maximum=MAX_SAMPLES) // 2
     per_word = 2 * half
@@ -109,26 +116,67 @@ def sample_counts(
     tokens_per_call = getattr(mechanism, "_tokens_per_call", TOKENS_PER_CALL)
     per_call = max(1, tokens_per_call // per_word)  # whole words per call
     chunk = min(per_word, tokens_per_call)  # draws per word per call
-    # one child per call, spawned as needed (the same children as spawn(n_calls) at once)
+    calls = [
+        SampleCall(first_word, word_ids[first_word : first_word + per_call], start,
+                   min(chunk, per_word - start), half)
+        for first_word in range(0, n_words, per_call)
+        for start in range(0, per_word, chunk)
+    ]  # fmt: skip
+    # one child per call: the same children as spawn(1) once per call, in order
+    for call, child in zip(calls, generator.spawn(len(calls)), strict=True):
+        call.rng = child
     show = progress if progress is not None else n_words * per_word > 20 * tokens_per_call // 4
     bar = tqdm(total=n_words * per_word, desc="audit samples", unit="draw", disable=not show)
+    run = map_calls if map_calls is not None else _map_here
     with bar:
-        for first_word in range(0, n_words, per_call):
-            group = word_ids[first_word : first_word + per_call]
-            for start in range(0, per_word, chunk):
-                size = min(chunk, per_word - start)
-                draws = mechanism.sample(np.repeat(group, size), rng=generator.spawn(1)[0]).reshape(
-                    len(group), size
-                )
-                for g in range(len(group)):
-                    row = draws[g]
-                    cut = min(max(half - start, 0), size)  # draws start .. start + cut: half 1
-                    for side, piece in ((0, row[:cut]), (1, row[cut:])):
-                        if piece.size:
-                            ids, counts = np.unique(piece, return_counts=True)
-                            parts[first_word + g][side].append((ids, counts))
-                bar.update(len(group) * size)
+        for call, counted in zip(calls, run(count_call, mechanism, calls), strict=True):
+            for g, sides in enumerate(counted):
+                for side, table in enumerate(sides):
+                    if table is not None:
+                        parts[call.first_word + g][side].append(table)
+            bar.update(len(call.words) * call.size)
     return [_merge(p[0]) for p in parts], [_merge(p[1]) for p in parts]
+
+
+@dataclass
+class SampleCall:
+    """One call of :func:`sample_counts`: ``size`` draws of each of ``words`` (the words from
+    position ``first_word`` on), the draws ``start .. start + size`` of each word's ``2 *
+    half``, with the child generator ``rng``."""
+
+    first_word: int
+    words: np.ndarray
+    start: int
+    size: int
+    half: int
+    rng: np.random.Generator | None = None
+
+
+#: ``map_calls(function, mechanism, items)``: ``function(mechanism, item)`` for each item, in
+#: order (an iterable).
+MapCalls = Callable[[Callable[[Any, Any], Any], Any, list[Any]], Iterable[Any]]
+
+
+def _map_here(function: Callable[[Any, Any], Any], mechanism: Any, items: list[Any]) -> Any:
+    return (function(mechanism, item) for item in items)
+
+
+def count_call(
+    mechanism: Mechanism, call: SampleCall
+) -> list[tuple[SparseCounts | None, SparseCounts | None]]:
+    """Run one :class:`SampleCall`: per word, the sparse counts of its draws in the first
+    half and in the second half (None where the call has no draw of that half)."""
+    group, size, start, half = call.words, call.size, call.start, call.half
+    draws = mechanism.sample(np.repeat(group, size), rng=call.rng).reshape(len(group), size)
+    counted: list[tuple[SparseCounts | None, SparseCounts | None]] = []
+    for row in draws:
+        cut = min(max(half - start, 0), size)  # draws start .. start + cut: half 1
+        sides = [
+            np.unique(piece, return_counts=True) if piece.size else None
+            for piece in (row[:cut], row[cut:])
+        ]
+        counted.append((sides[0], sides[1]))
+    return counted
 
 
 def _merge(tables: list[SparseCounts]) -> SparseCounts:

@@ -1,0 +1,722 @@
+"""Scale-out on Dask: corpora and audits on a cluster (extra ``dask``).
+
+Nothing here schedules: the work is cut into independent tasks and handed to
+`dask.distributed <https://distributed.dask.org>`_ (a ``LocalCluster`` on a laptop, the same code
+on a cluster started with dask-jobqueue or dask-kubernetes). What makes the result independent of
+the cluster:
+
+* **Seeds by position.** Partition (or file) ``p`` of a job is perturbed with the ``p``-th child
+  of the user's seed, ``numpy.random.default_rng(rng).spawn(n)[p]``, rebuilt on the worker from
+  the parent's ``SeedSequence`` and ``p``. Every task is a pure function of its input, its index
+  and the seed, so the output is byte-identical to the single-process run whatever the number
+  of workers, the order in which partitions finish, or how often a task is retried after a
+  worker died.
+* **The mechanism travels once per worker.** With a client, the mechanism (its space: vectors
+  and vocabulary) is scattered to every worker (``Client.scatter(..., broadcast=True)``) and
+  the tasks refer to it; a worker deserialises it once and keeps it, with the neighbour rows
+  it computes, for all its tasks. Without a client the job runs here (dask's synchronous
+  scheduler for a dask DataFrame), with the same result.
+* **Atomic outputs.** Files are written through a temporary file renamed into place
+  (:func:`densitydp._io.atomic_write`); a worker killed mid-write leaves only that temporary
+  file, which the job removes once every output is in place.
+
+Assumptions, stated: a mechanism is deterministic given its seed (every mechanism of this
+package is, and a foreign one must be for the byte-identity to hold); on a multi-machine
+cluster the input and output paths of :func:`perturb_files` are on storage every worker sees
+under the same names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob as globbing
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._rng import RNGLike, as_generator
+from ._validation import check_int
+from .text import PerturbationReport, perturb_file, perturb_texts
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .audit.report import AuditReport
+    from .mechanisms.base import Mechanism
+
+__all__ = ["audit", "connect", "perturb_dataframe", "perturb_files"]
+
+#: Rows per partition when a pandas DataFrame is cut for the cluster.
+PARTITION_ROWS = 10_000
+
+#: The options of :func:`densitydp.perturb_texts` a DataFrame job passes on.
+_TEXT_POLICY = frozenset({"unknown", "mask_token", "pattern", "batch_size"})
+#: The options of :func:`densitydp.perturb_file` a file job passes on.
+_FILE_POLICY = frozenset({"unknown", "mask_token", "pattern", "encoding", "batch_lines"})
+
+_EXTRA = 'pip install "densitydp[dask]"'
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+@dataclass(frozen=True)
+class PartitionSeeds:
+    """The children of one parent generator, rebuilt anywhere from a few integers.
+
+    ``PartitionSeeds.spawn(rng, n).child(p)`` is a generator in the same state as
+    ``as_generator(rng).spawn(n)[p]`` (the parent is advanced by ``n`` spawns, as
+    :meth:`numpy.random.Generator.spawn` does), so a task needs only ``p`` and this small
+    object, not the list of ``n`` children.
+    """
+
+    entropy: Any
+    spawn_key: tuple[int, ...]
+    pool_size: int
+    first: int
+    n_children: int
+    bit_generator: str
+
+    @classmethod
+    def spawn(cls, rng: RNGLike, n_children: int) -> PartitionSeeds:
+        """Spawn ``n_children`` children of ``rng`` (advancing a Generator passed in)."""
+        parent = as_generator(rng)
+        sequence = parent.bit_generator.seed_seq
+        if not isinstance(sequence, np.random.SeedSequence):
+            raise TypeError(
+                "`rng` must be seeded by a numpy.random.SeedSequence to spawn partition seeds "
+                "(a Generator from numpy.random.default_rng or an int seed)."
+            )
+        first = sequence.n_children_spawned
+        parent.spawn(n_children)  # advance the parent exactly as spawning the children would
+        return cls(
+            entropy=sequence.entropy,
+            spawn_key=tuple(sequence.spawn_key),
+            pool_size=sequence.pool_size,
+            first=first,
+            n_children=n_children,
+            bit_generator=type(parent.bit_generator).__name__,
+        )
+
+    def parent_seed(self) -> dict[str, Any]:
+        """The parent's seed as :func:`densitydp._rng.seed_entropy` records it."""
+        entropy = self.entropy
+        if isinstance(entropy, (int, np.integer)):
+            entropy = int(entropy)
+        elif entropy is not None:
+            entropy = [int(e) for e in entropy]
+        return {"entropy": entropy, "spawn_key": list(self.spawn_key)}
+
+    def child(self, index: int) -> np.random.Generator:
+        """The generator of child ``index`` (``0 <= index < n_children``)."""
+        if not 0 <= index < self.n_children:
+            raise IndexError(f"child {index} of {self.n_children}")
+        sequence = np.random.SeedSequence(
+            self.entropy, spawn_key=(*self.spawn_key, self.first + index), pool_size=self.pool_size
+        )
+        return np.random.Generator(getattr(np.random, self.bit_generator)(sequence))
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+@contextlib.contextmanager
+def connect(scheduler: Any) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``scheduler``, closed (with its cluster) on exit.
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        ``"local:N"``: a new ``LocalCluster`` of ``N`` worker processes with one task thread
+        each, and each worker's numba kernels on ``cores // N`` threads (``NUMBA_NUM_THREADS``);
+        ``"tcp://host:port"`` (or ``tls://``, ``ucx://``, ``inproc://``): the running
+        scheduler at that address (``dask scheduler`` / dask-jobqueue / dask-kubernetes); a
+        Client: used as it is, and not closed.
+
+    Raises
+    ------
+    ValueError
+        ``scheduler`` is neither form, or ``N`` is not an int >= 1.
+    ImportError
+        dask.distributed is not installed (the extra ``dask``).
+    """
+    distributed = _distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if not isinstance(scheduler, str):
+        raise TypeError(
+            "`scheduler` must be 'local:N', a scheduler address such as 'tcp://host:8786', "
+            f"or a distributed.Client; got {type(scheduler).__name__}."
+        )
+    if scheduler.startswith("local:"):
+        count = scheduler[len("local:") :]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"`scheduler` 'local:N' needs an int N >= 1; got {scheduler!r}.")
+        n_workers = int(count)
+        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"NUMBA_NUM_THREADS": str(threads)},
+        )
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    if "://" not in scheduler or scheduler.endswith("://"):
+        raise ValueError(
+            "`scheduler` must be 'local:N' or a scheduler address such as 'tcp://host:8786'; "
+            f"got {scheduler!r}."
+        )
+    with distributed.Client(scheduler) as client:
+        yield client
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(f"densitydp.distributed needs dask.distributed: {_EXTRA}") from None
+    return distributed
+
+
+def _client(client: Any) -> Any:
+    """``client``, else the default client of this process (``distributed.default_client``),
+    else None (run here)."""
+    if client is not None:
+        distributed = _distributed()
+        if not isinstance(client, distributed.Client):
+            raise TypeError(
+                f"`client` must be a distributed.Client or None; got {type(client).__name__}."
+            )
+        return client
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:  # no client in this process
+        return None
+
+
+def _on_worker(mechanism: Any) -> Any:
+    """In a task: give numba's kernels this worker's share of the cores, so that a worker
+    running several tasks at once does not oversubscribe them (results never depend on the
+    thread count)."""
+    with contextlib.suppress(ImportError, ValueError):
+        import numba
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+        cores = int(os.environ.get("NUMBA_NUM_THREADS") or numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // threads)))
+    return mechanism
+
+
+def _scattered(client: Any, mechanism: Any) -> Any:
+    """The mechanism on every worker, once (a future the tasks refer to)."""
+    return client.scatter(mechanism, broadcast=True, hash=False)
+
+
+# ----------------------------------------------------------------------------- data frames
+
+
+def perturb_dataframe(
+    frame: Any,
+    column: str,
+    mechanism: Mechanism,
+    *,
+    rng: RNGLike = None,
+    client: Any = None,
+    partition_rows: int | None = None,
+    progress: bool | None = None,
+    return_report: bool = False,
+    **policy: Any,
+) -> Any:
+    """Perturb the documents of one column of a dask or pandas DataFrame, partition by
+    partition, on a Dask cluster or here.
+
+    Partition ``p`` (of ``n``) is perturbed as ``perturb_texts(texts, mechanism,
+    rng=children[p], **policy)`` with ``children = numpy.random.default_rng(rng).spawn(n)`` and
+    ``texts`` its non-missing values of ``column`` (missing values stay missing). The result
+    therefore depends on the data, the partitioning and the seed only: not on the number of
+    workers, the order in which partitions finish, or retries.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame or pandas.DataFrame
+        Documents, one per row. A pandas frame is cut into partitions of ``partition_rows``
+        rows (positional), perturbed on the cluster (each partition is sent once) and put back
+        together; a dask frame keeps its partitions.
+    column : str
+        The column of text (str values; missing values allowed).
+    mechanism : Mechanism
+        Any densitydp mechanism, deterministic given its seed.
+    rng : None, int or numpy.random.Generator
+        The parent of the partitions' seeds (a Generator passed in is advanced by ``n``
+        spawns).
+    client : distributed.Client, optional
+        The cluster; default: the client of this process if there is one, else the work runs
+        here. The mechanism is scattered to every worker once.
+    partition_rows : int, optional
+        Rows per partition of a pandas frame (default 10,000); refused for a dask frame.
+    progress : bool, optional
+        Progress bar over partitions (pandas input; default: shown for more than one
+        partition on a terminal).
+    return_report : bool
+        Also return the :class:`~densitydp.PerturbationReport` of all the partitions (pandas
+        input only; its ``worst_text`` is a row position in ``frame``).
+    **policy
+        ``unknown``, ``mask_token``, ``pattern``, ``batch_size`` of
+        :func:`densitydp.perturb_texts`.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame or pandas.DataFrame
+        A new frame of the same type with ``column`` replaced (dtype kept); a dask frame is
+        lazy (compute it or write it with ``to_parquet``). ``frame`` is not modified.
+
+    Raises
+    ------
+    TypeError
+        ``frame`` is not a DataFrame, a value of ``column`` is not a str, an unknown option.
+    KeyError
+        ``column`` is not a column of ``frame``.
+    ValueError
+        ``return_report`` with a dask frame, ``partition_rows`` < 1.
+
+    Examples
+    --------
+    >>> import pandas as pd, densitydp as dd
+    >>> from densitydp.distributed import perturb_dataframe
+    >>> space = dd.EmbeddingSpace(["the", "king", "queen"], [[0.0, 0.0], [4.0, 0.0], [4.0, 0.1]])
+    >>> frame = pd.DataFrame({"text": ["the king", None, "The queen!"], "label": [1, 0, 1]})
+    >>> perturb_dataframe(frame, "text", dd.ExponentialMechanism(space, 100.0), rng=0)
+             text  label
+    0    the king      1
+    1         NaN      0
+    2  The queen!      1
+    """
+    _check_policy(policy, _TEXT_POLICY, "perturb_texts")
+    import pandas as pd
+
+    if isinstance(frame, pd.DataFrame):
+        return _perturb_pandas(
+            frame, column, mechanism, rng, client, partition_rows, progress, return_report, policy
+        )
+    try:
+        import dask.dataframe as dask_frames
+    except ImportError:
+        dask_frames = None
+    if dask_frames is None or not isinstance(frame, dask_frames.DataFrame):
+        raise TypeError(f"`frame` must be a dask or pandas DataFrame; got {type(frame).__name__}.")
+    if partition_rows is not None:
+        raise ValueError(
+            "`partition_rows` applies to a pandas DataFrame; a dask DataFrame keeps its "
+            "partitions (repartition it first)."
+        )
+    if return_report:
+        raise ValueError(
+            "`return_report` needs a pandas DataFrame: a dask DataFrame is perturbed lazily."
+        )
+    _check_column(frame, column)
+    _check_mechanism(mechanism)
+    seeds = PartitionSeeds.spawn(rng, frame.npartitions)
+    client = _client(client)
+    if client is not None:
+        carried = _scattered(client, mechanism)
+    else:
+        import dask
+
+        carried = dask.delayed(mechanism, name=f"densitydp-mechanism-{uuid.uuid4().hex}")
+    return frame.map_partitions(
+        _partition_task, column, carried, seeds, policy, meta=frame._meta, enforce_metadata=False
+    )
+
+
+def _partition_task(
+    part: pd.DataFrame,
+    column: str,
+    mechanism: Mechanism,
+    seeds: PartitionSeeds,
+    policy: dict[str, Any],
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One partition of a dask frame (dask passes its index in ``partition_info``)."""
+    index = 0 if partition_info is None else int(partition_info["number"])
+    return _perturb_part(part, column, _on_worker(mechanism), seeds.child(index), policy, False)[0]
+
+
+def _perturb_part(
+    part: pd.DataFrame,
+    column: str,
+    mechanism: Mechanism,
+    rng: np.random.Generator,
+    policy: dict[str, Any],
+    return_report: bool,
+) -> tuple[pd.DataFrame, PerturbationReport | None]:
+    import pandas as pd
+
+    values = part[column]
+    present = values.notna().to_numpy()
+    texts = values[present]
+    outputs: Any = perturb_texts(texts, mechanism, rng=rng, return_report=return_report, **policy)
+    outputs, report = outputs if return_report else (outputs, None)
+    if report is not None and report.worst_text >= 0:  # an index among the present values
+        report.worst_text = int(np.flatnonzero(present)[report.worst_text])
+    result = part.copy()
+    replaced = values.astype(object).copy()
+    replaced[present] = outputs
+    result[column] = pd.Series(replaced, index=part.index, name=column).astype(values.dtype)
+    return result, report
+
+
+def _perturb_pandas(
+    frame: pd.DataFrame,
+    column: str,
+    mechanism: Mechanism,
+    rng: RNGLike,
+    client: Any,
+    partition_rows: int | None,
+    progress: bool | None,
+    return_report: bool,
+    policy: dict[str, Any],
+) -> Any:
+    import pandas as pd
+
+    _check_column(frame, column)
+    _check_mechanism(mechanism)
+    rows = check_int(
+        PARTITION_ROWS if partition_rows is None else partition_rows, "partition_rows", minimum=1
+    )
+    n_parts = max(1, math.ceil(len(frame) / rows))
+    seeds = PartitionSeeds.spawn(rng, n_parts)
+    parts = [frame.iloc[p * rows : (p + 1) * rows] for p in range(n_parts)]
+    client = _client(client)
+    show = progress if progress is not None else None if n_parts > 1 else False
+    results = _run(
+        client,
+        _pandas_task,
+        mechanism,
+        [(part, column, seeds, p, policy, return_report) for p, part in enumerate(parts)],
+        desc="partitions",
+        progress=show,
+        scatter_items=True,
+    )
+    frames = [result[0] for result in results]
+    out = pd.concat(frames) if len(frames) > 1 else frames[0]
+    if not return_report:
+        return out
+    report = _merged([result[1] for result in results], [p * rows for p in range(n_parts)], seeds)
+    return out, report
+
+
+def _pandas_task(mechanism: Mechanism, item: tuple[Any, ...]) -> Any:
+    part, column, seeds, index, policy, return_report = item
+    return _perturb_part(part, column, mechanism, seeds.child(index), policy, return_report)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def perturb_files(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    mechanism: Mechanism,
+    out_dir: str | os.PathLike[str],
+    *,
+    rng: RNGLike = None,
+    client: Any = None,
+    progress: bool | None = None,
+    return_report: bool = False,
+    **policy: Any,
+) -> Any:
+    """Perturb many text files, one task per file, into ``out_dir`` (same file names).
+
+    File ``i`` (in the order given; a glob's matches sorted) is perturbed exactly as
+    ``perturb_file(path_i, out_dir / name_i, mechanism, rng=children[i], **policy)`` with
+    ``children = numpy.random.default_rng(rng).spawn(n_files)``: byte-identical whatever the
+    number of workers, the order of completion or retries. Each output is written atomically;
+    a worker killed mid-file leaves only its temporary file, removed once every output is in
+    place (the file is redone on another worker).
+
+    Parameters
+    ----------
+    paths : str, path or iterable of them
+        A glob pattern (``"corpus/*.txt"``, ``**`` recursive), one path, or a list of paths.
+        On a multi-machine cluster they must be readable by every worker under these names.
+    mechanism : Mechanism
+        Any densitydp mechanism, deterministic given its seed.
+    out_dir : str or path
+        Folder of the outputs (created if missing); must not be the folder of an input with
+        the same name (inputs are never modified). Two inputs may not share a file name.
+    rng, client, progress
+        As in :func:`perturb_dataframe` (the progress bar counts files).
+    return_report : bool
+        Also return the :class:`~densitydp.PerturbationReport` of each file (a list, in the
+        order of the outputs).
+    **policy
+        ``unknown``, ``mask_token``, ``pattern``, ``encoding``, ``batch_lines`` of
+        :func:`densitydp.perturb_file`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The outputs, in the order of the inputs; with ``return_report`` a pair ``(paths,
+        reports)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A glob matches nothing, or a path does not exist.
+    ValueError
+        Two inputs share a name, an output would replace its input, an empty list.
+    """
+    _check_policy(policy, _FILE_POLICY, "perturb_file")
+    _check_mechanism(mechanism)
+    sources = _sources(paths)
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"`out_dir` {os.fspath(out_dir)!r} is not a folder.")
+    targets = [folder / source.name for source in sources]
+    for source, target in zip(sources, targets, strict=True):
+        if target.exists() and os.path.samefile(source, target):
+            raise ValueError(
+                f"`out_dir` {os.fspath(out_dir)!r} holds the input {os.fspath(source)!r}: its "
+                "output would replace it (inputs are never modified)."
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds = PartitionSeeds.spawn(rng, len(sources))
+    items = [
+        (os.path.abspath(source), os.path.abspath(target), seeds, i, policy)
+        for i, (source, target) in enumerate(zip(sources, targets, strict=True))
+    ]
+    reports = _run(_client(client), _file_task, mechanism, items, desc="files", progress=progress)
+    _remove_leftovers(targets)
+    return (targets, reports) if return_report else targets
+
+
+def _file_task(mechanism: Mechanism, item: tuple[Any, ...]) -> PerturbationReport:
+    source, target, seeds, index, policy = item
+    _, report = perturb_file(
+        source,
+        target,
+        mechanism,
+        rng=seeds.child(index),
+        progress=False,
+        return_report=True,
+        **policy,
+    )
+    return report
+
+
+def _sources(paths: Any) -> list[Path]:
+    """The input files: a glob's sorted matches, one path, or a list; checked to exist and
+    to have distinct names."""
+    if isinstance(paths, (str, os.PathLike)):
+        pattern = os.fspath(paths)
+        if globbing.has_magic(pattern):
+            found = sorted(globbing.glob(pattern, recursive=True))
+            if not found:
+                raise FileNotFoundError(f"`paths` {pattern!r} matches no file.")
+            sources = [Path(p) for p in found if os.path.isfile(p)]
+        else:
+            sources = [Path(pattern)]
+    elif isinstance(paths, Iterable) and not isinstance(paths, (bytes, bytearray)):
+        sources = [Path(os.fspath(p)) for p in paths]
+    else:
+        raise TypeError(
+            "`paths` must be a glob pattern, a path or a list of paths; got "
+            f"{type(paths).__name__}."
+        )
+    if not sources:
+        raise ValueError("`paths` must name at least one file.")
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if not source.is_file():
+            raise FileNotFoundError(f"`paths`: {os.fspath(source)!r} is not a file.")
+        if source.name in seen:
+            raise ValueError(
+                f"`paths`: {os.fspath(seen[source.name])!r} and {os.fspath(source)!r} have the "
+                "same name; their outputs in `out_dir` would collide."
+            )
+        seen[source.name] = source
+    return sources
+
+
+def _remove_leftovers(targets: list[Path]) -> None:
+    """Remove the temporary files of these outputs left by killed workers: every output is in
+    place, so any temporary file of one of them belongs to a write that died (on any host)."""
+    from ._io import temporaries_of
+
+    for target in targets:
+        for leftover in temporaries_of(target):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+
+
+# ----------------------------------------------------------------------------- audits
+
+
+def audit(mechanism: Any, *args: Any, client: Any = None, **options: Any) -> AuditReport:
+    """:func:`densitydp.audit` with its sampling calls and exact losses run on a Dask cluster.
+
+    The calls (groups of the pairs' words times batches of draws, each with its own child of
+    the seed) and the exact losses (one task per pair) are fanned out over the workers; the
+    mechanism is scattered once per worker. The merged report is identical to
+    ``densitydp.audit(mechanism, *args, **options)`` for the same seed (only its timing
+    differs). Without a client (and no default client) it is that call.
+
+    Parameters
+    ----------
+    mechanism, *args, **options
+        As in :func:`densitydp.audit`.
+    client : distributed.Client, optional
+        The cluster; default: the client of this process, if any.
+    """
+    from .audit import audit as audit_here
+
+    client = _client(client)
+    if client is None:
+        return audit_here(mechanism, *args, **options)
+    mapper = _ClusterMap(client)
+    return audit_here(mechanism, *args, _map_calls=mapper, **options)
+
+
+@dataclass
+class _ClusterMap:
+    """``map_calls`` of :func:`densitydp.audit.sample_counts` on a client: scatters each
+    mechanism once and yields the tasks' results in order."""
+
+    client: Any
+    carried: dict[int, Any] = field(default_factory=dict)
+
+    def __call__(
+        self, function: Callable[[Any, Any], Any], mechanism: Any, items: list[Any]
+    ) -> list[Any]:
+        carried = self.carried.get(id(mechanism))
+        if carried is None or carried[0] is not mechanism:
+            carried = self.carried[id(mechanism)] = (mechanism, _scattered(self.client, mechanism))
+        return _run(self.client, function, mechanism, items, progress=False, carried=carried[1])
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run(
+    client: Any,
+    function: Callable[[Any, Any], Any],
+    mechanism: Any,
+    items: list[Any],
+    *,
+    desc: str = "tasks",
+    progress: bool | None = None,
+    scatter_items: bool = False,
+    carried: Any = None,
+) -> list[Any]:
+    """``[function(mechanism, item) for item in items]``, here or on ``client``'s workers
+    (the mechanism scattered once; with ``scatter_items`` each item sent once, not through
+    the scheduler). A failed task raises its exception here."""
+    bar = tqdm(total=len(items), desc=desc, unit=desc.rstrip("s"), disable=_hidden(progress))
+    with bar:
+        if client is None:
+            results = []
+            for item in items:
+                results.append(function(mechanism, item))
+                bar.update()
+            return results
+        from distributed import as_completed
+
+        own = carried is None
+        if own:
+            carried = _scattered(client, mechanism)
+        sent = client.scatter(items, hash=False) if scatter_items else items
+        token = uuid.uuid4().hex
+        futures = [
+            client.submit(
+                _task, function, carried, item, key=f"densitydp-{function.__name__}-{token}-{i}"
+            )
+            for i, item in enumerate(sent)
+        ]
+        try:
+            for _ in as_completed(futures):
+                bar.update()
+            return client.gather(futures)
+        finally:
+            client.cancel([*futures, *(sent if scatter_items else []), *([carried] if own else [])])
+
+
+def _task(function: Callable[[Any, Any], Any], mechanism: Any, item: Any) -> Any:
+    return function(_on_worker(mechanism), item)
+
+
+def _hidden(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None hides the bar when not on a terminal."""
+    return None if progress is None else not progress
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_policy(policy: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(policy) - allowed)
+    if unknown:
+        raise TypeError(
+            f"unexpected option(s) {', '.join(f'`{name}`' for name in unknown)}; the options of "
+            f"{where} passed on are {', '.join(f'`{name}`' for name in sorted(allowed))}."
+        )
+
+
+def _check_column(frame: Any, column: Any) -> None:
+    if column not in frame.columns:
+        raise KeyError(
+            f"`column` {column!r} is not a column of `frame`; its columns are "
+            f"{list(frame.columns)!r}."
+        )
+
+
+def _check_mechanism(mechanism: Any) -> None:
+    from .text import _check_mechanism as check
+
+    check(mechanism)
+
+
+def _merged(
+    reports: list[PerturbationReport], offsets: list[int], seeds: PartitionSeeds
+) -> PerturbationReport:
+    """One report for a job's partitions: counts added, claims maximised (``worst_text``
+    shifted by the partition's first row), the parent's seed."""
+    first = reports[0]
+    merged = PerturbationReport(
+        mechanism=first.mechanism,
+        guarantee=first.guarantee,
+        unknown=first.unknown,
+        mask_token=first.mask_token,
+        seed=seeds.parent_seed(),
+        complete=all(report.complete for report in reports),
+    )
+    for report, offset in zip(reports, offsets, strict=True):
+        merged.n_texts += report.n_texts
+        merged.n_tokens += report.n_tokens
+        merged.n_perturbed += report.n_perturbed
+        merged.n_changed += report.n_changed
+        merged.n_unknown += report.n_unknown
+        merged.one_word_epsilon = max(merged.one_word_epsilon, report.one_word_epsilon)
+        merged.one_word_delta = max(merged.one_word_delta, report.one_word_delta)
+        merged.all_words_delta = max(merged.all_words_delta, report.all_words_delta)
+        if report.worst_text >= 0 and report.all_words_epsilon > merged.all_words_epsilon:
+            merged.all_words_epsilon = report.all_words_epsilon
+            merged.worst_text = offset + report.worst_text
+    return merged

@@ -166,7 +166,7 @@ def connect(scheduler: Any) -> Iterator[Any]:
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             env={"NUMBA_NUM_THREADS": str(threads)},
         )
         try:

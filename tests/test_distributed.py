@@ -1,0 +1,381 @@
+"""densitydp.distributed on a real ``distributed.LocalCluster`` of 2 worker processes.
+
+What must hold: every job gives byte for byte what the single-process run gives for the same
+seed (partition / file ``p`` seeded by the ``p``-th spawned child), the mechanism reaches each
+worker once, a worker killed mid-file leaves no partial output and the job still completes
+with the same bytes, and bad input is refused naming the argument.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import densitydp as dd
+
+distributed = pytest.importorskip("distributed")
+dask_frames = pytest.importorskip("dask.dataframe")
+
+from densitydp import distributed as ddist  # noqa: E402
+from densitydp.distributed import PartitionSeeds  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def space():
+    return dd.synthetic_space(n_words=800, dim=8, n_clusters=6, rng=11)
+
+
+@pytest.fixture(scope="module")
+def documents(space):
+    rng = np.random.default_rng(4)
+    texts = []
+    for i in range(230):
+        words = space.words(rng.integers(0, len(space), rng.integers(1, 14)))
+        texts.append(" ".join(words).capitalize() + (" Kowalski!" if i % 7 == 0 else "."))
+    frame = pd.DataFrame({"text": texts, "label": np.arange(230) % 3})
+    frame.loc[[5, 77, 150], "text"] = None
+    return frame
+
+
+def _by_hand(frame, column, mechanism, seed, sizes):
+    """The single-process definition: partition p through perturb_texts with child p."""
+    children = np.random.default_rng(seed).spawn(len(sizes))
+    pieces, start = [], 0
+    for size, child in zip(sizes, children, strict=True):
+        part = frame.iloc[start : start + size].copy()
+        present = part[column].notna()
+        outputs = dd.perturb_texts(part.loc[present, column], mechanism, rng=child)
+        part.loc[present, column] = outputs
+        pieces.append(part)
+        start += size
+    return pd.concat(pieces)
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: 0, lambda: 2**70, lambda: np.random.SeedSequence(9, spawn_key=(3,))]
+)
+def test_partition_seeds_are_the_spawned_children(make):
+    seeds = PartitionSeeds.spawn(make(), 5)
+    children = np.random.default_rng(make()).spawn(5)
+    for p in range(5):
+        np.testing.assert_array_equal(seeds.child(p).random(4), children[p].random(4))
+    with pytest.raises(IndexError):
+        seeds.child(5)
+
+
+def test_partition_seeds_advance_a_generator_as_spawn_does():
+    given, twin = np.random.default_rng(3), np.random.default_rng(3)
+    given.spawn(2)
+    twin.spawn(2)
+    first = PartitionSeeds.spawn(given, 4)
+    expected = twin.spawn(4)
+    np.testing.assert_array_equal(first.child(3).random(3), expected[3].random(3))
+    np.testing.assert_array_equal(given.spawn(1)[0].random(2), twin.spawn(1)[0].random(2))
+    philox = np.random.Generator(np.random.Philox(np.random.SeedSequence(5)))
+    twin = np.random.Generator(np.random.Philox(np.random.SeedSequence(5)))
+    np.testing.assert_array_equal(
+        PartitionSeeds.spawn(philox, 2).child(1).random(3), twin.spawn(2)[1].random(3)
+    )
+
+
+# ----------------------------------------------------------------------------- data frames
+
+
+def test_pandas_frame_here_is_the_definition(space, documents):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    before = documents.copy()
+    out = ddist.perturb_dataframe(documents, "text", mechanism, rng=7, partition_rows=60)
+    pd.testing.assert_frame_equal(documents, before)  # the input is not modified
+    pd.testing.assert_frame_equal(out, _by_hand(documents, "text", mechanism, 7, [60, 60, 60, 50]))
+    assert out["text"].isna().sum() == 3
+    assert out["text"].dtype == documents["text"].dtype
+    assert (out["text"] != documents["text"]).sum() > 50  # it did perturb
+
+
+def test_pandas_frame_on_the_cluster_is_identical(client, space, documents):
+    mechanism = dd.TruncatedExponential(space, 6.0)
+    here, report_here = ddist.perturb_dataframe(
+        documents, "text", mechanism, rng=3, partition_rows=40, return_report=True
+    )
+    there, report = ddist.perturb_dataframe(
+        documents, "text", mechanism, rng=3, partition_rows=40, client=client,
+        return_report=True, progress=False,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(there, here)
+    assert report.to_dict() == report_here.to_dict()
+    assert report.n_texts == 227 and report.seed == {"entropy": 3, "spawn_key": []}
+    # the merged report's worst text is a row position of the frame
+    worst = report.worst_text
+    claims = dd.perturb_text(documents["text"].iloc[worst], mechanism, rng=0, return_report=True)
+    assert claims[1].all_words_epsilon == pytest.approx(report.all_words_epsilon)
+
+
+def test_dask_frame_on_the_cluster_is_identical(client, space, documents):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    lazy = dask_frames.from_pandas(documents, npartitions=4, sort=False)
+    sizes = [len(lazy.partitions[p].compute()) for p in range(lazy.npartitions)]
+    result = ddist.perturb_dataframe(lazy, "text", mechanism, rng=21, unknown="drop")
+    assert isinstance(result, dask_frames.DataFrame)
+    there = result.compute()
+    with _no_client():
+        here = ddist.perturb_dataframe(lazy, "text", mechanism, rng=21, unknown="drop").compute(
+            scheduler="sync"
+        )
+    pd.testing.assert_frame_equal(there, here)
+    base = lazy.compute()  # dask's dtypes (strings as pyarrow strings)
+    expected = _by_hand(base, "text", mechanism, 21, sizes)
+    expected_drop = _by_hand_policy(base, mechanism, 21, sizes, unknown="drop")
+    assert not there.equals(expected)  # the policy was passed on
+    pd.testing.assert_frame_equal(there, expected_drop)
+
+
+def _by_hand_policy(frame, mechanism, seed, sizes, **policy):
+    children = np.random.default_rng(seed).spawn(len(sizes))
+    pieces, start = [], 0
+    for size, child in zip(sizes, children, strict=True):
+        part = frame.iloc[start : start + size].copy()
+        present = part["text"].notna()
+        part.loc[present, "text"] = dd.perturb_texts(
+            part.loc[present, "text"], mechanism, rng=child, **policy
+        )
+        pieces.append(part)
+        start += size
+    return pd.concat(pieces)
+
+
+class _no_client:
+    """Run a block with no default client (the in-process path)."""
+
+    def __enter__(self):
+        from distributed.client import _current_client
+
+        self._token = _current_client.set(None)
+        self._default = distributed.client._global_clients.copy()
+        distributed.client._global_clients.clear()
+
+    def __exit__(self, *exc):
+        from distributed.client import _current_client
+
+        _current_client.reset(self._token)
+        distributed.client._global_clients.update(self._default)
+
+
+def test_mechanism_reaches_each_worker_once(client, space, documents):
+    from distributed_helpers import CountingExponential, loads
+
+    mechanism = CountingExponential(space, 8.0)
+    before = client.run(loads)
+    out = ddist.perturb_dataframe(
+        documents, "text", mechanism, rng=1, partition_rows=20, client=client, progress=False
+    )  # 12 partitions, 12 tasks
+    after = client.run(loads)
+    assert sorted(after) == sorted(before)
+    assert all(after[w] - before[w] == 1 for w in after), (before, after)
+    assert len(out) == len(documents)
+    lazy = dask_frames.from_pandas(documents, npartitions=9, sort=False)
+    ddist.perturb_dataframe(lazy, "text", mechanism, rng=1, client=client).compute()
+    again = client.run(loads)
+    assert all(again[w] - after[w] == 1 for w in again), (after, again)
+
+
+def test_dataframe_refusals(space, documents):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    lazy = dask_frames.from_pandas(documents, npartitions=2, sort=False)
+    with pytest.raises(KeyError, match="`column` 'body'"):
+        ddist.perturb_dataframe(documents, "body", mechanism)
+    with pytest.raises(TypeError, match="`frame` must be a dask or pandas DataFrame"):
+        ddist.perturb_dataframe(documents["text"], "text", mechanism)
+    with pytest.raises(TypeError, match="`mechanism` must be a densitydp Mechanism"):
+        ddist.perturb_dataframe(documents, "text", "laplace")
+    with pytest.raises(TypeError, match="unexpected option.*`unknwon`"):
+        ddist.perturb_dataframe(documents, "text", mechanism, unknwon="drop")
+    with pytest.raises(ValueError, match="`partition_rows` must be"):
+        ddist.perturb_dataframe(documents, "text", mechanism, partition_rows=0)
+    with pytest.raises(ValueError, match="`partition_rows` applies to a pandas"):
+        ddist.perturb_dataframe(lazy, "text", mechanism, partition_rows=10)
+    with pytest.raises(ValueError, match="`return_report` needs a pandas"):
+        ddist.perturb_dataframe(lazy, "text", mechanism, return_report=True)
+    numbers = documents.assign(text=np.arange(len(documents)))
+    with pytest.raises(TypeError, match="str"):
+        ddist.perturb_dataframe(numbers, "text", mechanism)
+    with pytest.raises(ValueError, match="`unknown`"):
+        ddist.perturb_dataframe(documents, "text", mechanism, unknown="leak")
+
+
+def test_empty_frame(space):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    empty = pd.DataFrame({"text": pd.Series([], dtype=object)})
+    pd.testing.assert_frame_equal(ddist.perturb_dataframe(empty, "text", mechanism), empty)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, space):
+    folder = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(8)
+    for i in range(5):
+        lines = [" ".join(space.words(rng.integers(0, len(space), 9))) for _ in range(40 + 30 * i)]
+        (folder / f"part-{i}.txt").write_text("\n".join(lines) + "\nZebulon was here.\n")
+    return folder
+
+
+def _expected_files(corpus, mechanism, seed, out):
+    sources = sorted(corpus.glob("*.txt"))
+    children = np.random.default_rng(seed).spawn(len(sources))
+    out.mkdir()
+    for source, child in zip(sources, children, strict=True):
+        dd.perturb_file(source, out / source.name, mechanism, rng=child, progress=False)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_files_on_the_cluster_are_the_single_process_bytes(client, corpus, space, tmp_path):
+    mechanism = dd.MultivariateLaplace(space, 9.0)
+    expected = _expected_files(corpus, mechanism, 5, tmp_path / "by-hand")
+    paths, reports = ddist.perturb_files(
+        str(corpus / "part-*.txt"), mechanism, tmp_path / "out", rng=5, client=client,
+        progress=False, return_report=True,
+    )  # fmt: skip
+    assert [p.name for p in paths] == sorted(expected)
+    assert {p.name: p.read_bytes() for p in paths} == expected
+    assert [r.n_texts for r in reports] == [41 + 30 * i for i in range(5)]
+    assert all(r.n_masked == 3 for r in reports)  # "Zebulon was here"
+    with _no_client():
+        ddist.perturb_files(sorted(corpus.glob("*.txt")), mechanism, tmp_path / "here", rng=5)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "here").iterdir()} == expected
+
+
+def test_file_refusals(corpus, space, tmp_path):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        ddist.perturb_files(str(tmp_path / "*.none"), mechanism, tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        ddist.perturb_files([tmp_path / "missing.txt"], mechanism, tmp_path / "o")
+    with pytest.raises(ValueError, match="at least one file"):
+        ddist.perturb_files([], mechanism, tmp_path / "o")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "part-0.txt").write_text("the\n")
+    with pytest.raises(ValueError, match="same name"):
+        ddist.perturb_files([corpus / "part-0.txt", tmp_path / "b" / "part-0.txt"], mechanism,
+                            tmp_path / "o")  # fmt: skip
+    before = (corpus / "part-1.txt").read_bytes()
+    with pytest.raises(ValueError, match="inputs are never modified"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, corpus)
+    assert (corpus / "part-1.txt").read_bytes() == before
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(NotADirectoryError, match="`out_dir`"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "plain")
+    with pytest.raises(TypeError, match="`batch_size`"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "o", batch_size=3)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_killed_worker_leaves_no_partial_file_and_same_bytes(tmp_path, space):
+    """SIGKILL a worker while it writes a file: the job completes on the other worker (and
+    the restarted one) with the single-process bytes, and no temporary file is left."""
+    corpus = tmp_path / "big"
+    corpus.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        lines = [" ".join(space.words(rng.integers(0, len(space), 10))) for _ in range(30_000)]
+        (corpus / f"big-{i}.txt").write_text("\n".join(lines) + "\n")
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    out = tmp_path / "out"
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    killed: list[int] = []
+    with distributed.Client(cluster) as client:
+        pids = set(client.run(os.getpid).values())
+
+        def killer() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                for entry in out.glob(".*.densitydp-*.tmp") if out.exists() else []:
+                    pid = int(entry.name.rsplit(".densitydp-", 1)[1].split("-")[0])
+                    if pid in pids:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        return
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        paths = ddist.perturb_files(corpus / "*.txt", mechanism, out, rng=13, client=client)
+        thread.join()
+    cluster.close()
+    assert killed, "no worker was caught writing"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    expected = _expected_files(corpus, mechanism, 13, tmp_path / "by-hand")
+    assert {p.name: p.read_bytes() for p in paths} == expected
+
+
+# ----------------------------------------------------------------------------- audits
+
+
+@pytest.mark.parametrize("kind", ["exact", "sampled"])
+def test_audit_on_the_cluster_is_the_single_process_report(client, space, kind, monkeypatch):
+    if kind == "exact":
+        mechanism = dd.TruncatedExponential(space, 4.0)
+    else:
+        mechanism = dd.MultivariateLaplace(space, 4.0)
+    # one word per call, two calls (batches of draws) per word: 24 sampling tasks
+    import importlib
+
+    monkeypatch.setattr(
+        importlib.import_module("densitydp.audit.sampling"), "TOKENS_PER_CALL", 30_000
+    )
+    options = {"n_pairs": 6, "n_samples": 40_000, "rng": 17, "progress": False}
+    here = dd.audit(mechanism, **options)
+    there = ddist.audit(mechanism, client=client, **options)
+    pd.testing.assert_frame_equal(there.table, here.table)
+    assert there.outcome == here.outcome
+    assert there.seed == here.seed
+    assert str(there.goodness_of_fit) == str(here.goodness_of_fit)
+
+
+# ----------------------------------------------------------------------------- connect
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "error", "match"),
+    [
+        ("local:0", ValueError, "N >= 1"),
+        ("local:two", ValueError, "N >= 1"),
+        ("localhost:8786", ValueError, "scheduler address"),
+        ("tcp://", ValueError, "scheduler address"),
+        (8786, TypeError, "`scheduler` must be"),
+    ],
+)
+def test_connect_refuses(scheduler, error, match):
+    with pytest.raises(error, match=match), ddist.connect(scheduler):
+        pass
+
+
+def test_connect_local_cluster_gives_numba_its_share():
+    with ddist.connect("local:2") as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        threads = client.run(lambda: os.environ.get("NUMBA_NUM_THREADS"))
+        assert set(threads.values()) == {str(max(1, (os.cpu_count() or 1) // 2))}
+        assert ddist._client(None) is client  # the default client while it is open

@@ -379,3 +379,75 @@ def test_connect_local_cluster_gives_numba_its_share():
         threads = client.run(lambda: os.environ.get("NUMBA_NUM_THREADS"))
         assert set(threads.values()) == {str(max(1, (os.cpu_count() or 1) // 2))}
         assert ddist._client(None) is client  # the default client while it is open
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def space_file(tmp_path, space):
+    return space.to_file(tmp_path / "space.txt")
+
+
+def _cli(*arguments):
+    from click.testing import CliRunner
+
+    from densitydp.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in arguments])
+
+
+def test_cli_perturb_out_dir_on_a_local_cluster(corpus, space, space_file, tmp_path):
+    inputs = sorted(corpus.glob("*.txt"))
+    common = ["perturb", "-m", "laplace", "-e", 9, "--embeddings", space_file, "--seed", 5]
+    here = _cli(*common, "--out-dir", tmp_path / "here", *inputs)
+    assert here.exit_code == 0, here.output
+    there = _cli(*common, "--out-dir", tmp_path / "there", "--scheduler", "local:2", *inputs)
+    assert there.exit_code == 0, there.output
+    assert "scheduler tcp://" in there.output and "2 worker(s)" in there.output
+    expected = _expected_files(corpus, dd.MultivariateLaplace(space, 9.0), 5, tmp_path / "api")
+    for folder in ("here", "there"):
+        assert {p.name: p.read_bytes() for p in (tmp_path / folder).iterdir()} == expected
+    assert there.output.count("-> ") == len(inputs)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scheduler", "local:0"], "Invalid value for '--scheduler': 'local:N' needs an int"),
+        (["--scheduler", "localhost"], "such as 'tcp://host:8786'"),
+        (["--scheduler", "local:2"], "--scheduler needs --out-dir"),
+        (["-o", "x.txt", "--out-dir", "o"], "either -o/--output or --out-dir"),
+        (["--out-dir", "o", "-"], "--out-dir needs INPUT files"),
+        (["SECOND"], "several INPUT files need --out-dir"),
+    ],
+)
+def test_cli_perturb_refusals(corpus, space_file, tmp_path, extra, message):
+    first = corpus / "part-0.txt"
+    extra = [str(corpus / "part-1.txt") if e == "SECOND" else e for e in extra]
+    result = _cli("perturb", "-m", "laplace", "-e", 9, "--embeddings", space_file, first, *extra)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_cli_perturb_never_writes_over_an_input(corpus, space_file):
+    before = (corpus / "part-2.txt").read_bytes()
+    result = _cli("perturb", "-m", "laplace", "-e", 9, "--embeddings", space_file,
+                  "--out-dir", corpus, corpus / "part-2.txt")  # fmt: skip
+    assert result.exit_code == 2 and "inputs are never modified" in result.output
+    assert (corpus / "part-2.txt").read_bytes() == before
+
+
+def test_cli_audit_on_a_local_cluster_prints_the_same_report(space_file, tmp_path):
+    common = ["audit", "-m", "tem", "-e", 4, "--embeddings", space_file, "--seed", 2,
+              "--n-pairs", 4, "--samples", 20_000, "--no-progress"]  # fmt: skip
+    here = _cli(*common, "--json", tmp_path / "here.json")
+    there = _cli(*common, "--json", tmp_path / "there.json", "--scheduler", "local:2")
+    assert here.exit_code == there.exit_code == 0, there.output
+    lines = [line for line in there.output.splitlines() if not line.startswith("scheduler ")]
+    assert [line for line in lines if "saved" not in line] == [
+        line for line in here.output.splitlines() if "saved" not in line
+    ]
+    a = dd.AuditReport.from_json(tmp_path / "here.json")
+    b = dd.AuditReport.from_json(tmp_path / "there.json")
+    pd.testing.assert_frame_equal(a.table, b.table)

@@ -157,6 +157,40 @@ def _seed_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     )
 
 
+def _scheduler_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--scheduler`` (a Dask scheduler address or ``local:N``; without it: this process)."""
+
+    def checked(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        from .distributed import check_scheduler
+
+        try:
+            check_scheduler(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).replace("`scheduler` ", "")) from None
+        return value
+
+    return click.option(
+        "--scheduler",
+        default=None,
+        callback=checked,
+        metavar="tcp://HOST:PORT|local:N",
+        help=f"Run {what} on a Dask cluster: the scheduler at that address, or a new local "
+        "cluster of N worker processes (extra `dask`). The result is the one this process "
+        "gives for the same seed.",
+    )
+
+
+def _cluster(scheduler: str | None) -> contextlib.AbstractContextManager[Any]:
+    """The client of ``--scheduler`` (None without it), closed on exit."""
+    if scheduler is None:
+        return contextlib.nullcontext(None)
+    from .distributed import connect
+
+    return connect(scheduler)
+
+
 def _progress_option(when: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--progress/--no-progress`` (default None: shown ``when``)."""
     return click.option(
@@ -384,7 +418,8 @@ def _refuse_input_as_destination(flag: str, destination: str) -> None:
     if context is None or not os.path.exists(destination):
         return
     for label, source in (("the --embeddings file", context.params.get("embeddings")),
-                          ("the input file", context.params.get("input_path"))):  # fmt: skip
+                          *(("the input file", path)
+                            for path in context.params.get("input_paths") or ())):  # fmt: skip
         if (
             source
             and source != "-"
@@ -505,9 +540,9 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
 @_field_options
 @_progress_option("on a terminal")
 @click.argument(
-    "input_path",
-    metavar="[INPUT]",
-    required=False,
+    "input_paths",
+    metavar="[INPUT]...",
+    nargs=-1,
     type=click.Path(dir_okay=False, exists=True, allow_dash=True),
 )
 @click.option(
@@ -518,6 +553,14 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
     help="Output file, written atomically (default or '-': standard output; a symlink is "
     "written through, a FIFO or device such as /dev/null written directly).",
 )
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Perturb each INPUT into this folder under its own name, one task per file, INPUT "
+    "i seeded by the i-th child of the seed (needed for several INPUTs and --scheduler).",
+)
+@_scheduler_option("the files")
 @_one_line_errors
 def perturb(
     mechanism: str,
@@ -536,10 +579,16 @@ def perturb(
     max_proposals: int | None,
     prior_points: int | None,
     progress: bool | None,
-    input_path: str | None,
+    input_paths: tuple[str, ...],
     output: str | None,
+    out_dir: str | None,
+    scheduler: str | None,
 ) -> None:
     """Perturb the words of INPUT (a text file; standard input when absent).
+
+    With --out-dir, each INPUT file is perturbed into that folder (same name), file i with
+    the i-th child of the seed: the same bytes in this process and on a Dask cluster
+    (--scheduler local:N or tcp://HOST:PORT), whatever its number of workers.
 
     Words outside the vocabulary are masked by default (--unknown). A report goes to standard
     error: tokens perturbed, changed and unknown, and the claimed guarantee per line (basic
@@ -555,7 +604,14 @@ def perturb(
     """
     from ._io import WriteError, atomic_write
 
-    input_path = None if input_path == "-" else input_path
+    if out_dir is not None or len(input_paths) > 1 or scheduler is not None:
+        _perturb_files(
+            mechanism, epsilon, embeddings, top, word_filter, seed, unknown, mask_token, tilt,
+            mechanism_options, sampler, delta, max_steps, max_proposals, prior_points, progress,
+            input_paths, output, out_dir, scheduler,
+        )  # fmt: skip
+        return
+    input_path = input_paths[0] if input_paths and input_paths[0] != "-" else None
     output = None if output == "-" else output
     _check_destinations(output=output)
     if input_path is None and sys.stdin is None:  # before minutes of loading
@@ -606,6 +662,101 @@ def perturb(
     except WriteError as exc:  # names the user's path (never a temporary file)
         raise InputError(exc.strerror or str(exc)) from exc
     click.echo(str(report), err=True)
+
+
+def _perturb_files(
+    mechanism: str,
+    epsilon: float,
+    embeddings: str | None,
+    top: int | None,
+    word_filter: str,
+    seed: int | None,
+    unknown: str,
+    mask_token: str,
+    tilt: float | None,
+    mechanism_options: dict[str, Any],
+    sampler: str | None,
+    delta: float | None,
+    max_steps: int | None,
+    max_proposals: int | None,
+    prior_points: int | None,
+    progress: bool | None,
+    input_paths: tuple[str, ...],
+    output: str | None,
+    out_dir: str | None,
+    scheduler: str | None,
+) -> None:
+    """``perturb --out-dir``: many files, one task each (:func:`densitydp.distributed.
+    perturb_files`), here or on ``--scheduler``'s cluster."""
+    if out_dir is None:
+        why = "several INPUT files need" if len(input_paths) > 1 else "--scheduler needs"
+        raise click.UsageError(
+            f"{why} --out-dir (files are the unit of work: each is perturbed into that "
+            "folder under its own name)."
+        )
+    if output is not None:
+        raise click.UsageError("give either -o/--output or --out-dir, not both.")
+    if not input_paths or "-" in input_paths:
+        raise click.UsageError("--out-dir needs INPUT files (standard input is one stream).")
+    from ._rng import as_generator, seed_entropy
+    from .distributed import perturb_files
+
+    _refuse_stdout_onto_inputs(*(("the input file", path) for path in input_paths))
+    for path in input_paths:  # before minutes of loading
+        target = os.path.join(out_dir, os.path.basename(path))
+        if os.path.exists(target) and os.path.samefile(path, target):
+            raise InputError(
+                f"`--out-dir` {out_dir!r} holds the input {path!r}: its output would replace it "
+                "(inputs are never modified)."
+            )
+    space = _load_space(embeddings, top, word_filter)
+    chosen = build_mechanism(
+        mechanism,
+        space,
+        epsilon,
+        tilt=tilt,
+        **mechanism_options,
+        sampler=sampler,
+        delta=delta,
+        max_steps=max_steps,
+        max_proposals=max_proposals,
+        prior_points=prior_points,
+    )
+    generator = as_generator(seed)
+    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
+    click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
+    with _cluster(scheduler) as client:
+        if client is not None:
+            n_workers = len(client.scheduler_info()["workers"])
+            click.echo(f"scheduler {client.scheduler.address}: {n_workers} worker(s)", err=True)
+        paths, reports = perturb_files(
+            list(input_paths),
+            chosen,
+            out_dir,
+            rng=generator,
+            client=client,
+            progress=progress,
+            return_report=True,
+            unknown=unknown,
+            mask_token=mask_token,
+        )
+    for source, path, report in zip(input_paths, paths, reports, strict=True):
+        click.echo(f"{source} -> {path}", err=True)
+        click.echo("  " + str(report).replace("\n", "\n  "), err=True)
+
+
+def _audit_with(client: Any) -> Callable[..., Any]:
+    """:func:`densitydp.audit`, or its Dask twin on ``client`` (the same report)."""
+    if client is None:
+        from .audit import audit as run_audit
+
+        return run_audit
+    from .distributed import audit as distributed_audit
+
+    click.echo(
+        f"scheduler {client.scheduler.address}: {len(client.scheduler_info()['workers'])} worker(s)"
+    )
+    return functools.partial(distributed_audit, client=client)
 
 
 def _input_stream(input_path: str | None) -> contextlib.AbstractContextManager[IO[bytes]]:
@@ -916,6 +1067,7 @@ def _audited_mechanism(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Save the report's figure."
 )
 @_progress_option("on long runs")
+@_scheduler_option("the sampling and the exact losses")
 @_one_line_errors
 @_crash_exits_with(AUDIT_CRASHED)
 @_field_options
@@ -938,6 +1090,7 @@ def audit(
     json_path: str | None,
     plot: str | None,
     progress: bool | None,
+    scheduler: str | None,
 ) -> None:
     """Audit a mechanism empirically against the privacy loss it claims.
 
@@ -949,7 +1102,6 @@ def audit(
     audited mechanism or densitydp failed; traceback on stderr).
     """
     from ._rng import as_generator, seed_entropy
-    from .audit import audit as run_audit
     from .audit.blackbox import checked_mechanism
 
     _check_destinations(json=json_path, plot=plot)
@@ -968,21 +1120,22 @@ def audit(
     from .audit.report import _claim_text
 
     click.echo(f"claims: {_claim_text(chosen)}")
-    report = run_audit(
-        chosen,
-        pairs=pairs,
-        n_pairs=n_pairs,
-        n_samples=samples,
-        confidence=confidence,
-        rng=generator,
-        reference=(
-            None
-            if reference is None
-            else build_mechanism(reference, space, epsilon, **mechanism_options)
-        ),
-        min_tested=min_tested,
-        progress=progress,
-    )
+    with _cluster(scheduler) as client:
+        report = _audit_with(client)(
+            chosen,
+            pairs=pairs,
+            n_pairs=n_pairs,
+            n_samples=samples,
+            confidence=confidence,
+            rng=generator,
+            reference=(
+                None
+                if reference is None
+                else build_mechanism(reference, space, epsilon, **mechanism_options)
+            ),
+            min_tested=min_tested,
+            progress=progress,
+        )
     columns = ["word", "other", "distance", "claimed", "eps_hat", "eps_lower", "event", "n"]
     columns += ["testable", "violation"]
     if "exact_loss" in report.table:

@@ -151,16 +151,8 @@ def connect(scheduler: Any) -> Iterator[Any]:
     if isinstance(scheduler, distributed.Client):
         yield scheduler
         return
-    if not isinstance(scheduler, str):
-        raise TypeError(
-            "`scheduler` must be 'local:N', a scheduler address such as 'tcp://host:8786', "
-            f"or a distributed.Client; got {type(scheduler).__name__}."
-        )
-    if scheduler.startswith("local:"):
-        count = scheduler[len("local:") :]
-        if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"`scheduler` 'local:N' needs an int N >= 1; got {scheduler!r}.")
-        n_workers = int(count)
+    n_workers = check_scheduler(scheduler)
+    if n_workers is not None:
         threads = max(1, (os.cpu_count() or 1) // n_workers)
         cluster = distributed.LocalCluster(
             n_workers=n_workers,
@@ -175,13 +167,29 @@ def connect(scheduler: Any) -> Iterator[Any]:
         finally:
             cluster.close()
         return
+    with distributed.Client(scheduler) as client:
+        yield client
+
+
+def check_scheduler(scheduler: Any) -> int | None:
+    """Check a ``scheduler`` of :func:`connect` given as a str: the ``N`` of ``"local:N"``,
+    None for an address. Raises the errors :func:`connect` documents."""
+    if not isinstance(scheduler, str):
+        raise TypeError(
+            "`scheduler` must be 'local:N', a scheduler address such as 'tcp://host:8786', "
+            f"or a distributed.Client; got {type(scheduler).__name__}."
+        )
+    if scheduler.startswith("local:"):
+        count = scheduler[len("local:") :]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"`scheduler` 'local:N' needs an int N >= 1; got {scheduler!r}.")
+        return int(count)
     if "://" not in scheduler or scheduler.endswith("://"):
         raise ValueError(
             "`scheduler` must be 'local:N' or a scheduler address such as 'tcp://host:8786'; "
             f"got {scheduler!r}."
         )
-    with distributed.Client(scheduler) as client:
-        yield client
+    return None
 
 
 def _distributed() -> Any:

@@ -229,8 +229,9 @@ def _on_worker(mechanism: Any) -> Any:
         from distributed import get_worker
 
         threads = get_worker().state.nthreads
-        cores = int(os.environ.get("NUMBA_NUM_THREADS") or numba.config.NUMBA_NUM_THREADS)
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // threads)))
+        pool = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+        cores = int(os.environ.get("NUMBA_NUM_THREADS") or pool)
+        numba.set_num_threads(max(1, min(pool, cores // threads)))
     return mechanism
 
 
@@ -325,11 +326,7 @@ def perturb_dataframe(
         return _perturb_pandas(
             frame, column, mechanism, rng, client, partition_rows, progress, return_report, policy
         )
-    try:
-        import dask.dataframe as dask_frames
-    except ImportError:
-        dask_frames = None
-    if dask_frames is None or not isinstance(frame, dask_frames.DataFrame):
+    if not _is_dask_frame(frame):
         raise TypeError(f"`frame` must be a dask or pandas DataFrame; got {type(frame).__name__}.")
     if partition_rows is not None:
         raise ValueError(
@@ -353,6 +350,14 @@ def perturb_dataframe(
     return frame.map_partitions(
         _partition_task, column, carried, seeds, policy, meta=frame._meta, enforce_metadata=False
     )
+
+
+def _is_dask_frame(frame: Any) -> bool:
+    try:
+        from dask.dataframe import DataFrame
+    except ImportError:
+        return False
+    return isinstance(frame, DataFrame)
 
 
 def _partition_task(

@@ -179,7 +179,9 @@ class _no_client:
         distributed.client._global_clients.update(self._default)
 
 
-def test_mechanism_reaches_each_worker_once(client, space, documents):
+def test_mechanism_reaches_each_worker_once(client, space, documents, corpus, tmp_path):
+    import gc
+
     from distributed_helpers import CountingExponential, loads
 
     mechanism = CountingExponential(space, 8.0)
@@ -191,10 +193,18 @@ def test_mechanism_reaches_each_worker_once(client, space, documents):
     assert sorted(after) == sorted(before)
     assert all(after[w] - before[w] == 1 for w in after), (before, after)
     assert len(out) == len(documents)
+    # later jobs with the same mechanism reuse the workers' copy (and their neighbour rows)
     lazy = dask_frames.from_pandas(documents, npartitions=9, sort=False)
     ddist.perturb_dataframe(lazy, "text", mechanism, rng=1, client=client).compute()
-    again = client.run(loads)
-    assert all(again[w] - after[w] == 1 for w in again), (after, again)
+    ddist.perturb_files(corpus / "*.txt", mechanism, tmp_path, rng=1, client=client)
+    ddist.audit(mechanism, n_pairs=3, n_samples=1_000, rng=1, client=client, progress=False)
+    assert client.run(loads) == after
+    # released with the mechanism
+    identity = id(mechanism)
+    assert any(key[1] == identity for key in ddist._SCATTERED)
+    del mechanism
+    gc.collect()
+    assert not any(key[1] == identity for key in ddist._SCATTERED)
 
 
 def test_dataframe_refusals(space, documents):

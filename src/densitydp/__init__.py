@@ -147,8 +147,8 @@ _EXPORTS: dict[str, str] = {
     ),
 }
 _SUBMODULES = frozenset(
-    {"audit", "calibration", "cli", "datasets", "diagnostics", "embeddings", "kde", "mcmc",
-     "mechanisms", "neighbors", "testing", "text", "utility"}
+    {"audit", "calibration", "cli", "datasets", "diagnostics", "distributed", "embeddings",
+     "kde", "mcmc", "mechanisms", "neighbors", "testing", "text", "utility"}
 )  # fmt: skip
 
 _runtime.emit_warnings()  # a refused numba cache folder (CacheWarning exists only now)

@@ -33,8 +33,9 @@ import glob as globbing
 import math
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,14 @@ if TYPE_CHECKING:
     from .audit.report import AuditReport
     from .mechanisms.base import Mechanism
 
-__all__ = ["audit", "connect", "perturb_dataframe", "perturb_files"]
+__all__ = [
+    "PartitionSeeds",
+    "audit",
+    "check_scheduler",
+    "connect",
+    "perturb_dataframe",
+    "perturb_files",
+]
 
 #: Rows per partition when a pandas DataFrame is cut for the cluster.
 PARTITION_ROWS = 10_000
@@ -236,8 +244,30 @@ def _on_worker(mechanism: Any) -> Any:
 
 
 def _scattered(client: Any, mechanism: Any) -> Any:
-    """The mechanism on every worker, once (a future the tasks refer to)."""
-    return client.scatter(mechanism, broadcast=True, hash=False)
+    """The mechanism on every worker of ``client``: a future the tasks refer to.
+
+    Scattered once (``broadcast=True``) and reused by the later jobs of this client with the
+    same mechanism object, so a worker deserialises it, and computes its neighbour rows, once
+    for all of them; released when the mechanism is garbage-collected here. A worker that
+    joins later fetches it from a peer, once. Scattered again if every copy was lost.
+    """
+    key = (id(client), id(mechanism))
+    found = _SCATTERED.get(key)
+    if found is not None:
+        reference, future = found
+        if reference() is mechanism and future.status == "finished" and client.status == "running":
+            return future
+    future = client.scatter(mechanism, broadcast=True, hash=False)
+    try:
+        reference = weakref.ref(mechanism, lambda _: _SCATTERED.pop(key, None))
+    except TypeError:  # not weakly referable: scattered for this job only
+        return future
+    _SCATTERED[key] = (reference, future)
+    return future
+
+
+#: Scattered mechanisms by (client, mechanism) identity: a weak reference and the future.
+_SCATTERED: dict[tuple[int, int], tuple[Any, Any]] = {}
 
 
 # ----------------------------------------------------------------------------- data frames
@@ -610,19 +640,15 @@ def audit(mechanism: Any, *args: Any, client: Any = None, **options: Any) -> Aud
 
 @dataclass
 class _ClusterMap:
-    """``map_calls`` of :func:`densitydp.audit.sample_counts` on a client: scatters each
-    mechanism once and yields the tasks' results in order."""
+    """``map_calls`` of :func:`densitydp.audit.sample_counts` on a client: the results of
+    the tasks, in order."""
 
     client: Any
-    carried: dict[int, Any] = field(default_factory=dict)
 
     def __call__(
         self, function: Callable[[Any, Any], Any], mechanism: Any, items: list[Any]
     ) -> list[Any]:
-        carried = self.carried.get(id(mechanism))
-        if carried is None or carried[0] is not mechanism:
-            carried = self.carried[id(mechanism)] = (mechanism, _scattered(self.client, mechanism))
-        return _run(self.client, function, mechanism, items, progress=False, carried=carried[1])
+        return _run(self.client, function, mechanism, items, progress=False)
 
 
 # ----------------------------------------------------------------------------- running
@@ -637,7 +663,6 @@ def _run(
     desc: str = "tasks",
     progress: bool | None = None,
     scatter_items: bool = False,
-    carried: Any = None,
 ) -> list[Any]:
     """``[function(mechanism, item) for item in items]``, here or on ``client``'s workers
     (the mechanism scattered once; with ``scatter_items`` each item sent once, not through
@@ -652,9 +677,7 @@ def _run(
             return results
         from distributed import as_completed
 
-        own = carried is None
-        if own:
-            carried = _scattered(client, mechanism)
+        carried = _scattered(client, mechanism)
         sent = client.scatter(items, hash=False) if scatter_items else items
         token = uuid.uuid4().hex
         futures = [
@@ -668,7 +691,7 @@ def _run(
                 bar.update()
             return client.gather(futures)
         finally:
-            client.cancel([*futures, *(sent if scatter_items else []), *([carried] if own else [])])
+            client.cancel([*futures, *(sent if scatter_items else [])])
 
 
 def _task(function: Callable[[Any, Any], Any], mechanism: Any, item: Any) -> Any:

@@ -341,6 +341,48 @@ def test_killed_worker_leaves_no_partial_file_and_same_bytes(tmp_path, space):
     assert {p.name: p.read_bytes() for p in paths} == expected
 
 
+@pytest.mark.slow
+def test_killed_worker_mid_partition_gives_the_same_frame(space):
+    """SIGKILL the worker computing a partition: the partition is recomputed elsewhere and the
+    frame equals the single-process one."""
+    rng = np.random.default_rng(6)
+    texts = [" ".join(space.words(rng.integers(0, len(space), 12))) for _ in range(60_000)]
+    frame = pd.DataFrame({"text": texts})
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    expected = ddist.perturb_dataframe(frame, "text", mechanism, rng=4, partition_rows=15_000)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    killed: list[str] = []
+    with distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+
+        def killer() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                busy = [
+                    worker
+                    for worker, keys in client.processing().items()
+                    if any("_pandas_task" in str(key) for key in keys)
+                ]
+                if busy:
+                    time.sleep(0.2)  # well inside the task
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(busy[0])
+                    return
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        there = ddist.perturb_dataframe(
+            frame, "text", mechanism, rng=4, partition_rows=15_000, client=client, progress=False
+        )
+        thread.join()
+    cluster.close()
+    assert killed, "no worker was caught computing"
+    pd.testing.assert_frame_equal(there, expected)
+
+
 # ----------------------------------------------------------------------------- audits
 
 

@@ -298,7 +298,8 @@ def perturb_dataframe(
     ----------
     frame : dask.dataframe.DataFrame or pandas.DataFrame
         Documents, one per row. A pandas frame is cut into partitions of ``partition_rows``
-        rows (positional), perturbed on the cluster (each partition is sent once) and put back
+        rows (positional), perturbed on the cluster (each partition travels in its task,
+        through the scheduler, which keeps it until the task is done) and put back
         together; a dask frame keeps its partitions.
     column : str
         The column of text (str values; missing values allowed).
@@ -457,7 +458,6 @@ def _perturb_pandas(
         [(part, column, seeds, p, policy, return_report) for p, part in enumerate(parts)],
         desc="partitions",
         progress=show,
-        scatter_items=True,
     )
     frames = [result[0] for result in results]
     out = pd.concat(frames) if len(frames) > 1 else frames[0]
@@ -662,11 +662,12 @@ def _run(
     *,
     desc: str = "tasks",
     progress: bool | None = None,
-    scatter_items: bool = False,
 ) -> list[Any]:
     """``[function(mechanism, item) for item in items]``, here or on ``client``'s workers
-    (the mechanism scattered once; with ``scatter_items`` each item sent once, not through
-    the scheduler). A failed task raises its exception here."""
+    (the mechanism scattered once). An item travels in its task, which the scheduler keeps
+    until the task is done, so a task whose worker died is run again elsewhere (a scattered
+    item would die with the only worker holding it). A failed task raises its exception
+    here."""
     bar = tqdm(total=len(items), desc=desc, unit=desc.rstrip("s"), disable=_hidden(progress))
     with bar:
         if client is None:
@@ -678,20 +679,19 @@ def _run(
         from distributed import as_completed
 
         carried = _scattered(client, mechanism)
-        sent = client.scatter(items, hash=False) if scatter_items else items
         token = uuid.uuid4().hex
         futures = [
             client.submit(
                 _task, function, carried, item, key=f"densitydp-{function.__name__}-{token}-{i}"
             )
-            for i, item in enumerate(sent)
+            for i, item in enumerate(items)
         ]
         try:
             for _ in as_completed(futures):
                 bar.update()
             return client.gather(futures)
         finally:
-            client.cancel([*futures, *(sent if scatter_items else [])])
+            client.cancel(futures)
 
 
 def _task(function: Callable[[Any, Any], Any], mechanism: Any, item: Any) -> Any:

@@ -604,12 +604,23 @@ def perturb(
     """
     from ._io import WriteError, atomic_write
 
+    def build() -> Any:
+        return build_mechanism(
+            mechanism,
+            _load_space(embeddings, top, word_filter),
+            epsilon,
+            tilt=tilt,
+            **mechanism_options,
+            sampler=sampler,
+            delta=delta,
+            max_steps=max_steps,
+            max_proposals=max_proposals,
+            prior_points=prior_points,
+        )
+
     if out_dir is not None or len(input_paths) > 1 or scheduler is not None:
-        _perturb_files(
-            mechanism, epsilon, embeddings, top, word_filter, seed, unknown, mask_token, tilt,
-            mechanism_options, sampler, delta, max_steps, max_proposals, prior_points, progress,
-            input_paths, output, out_dir, scheduler,
-        )  # fmt: skip
+        policy = {"unknown": unknown, "mask_token": mask_token, "progress": progress}
+        _perturb_files(build, seed, input_paths, output, out_dir, scheduler, policy)
         return
     input_path = input_paths[0] if input_paths and input_paths[0] != "-" else None
     output = None if output == "-" else output
@@ -628,24 +639,7 @@ def perturb(
             raise ValueError(
                 f"`--output` {output!r} is the input file (the input is never modified)."
             )
-    space = _load_space(embeddings, top, word_filter)
-    chosen = build_mechanism(
-        mechanism,
-        space,
-        epsilon,
-        tilt=tilt,
-        **mechanism_options,
-        sampler=sampler,
-        delta=delta,
-        max_steps=max_steps,
-        max_proposals=max_proposals,
-        prior_points=prior_points,
-    )
-    from ._rng import as_generator, seed_entropy
-
-    generator = as_generator(seed)
-    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
-    click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
+    chosen, generator = _announced(build, seed)
     options: dict[str, Any] = {"rng": generator, "unknown": unknown, "mask_token": mask_token}
     try:
         with (
@@ -664,27 +658,26 @@ def perturb(
     click.echo(str(report), err=True)
 
 
+def _announced(build: Callable[[], Any], seed: int | None) -> tuple[Any, Any]:
+    """The mechanism of ``perturb`` and the generator of ``--seed``, both printed on standard
+    error."""
+    from ._rng import as_generator, seed_entropy
+
+    chosen = build()
+    generator = as_generator(seed)
+    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
+    click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
+    return chosen, generator
+
+
 def _perturb_files(
-    mechanism: str,
-    epsilon: float,
-    embeddings: str | None,
-    top: int | None,
-    word_filter: str,
+    build: Callable[[], Any],
     seed: int | None,
-    unknown: str,
-    mask_token: str,
-    tilt: float | None,
-    mechanism_options: dict[str, Any],
-    sampler: str | None,
-    delta: float | None,
-    max_steps: int | None,
-    max_proposals: int | None,
-    prior_points: int | None,
-    progress: bool | None,
     input_paths: tuple[str, ...],
     output: str | None,
     out_dir: str | None,
     scheduler: str | None,
+    options: dict[str, Any],
 ) -> None:
     """``perturb --out-dir``: many files, one task each (:func:`densitydp.distributed.
     perturb_files`), here or on ``--scheduler``'s cluster."""
@@ -698,7 +691,6 @@ def _perturb_files(
         raise click.UsageError("give either -o/--output or --out-dir, not both.")
     if not input_paths or "-" in input_paths:
         raise click.UsageError("--out-dir needs INPUT files (standard input is one stream).")
-    from ._rng import as_generator, seed_entropy
     from .distributed import perturb_files
 
     _refuse_stdout_onto_inputs(*(("the input file", path) for path in input_paths))
@@ -709,22 +701,7 @@ def _perturb_files(
                 f"`--out-dir` {out_dir!r} holds the input {path!r}: its output would replace it "
                 "(inputs are never modified)."
             )
-    space = _load_space(embeddings, top, word_filter)
-    chosen = build_mechanism(
-        mechanism,
-        space,
-        epsilon,
-        tilt=tilt,
-        **mechanism_options,
-        sampler=sampler,
-        delta=delta,
-        max_steps=max_steps,
-        max_proposals=max_proposals,
-        prior_points=prior_points,
-    )
-    generator = as_generator(seed)
-    click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
-    click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
+    chosen, generator = _announced(build, seed)
     with _cluster(scheduler) as client:
         if client is not None:
             n_workers = len(client.scheduler_info()["workers"])
@@ -735,10 +712,8 @@ def _perturb_files(
             out_dir,
             rng=generator,
             client=client,
-            progress=progress,
             return_report=True,
-            unknown=unknown,
-            mask_token=mask_token,
+            **options,
         )
     for source, path, report in zip(input_paths, paths, reports, strict=True):
         click.echo(f"{source} -> {path}", err=True)

@@ -407,6 +407,17 @@ def test_audit_on_the_cluster_is_the_single_process_report(client, space, kind, 
     assert str(there.goodness_of_fit) == str(here.goodness_of_fit)
 
 
+def test_audit_with_a_sampled_reference_on_the_cluster(client, space):
+    mechanism = dd.MultivariateLaplace(space, 4.0)
+    options = {"n_pairs": 3, "n_samples": 20_000, "rng": 5, "progress": False}
+    options["reference"] = dd.MultivariateLaplace(space, 4.0, table_k=8)
+    here = dd.audit(mechanism, **options)
+    there = ddist.audit(mechanism, client=client, **options)
+    pd.testing.assert_frame_equal(there.table, here.table)
+    pd.testing.assert_frame_equal(there.law.table, here.law.table)
+    assert there.outcome == here.outcome
+
+
 # ----------------------------------------------------------------------------- connect
 
 

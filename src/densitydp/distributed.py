@@ -617,8 +617,10 @@ def audit(mechanism: Any, *args: Any, client: Any = None, **options: Any) -> Aud
     """:func:`densitydp.audit` with its sampling calls and exact losses run on a Dask cluster.
 
     The calls (groups of the pairs' words times batches of draws, each with its own child of
-    the seed) and the exact losses (one task per pair) are fanned out over the workers; the
-    mechanism is scattered once per worker. The merged report is identical to
+    the seed), the exact losses (one task per pair) and, with ``reference=`` a mechanism
+    without an exact law, the reference's sampling calls are fanned out over the workers;
+    each mechanism is scattered once per worker. The statistics (intervals, goodness of fit,
+    law tests) are computed here from the merged counts. The merged report is identical to
     ``densitydp.audit(mechanism, *args, **options)`` for the same seed (only its timing
     differs). Without a client (and no default client) it is that call.
 

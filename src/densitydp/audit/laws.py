@@ -22,7 +22,7 @@ from .._rng import RNGLike, as_generator, seed_entropy
 from .._validation import check_int, check_open_unit
 from ..mechanisms.base import Mechanism
 from .blackbox import checked_mechanism
-from .sampling import MAX_SAMPLES, SparseCounts, _merge, sample_counts
+from .sampling import MAX_SAMPLES, MapCalls, SparseCounts, _merge, sample_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -304,9 +304,11 @@ def law_table(
     tv: float,
     generator: np.random.Generator,
     progress: bool | None = None,
+    map_calls: MapCalls | None = None,
 ) -> pd.DataFrame:
     """One row per word (see :class:`LawComparison`) from the candidate's two halves of draws;
-    the reference is sampled with ``generator`` as much when it has no exact law."""
+    the reference is sampled with ``generator`` as much when it has no exact law (its calls
+    through ``map_calls``, see :func:`~densitydp.audit.sampling.sample_counts`)."""
     import pandas as pd
 
     from .blackbox import output_words
@@ -320,7 +322,7 @@ def law_table(
         ]
     else:
         ref_first, ref_second = sample_counts(
-            reference, words, 2 * n_half, generator, progress=progress
+            reference, words, 2 * n_half, generator, progress=progress, map_calls=map_calls
         )
         rows = [
             _two_sample(

@@ -574,7 +574,7 @@ def audit(
             seed=seed,
             table=law_table(
                 mechanism, reference, words, first, second, law_alpha, LAW_TV,
-                generator.spawn(1)[0], progress,
+                generator.spawn(1)[0], progress, _map_calls,
             ),
             seconds=0.0,
         )  # fmt: skip

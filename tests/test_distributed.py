@@ -107,6 +107,13 @@ def test_pandas_frame_here_is_the_definition(space, documents):
     pd.testing.assert_frame_equal(documents, before)  # the input is not modified
     pd.testing.assert_frame_equal(out, _by_hand(documents, "text", mechanism, 7, [60, 60, 60, 50]))
     assert out["text"].isna().sum() == 3
+    assert out.attrs["densitydp"] == {
+        "mechanism": repr(mechanism),
+        "column": "text",
+        "seed": {"entropy": 7, "spawn_key": []},
+        "n_partitions": 4,
+        "policy": {},
+    }
     assert out["text"].dtype == documents["text"].dtype
     assert (out["text"] != documents["text"]).sum() > 50  # it did perturb
 

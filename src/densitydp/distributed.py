@@ -327,7 +327,10 @@ def perturb_dataframe(
     -------
     dask.dataframe.DataFrame or pandas.DataFrame
         A new frame of the same type with ``column`` replaced (dtype kept); a dask frame is
-        lazy (compute it or write it with ``to_parquet``). ``frame`` is not modified.
+        lazy (compute it or write it with ``to_parquet``). ``frame`` is not modified. Each
+        partition (and a computed frame) records the job in ``attrs["densitydp"]``: the
+        mechanism's repr, the column, the parent seed (``seed_entropy``), the number of
+        partitions and the policy.
 
     Raises
     ------
@@ -401,19 +404,24 @@ def _partition_task(
 ) -> pd.DataFrame:
     """One partition of a dask frame (dask passes its index in ``partition_info``)."""
     index = 0 if partition_info is None else int(partition_info["number"])
-    return _perturb_part(part, column, _on_worker(mechanism), seeds.child(index), policy, False)[0]
+    return _perturb_part(part, column, _on_worker(mechanism), seeds, index, policy, False)[0]
 
 
 def _perturb_part(
     part: pd.DataFrame,
     column: str,
     mechanism: Mechanism,
-    rng: np.random.Generator,
+    seeds: PartitionSeeds,
+    index: int,
     policy: dict[str, Any],
     return_report: bool,
 ) -> tuple[pd.DataFrame, PerturbationReport | None]:
+    """Partition ``index``: its present values of ``column`` through
+    :func:`~densitydp.perturb_texts` with child ``index``; the frame records the job in
+    ``attrs["densitydp"]`` (the same for every partition, so it survives concatenation)."""
     import pandas as pd
 
+    rng = seeds.child(index)
     values = part[column]
     present = values.notna().to_numpy()
     texts = values[present]
@@ -425,6 +433,13 @@ def _perturb_part(
     replaced = values.astype(object).copy()
     replaced[present] = outputs
     result[column] = pd.Series(replaced, index=part.index, name=column).astype(values.dtype)
+    result.attrs["densitydp"] = {
+        "mechanism": repr(mechanism),
+        "column": column,
+        "seed": seeds.parent_seed(),
+        "n_partitions": seeds.n_children,
+        "policy": dict(policy),
+    }
     return result, report
 
 
@@ -469,7 +484,7 @@ def _perturb_pandas(
 
 def _pandas_task(mechanism: Mechanism, item: tuple[Any, ...]) -> Any:
     part, column, seeds, index, policy, return_report = item
-    return _perturb_part(part, column, mechanism, seeds.child(index), policy, return_report)
+    return _perturb_part(part, column, mechanism, seeds, index, policy, return_report)
 
 
 # ----------------------------------------------------------------------------- files

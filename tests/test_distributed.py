@@ -208,10 +208,21 @@ def test_mechanism_reaches_each_worker_once(client, space, documents, corpus, tm
     assert client.run(loads) == after
     # released with the mechanism
     identity = id(mechanism)
-    assert any(key[1] == identity for key in ddist._SCATTERED)
+    names = [token.name for key, (_, token, _) in ddist._SHIPPED.items() if key[1] == identity]
+    assert len(names) == 1
+    assert all(names[0] in found for found in client.run(_shipped_names).values())
     del mechanism
     gc.collect()
-    assert not any(key[1] == identity for key in ddist._SCATTERED)
+    ddist.perturb_files(corpus / "part-0.txt", dd.ExponentialMechanism(space, 2.0), tmp_path,
+                        client=client)  # fmt: skip
+    assert not any(key[1] == identity for key in ddist._SHIPPED)
+    assert not any(names[0] in found for found in client.run(_shipped_names).values())
+
+
+def _shipped_names():
+    from densitydp.distributed import _ON_WORKER
+
+    return list(_ON_WORKER)
 
 
 def test_dataframe_refusals(space, documents):

@@ -12,10 +12,10 @@ the cluster:
   of workers, the order in which partitions finish, or how often a task is retried after a
   worker died.
 * **The mechanism travels once per worker.** With a client, the mechanism (its space: vectors
-  and vocabulary) is scattered to every worker (``Client.scatter(..., broadcast=True)``) and
-  the tasks refer to it; a worker deserialises it once and keeps it, with the neighbour rows
-  it computes, for all its tasks. Without a client the job runs here (dask's synchronous
-  scheduler for a dask DataFrame), with the same result.
+  and vocabulary) is shipped to every worker in a worker plugin and the tasks carry a small
+  token; a worker deserialises it once and keeps it, with the neighbour rows it computes, for
+  all its tasks (and the client's later jobs with the same mechanism). Without a client the
+  job runs here (dask's synchronous scheduler for a dask DataFrame), with the same result.
 * **Atomic outputs.** Files are written through a temporary file renamed into place
   (:func:`densitydp._io.atomic_write`); a worker killed mid-write leaves only that temporary
   file, which the job removes once every output is in place.
@@ -228,10 +228,20 @@ def _client(client: Any) -> Any:
         return None
 
 
-def _on_worker(mechanism: Any) -> Any:
-    """In a task: give numba's kernels this worker's share of the cores, so that a worker
-    running several tasks at once does not oversubscribe them (results never depend on the
-    thread count)."""
+def _on_worker(carried: Any) -> Any:
+    """In a task: the mechanism (``carried`` is the mechanism itself, or the token of one
+    shipped by :func:`_shipped`), with numba's kernels given this worker's share of the cores,
+    so that a worker running several tasks at once does not oversubscribe them (results never
+    depend on the thread count)."""
+    mechanism = carried
+    if isinstance(carried, _Token):
+        mechanism = _ON_WORKER.get(carried.name)
+        if mechanism is None:
+            raise RuntimeError(
+                f"the mechanism {carried.label} is not on this worker: compute the job with the "
+                "client it was started with (densitydp ships a mechanism to that client's "
+                "workers only, and forgets it a while after the mechanism is garbage-collected)."
+            )
     with contextlib.suppress(ImportError, ValueError):
         import numba
         from distributed import get_worker
@@ -243,31 +253,76 @@ def _on_worker(mechanism: Any) -> Any:
     return mechanism
 
 
-def _scattered(client: Any, mechanism: Any) -> Any:
-    """The mechanism on every worker of ``client``: a future the tasks refer to.
+@dataclass(frozen=True)
+class _Token:
+    """What a task carries instead of a shipped mechanism: its plugin's name."""
 
-    Scattered once (``broadcast=True``) and reused by the later jobs of this client with the
-    same mechanism object, so a worker deserialises it, and computes its neighbour rows, once
-    for all of them; released when the mechanism is garbage-collected here. A worker that
-    joins later fetches it from a peer, once. Scattered again if every copy was lost.
+    name: str
+    label: str
+
+
+#: Mechanisms shipped to this process (a worker) by their plugins, by plugin name.
+_ON_WORKER: dict[str, Any] = {}
+
+
+def _shipped(client: Any, mechanism: Any) -> _Token:
+    """Ship ``mechanism`` to every worker of ``client``, once; return the token tasks carry.
+
+    The mechanism travels in a worker plugin (``Client.register_plugin``): the client
+    serialises it once, the scheduler keeps the bytes and hands them to every worker,
+    including workers that join or restart later, which deserialise it once and keep it (with
+    the neighbour rows they compute) until the plugin is removed. A scattered future would
+    not do: dask's active memory manager drops the replicas it judges redundant, and a worker
+    then fetches (and deserialises) the mechanism again. Later jobs of the same client with
+    the same mechanism object reuse it; it is unregistered at the first shipment after the
+    mechanism was garbage-collected here, or when more than ``SHIPPED_LIMIT`` mechanisms are
+    shipped to the client (oldest first).
     """
+    _forget_stale(client)
     key = (id(client), id(mechanism))
-    found = _SCATTERED.get(key)
-    if found is not None:
-        reference, future = found
-        if reference() is mechanism and future.status == "finished" and client.status == "running":
-            return future
-    future = client.scatter(mechanism, broadcast=True, hash=False)
+    found = _SHIPPED.get(key)
+    if found is not None and found[0]() is mechanism:
+        return found[1]
+    from ._dask_plugin import ShipMechanism
+
+    token = _Token(f"densitydp-mechanism-{uuid.uuid4().hex}", type(mechanism).__name__)
+    client.register_plugin(ShipMechanism(token.name, mechanism), name=token.name)
+    reference: Callable[[], Any]
     try:
-        reference = weakref.ref(mechanism, lambda _: _SCATTERED.pop(key, None))
-    except TypeError:  # not weakly referable: scattered for this job only
-        return future
-    _SCATTERED[key] = (reference, future)
-    return future
+        reference = weakref.ref(mechanism)
+    except TypeError:  # not weakly referable: never reused, forgotten at the next shipment
+        reference = _dead
+    _SHIPPED[key] = (reference, token, client)
+    mine = [k for k in _SHIPPED if k[0] == id(client)]
+    for old in mine[:-SHIPPED_LIMIT]:
+        _unship(old)
+    return token
 
 
-#: Scattered mechanisms by (client, mechanism) identity: a weak reference and the future.
-_SCATTERED: dict[tuple[int, int], tuple[Any, Any]] = {}
+def _dead() -> None:
+    return None
+
+
+#: Mechanisms kept on a client's workers at once (each holds its space in every worker).
+SHIPPED_LIMIT = 4
+
+#: Shipped mechanisms by (client, mechanism) identity: a weak reference, the token, the client.
+_SHIPPED: dict[tuple[int, int], tuple[Any, _Token, Any]] = {}
+
+
+def _forget_stale(client: Any) -> None:
+    """Unregister the plugins of mechanisms garbage-collected here, and of closed clients."""
+    for key, (reference, _, owner) in list(_SHIPPED.items()):
+        if owner.status != "running":
+            _SHIPPED.pop(key, None)
+        elif reference() is None:
+            _unship(key)
+
+
+def _unship(key: tuple[int, int]) -> None:
+    _, token, client = _SHIPPED.pop(key)
+    with contextlib.suppress(Exception):  # a worker that went away meanwhile
+        client.unregister_worker_plugin(token.name)
 
 
 # ----------------------------------------------------------------------------- data frames
@@ -310,7 +365,7 @@ def perturb_dataframe(
         spawns).
     client : distributed.Client, optional
         The cluster; default: the client of this process if there is one, else the work runs
-        here. The mechanism is scattered to every worker once.
+        here. The mechanism reaches every worker once.
     partition_rows : int, optional
         Rows per partition of a pandas frame (default 10,000); refused for a dask frame.
     progress : bool, optional
@@ -376,7 +431,7 @@ def perturb_dataframe(
     seeds = PartitionSeeds.spawn(rng, frame.npartitions)
     client = _client(client)
     if client is not None:
-        carried = _scattered(client, mechanism)
+        carried = _shipped(client, mechanism)
     else:
         import dask
 
@@ -634,7 +689,7 @@ def audit(mechanism: Any, *args: Any, client: Any = None, **options: Any) -> Aud
     The calls (groups of the pairs' words times batches of draws, each with its own child of
     the seed), the exact losses (one task per pair) and, with ``reference=`` a mechanism
     without an exact law, the reference's sampling calls are fanned out over the workers;
-    each mechanism is scattered once per worker. The statistics (intervals, goodness of fit,
+    each mechanism reaches every worker once. The statistics (intervals, goodness of fit,
     law tests) are computed here from the merged counts. The merged report is identical to
     ``densitydp.audit(mechanism, *args, **options)`` for the same seed (only its timing
     differs). Without a client (and no default client) it is that call.
@@ -681,7 +736,7 @@ def _run(
     progress: bool | None = None,
 ) -> list[Any]:
     """``[function(mechanism, item) for item in items]``, here or on ``client``'s workers
-    (the mechanism scattered once). An item travels in its task, which the scheduler keeps
+    (the mechanism shipped once, see :func:`_shipped`). An item travels in its task, which the scheduler keeps
     until the task is done, so a task whose worker died is run again elsewhere (a scattered
     item would die with the only worker holding it). A failed task raises its exception
     here."""
@@ -695,7 +750,7 @@ def _run(
             return results
         from distributed import as_completed
 
-        carried = _scattered(client, mechanism)
+        carried = _shipped(client, mechanism)
         token = uuid.uuid4().hex
         futures = [
             client.submit(

@@ -19,6 +19,8 @@ import pytest
 
 import densitydp as dd
 
+dask = pytest.importorskip("dask")
+
 distributed = pytest.importorskip("distributed")
 dask_frames = pytest.importorskip("dask.dataframe")
 
@@ -223,6 +225,24 @@ def _shipped_names():
     from densitydp.distributed import _ON_WORKER
 
     return list(_ON_WORKER)
+
+
+def test_a_lazy_frame_keeps_its_mechanism_on_the_workers(client, space, documents):
+    """Two lazy frames with mechanisms nobody else holds, computed after both were built:
+    the second shipment must not remove the first mechanism from the workers."""
+    import gc
+
+    lazy = dask_frames.from_pandas(documents, npartitions=3, sort=False)
+    first = ddist.perturb_dataframe(lazy, "text", dd.ExponentialMechanism(space, 5.0), rng=1)
+    gc.collect()
+    second = ddist.perturb_dataframe(lazy, "text", dd.ExponentialMechanism(space, 9.0), rng=1)
+    a, b = dask.compute(first, second)
+    with _no_client():
+        expected = ddist.perturb_dataframe(
+            lazy, "text", dd.ExponentialMechanism(space, 5.0), rng=1
+        ).compute(scheduler="sync")
+    pd.testing.assert_frame_equal(a, expected)
+    assert not a.equals(b)
 
 
 def test_dataframe_refusals(space, documents):

@@ -253,12 +253,26 @@ def _on_worker(carried: Any) -> Any:
     return mechanism
 
 
-@dataclass(frozen=True)
 class _Token:
-    """What a task carries instead of a shipped mechanism: its plugin's name."""
+    """What a task carries instead of a shipped mechanism: its plugin's name. On the client
+    it also holds the mechanism (never pickled), so that a lazy graph holding the token keeps
+    the mechanism alive here, and with it the plugin on the workers."""
 
-    name: str
-    label: str
+    __slots__ = ("keep", "label", "name")
+
+    def __init__(self, name: str, label: str, keep: Any = None) -> None:
+        self.name = name
+        self.label = label
+        self.keep = keep
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Token, (self.name, self.label))
+
+    def __dask_tokenize__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<densitydp mechanism {self.label} shipped as {self.name}>"
 
 
 #: Mechanisms shipped to this process (a worker) by their plugins, by plugin name.
@@ -274,15 +288,15 @@ def _shipped(client: Any, mechanism: Any) -> _Token:
     the neighbour rows they compute) until the plugin is removed. A scattered future would
     not do: dask's active memory manager drops the replicas it judges redundant, and a worker
     then fetches (and deserialises) the mechanism again. Later jobs of the same client with
-    the same mechanism object reuse it; it is unregistered at the first shipment after the
-    mechanism was garbage-collected here, or when more than ``SHIPPED_LIMIT`` mechanisms are
-    shipped to the client (oldest first).
+    the same mechanism object reuse it. It stays on the workers while the mechanism lives
+    here (a lazy graph or a future holding the token keeps it alive) and is unregistered at
+    the first shipment after the mechanism was garbage-collected.
     """
     _forget_stale(client)
     key = (id(client), id(mechanism))
     found = _SHIPPED.get(key)
     if found is not None and found[0]() is mechanism:
-        return found[1]
+        return _Token(found[1].name, found[1].label, mechanism)
     from ._dask_plugin import ShipMechanism
 
     token = _Token(f"densitydp-mechanism-{uuid.uuid4().hex}", type(mechanism).__name__)
@@ -292,19 +306,13 @@ def _shipped(client: Any, mechanism: Any) -> _Token:
         reference = weakref.ref(mechanism)
     except TypeError:  # not weakly referable: never reused, forgotten at the next shipment
         reference = _dead
-    _SHIPPED[key] = (reference, token, client)
-    mine = [k for k in _SHIPPED if k[0] == id(client)]
-    for old in mine[:-SHIPPED_LIMIT]:
-        _unship(old)
-    return token
+    _SHIPPED[key] = (reference, token, client)  # the token kept here holds no mechanism
+    return _Token(token.name, token.label, mechanism)
 
 
 def _dead() -> None:
     return None
 
-
-#: Mechanisms kept on a client's workers at once (each holds its space in every worker).
-SHIPPED_LIMIT = 4
 
 #: Shipped mechanisms by (client, mechanism) identity: a weak reference, the token, the client.
 _SHIPPED: dict[tuple[int, int], tuple[Any, _Token, Any]] = {}
@@ -736,10 +744,10 @@ def _run(
     progress: bool | None = None,
 ) -> list[Any]:
     """``[function(mechanism, item) for item in items]``, here or on ``client``'s workers
-    (the mechanism shipped once, see :func:`_shipped`). An item travels in its task, which the scheduler keeps
-    until the task is done, so a task whose worker died is run again elsewhere (a scattered
-    item would die with the only worker holding it). A failed task raises its exception
-    here."""
+    (the mechanism shipped once, see :func:`_shipped`). An item travels in its task, which
+    the scheduler keeps until the task is done, so a task whose worker died is run again
+    elsewhere (a scattered item would die with the only worker holding it). A failed task
+    raises its exception here."""
     bar = tqdm(total=len(items), desc=desc, unit=desc.rstrip("s"), disable=_hidden(progress))
     with bar:
         if client is None:

@@ -267,6 +267,10 @@ def test_dataframe_refusals(space, documents):
         ddist.perturb_dataframe(numbers, "text", mechanism)
     with pytest.raises(ValueError, match="`unknown`"):
         ddist.perturb_dataframe(documents, "text", mechanism, unknown="leak")
+    with pytest.raises(ValueError, match="`unknown`"):  # now, not when computed
+        ddist.perturb_dataframe(lazy, "text", mechanism, unknown="leak")
+    with pytest.raises(ValueError, match="`batch_size`"):
+        ddist.perturb_dataframe(lazy, "text", mechanism, batch_size=0)
 
 
 def test_empty_frame(space):
@@ -335,6 +339,12 @@ def test_file_refusals(corpus, space, tmp_path):
         ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "plain")
     with pytest.raises(TypeError, match="`batch_size`"):
         ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "o", batch_size=3)
+    with pytest.raises(ValueError, match="`encoding`"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "o", encoding="utf-9")
+    with pytest.raises(ValueError, match="`batch_lines`"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "o", batch_lines=0)
+    with pytest.raises(ValueError, match="`mask_token`"):
+        ddist.perturb_files([corpus / "part-1.txt"], mechanism, tmp_path / "o", mask_token="")
     assert not (tmp_path / "o").exists()
 
 

@@ -416,7 +416,7 @@ def perturb_dataframe(
     1         NaN      0
     2  The queen!      1
     """
-    _check_policy(policy, _TEXT_POLICY, "perturb_texts")
+    _check_policy(policy, _TEXT_POLICY, "perturb_texts", mechanism)
     import pandas as pd
 
     if isinstance(frame, pd.DataFrame):
@@ -435,7 +435,6 @@ def perturb_dataframe(
             "`return_report` needs a pandas DataFrame: a dask DataFrame is perturbed lazily."
         )
     _check_column(frame, column)
-    _check_mechanism(mechanism)
     seeds = PartitionSeeds.spawn(rng, frame.npartitions)
     client = _client(client)
     if client is not None:
@@ -520,7 +519,6 @@ def _perturb_pandas(
     import pandas as pd
 
     _check_column(frame, column)
-    _check_mechanism(mechanism)
     rows = check_int(
         PARTITION_ROWS if partition_rows is None else partition_rows, "partition_rows", minimum=1
     )
@@ -605,8 +603,7 @@ def perturb_files(
     ValueError
         Two inputs share a name, an output would replace its input, an empty list.
     """
-    _check_policy(policy, _FILE_POLICY, "perturb_file")
-    _check_mechanism(mechanism)
+    _check_policy(policy, _FILE_POLICY, "perturb_file", mechanism)
     sources = _sources(paths)
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
@@ -786,13 +783,31 @@ def _hidden(progress: bool | None) -> bool | None:
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_policy(policy: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+def _check_policy(
+    policy: dict[str, Any], allowed: frozenset[str], where: str, mechanism: Any
+) -> None:
+    """Refuse an option ``where`` does not take, and a bad value of one it takes, here and
+    now (not in a task on a worker, nor when a lazy frame is computed)."""
     unknown = sorted(set(policy) - allowed)
     if unknown:
         raise TypeError(
             f"unexpected option(s) {', '.join(f'`{name}`' for name in unknown)}; the options of "
             f"{where} passed on are {', '.join(f'`{name}`' for name in sorted(allowed))}."
         )
+    _check_mechanism(mechanism)
+    text_options = {k: v for k, v in policy.items() if k in _TEXT_POLICY}
+    perturb_texts([], mechanism, rng=0, **text_options)  # checks the codec's options
+    if "batch_lines" in policy:
+        check_int(policy["batch_lines"], "batch_lines", minimum=1)
+    if "encoding" in policy:
+        import codecs
+
+        try:
+            codecs.lookup(policy["encoding"])
+        except (LookupError, TypeError):
+            raise ValueError(
+                f"`encoding` must name a text encoding Python knows; got {policy['encoding']!r}."
+            ) from None
 
 
 def _check_column(frame: Any, column: Any) -> None:

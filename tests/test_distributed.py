@@ -112,10 +112,23 @@ def test_pandas_frame_here_is_the_definition(space, documents):
     assert out.attrs["densitydp"] == {
         "mechanism": repr(mechanism),
         "column": "text",
-        "seed": {"entropy": 7, "spawn_key": []},
         "n_partitions": 4,
         "policy": {},
-    }
+    }  # never the seed: attrs are written into files
+
+
+def test_the_seed_never_reaches_a_written_file(space, documents, tmp_path):
+    pytest.importorskip("pyarrow")
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    seed = 987_654_321
+    out = ddist.perturb_dataframe(documents, "text", mechanism, rng=seed)
+    out.to_parquet(tmp_path / "private.parquet")
+    assert str(seed).encode() not in (tmp_path / "private.parquet").read_bytes()
+    lazy = dask_frames.from_pandas(documents, npartitions=3, sort=False)
+    with _no_client():
+        computed = ddist.perturb_dataframe(lazy, "text", mechanism, rng=seed).compute()
+    computed.to_parquet(tmp_path / "lazy.parquet")  # (dask's own to_parquet warns on pandas 3.1)
+    assert str(seed).encode() not in (tmp_path / "lazy.parquet").read_bytes()
     assert out["text"].dtype == documents["text"].dtype
     assert (out["text"] != documents["text"]).sum() > 50  # it did perturb
 
@@ -188,8 +201,48 @@ class _no_client:
         distributed.client._global_clients.update(self._default)
 
 
+def test_selected_and_fused_partitions_keep_their_seeds(client, space, tmp_path):
+    """Partition p is seeded by child p of the frame as given, whatever dask selects or fuses
+    afterwards: small parquet files read with a column projection are fused by the optimiser."""
+    pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(1)
+    texts = [" ".join(space.words(rng.integers(0, len(space), 8))) for _ in range(80)]
+    frame = pd.DataFrame({"text": texts, "a": np.arange(80), "pad": ["x" * 50] * 80})
+    (tmp_path / "in").mkdir()
+    for part in range(8):  # (dask's to_parquet warns on pandas 3.1)
+        chunk = frame.iloc[10 * part : 10 * part + 10]
+        chunk.to_parquet(tmp_path / "in" / f"part.{part}.parquet", index=False)
+    lazy = dask_frames.read_parquet(tmp_path / "in", columns=["text", "a"])
+    sizes = [len(lazy.partitions[p].compute()) for p in range(lazy.npartitions)]
+    assert len(sizes) == 8
+    mechanism = dd.MultivariateLaplace(space, 9.0)
+    expected = _by_hand(lazy.compute(), "text", mechanism, 3, sizes)
+    result = ddist.perturb_dataframe(lazy, "text", mechanism, rng=3, client=client)
+    pd.testing.assert_frame_equal(result.compute(), expected)
+    start = sum(sizes[:5])
+    pd.testing.assert_frame_equal(
+        result.partitions[5].compute(), expected.iloc[start : start + sizes[5]]
+    )
+    pd.testing.assert_frame_equal(result[["text"]].compute(), expected[["text"]])
+    pd.testing.assert_frame_equal(result[result["a"] > 70].compute(), expected[expected["a"] > 70])
+
+
+def test_column_dtypes_and_values(space):
+    mechanism = dd.ExponentialMechanism(space, 3.0)
+    words = space.words(np.arange(6))
+    categorical = pd.DataFrame({"text": pd.Categorical([*words, None])})
+    out = ddist.perturb_dataframe(categorical, "text", mechanism, rng=2)
+    expected = dd.perturb_texts(list(words), mechanism, rng=np.random.default_rng(2).spawn(1)[0])
+    assert out["text"].tolist()[:6] == expected and out["text"].isna().tolist()[6]
+    assert out["text"].dtype == categorical["text"].cat.categories.dtype
+    mixed = pd.DataFrame({"body": [*words, 3.5]}, index=list("abcdefg"))
+    with pytest.raises(
+        TypeError, match=r"`frame\['body'\]` must hold str values.*row 'g' holds float 3.5"
+    ):
+        ddist.perturb_dataframe(mixed, "body", mechanism)
+
+
 def test_mechanism_reaches_each_worker_once(client, space, documents, corpus, tmp_path):
-    import gc
 
     from distributed_helpers import CountingExponential, loads
 
@@ -208,17 +261,32 @@ def test_mechanism_reaches_each_worker_once(client, space, documents, corpus, tm
     ddist.perturb_files(corpus / "*.txt", mechanism, tmp_path, rng=1, client=client)
     ddist.audit(mechanism, n_pairs=3, n_samples=1_000, rng=1, client=client, progress=False)
     assert client.run(loads) == after
-    # released with the mechanism
-    identity = id(mechanism)
-    names = [token.name for key, (_, token, _) in ddist._SHIPPED.items() if key[1] == identity]
-    assert len(names) == 1
-    assert all(names[0] in found for found in client.run(_shipped_names).values())
+    assert names_on_workers(client, mechanism)
+
+
+def names_on_workers(client, mechanism):
+    """The plugin name of ``mechanism`` if every worker holds it, else None."""
+    names = [t.name for k, (_, t, _) in ddist._SHIPPED.items() if k[1] == id(mechanism)]
+    if len(names) != 1:
+        return None
+    on_workers = client.run(_shipped_names).values()
+    return names[0] if all(names[0] in found for found in on_workers) else None
+
+
+def test_a_collected_mechanism_leaves_the_workers(client, corpus, space, tmp_path):
+    import gc
+
+    mechanism = dd.ExponentialMechanism(space, 6.0)
+    ddist.perturb_files(corpus / "part-0.txt", mechanism, tmp_path / "a", client=client)
+    name = names_on_workers(client, mechanism)
+    assert name is not None
     del mechanism
     gc.collect()
-    ddist.perturb_files(corpus / "part-0.txt", dd.ExponentialMechanism(space, 2.0), tmp_path,
-                        client=client)  # fmt: skip
-    assert not any(key[1] == identity for key in ddist._SHIPPED)
-    assert not any(names[0] in found for found in client.run(_shipped_names).values())
+    # removed at the client's next shipment
+    ddist.perturb_files(corpus / "part-0.txt", dd.ExponentialMechanism(space, 2.0),
+                        tmp_path / "b", client=client)  # fmt: skip
+    assert not any(entry[1].name == name for entry in ddist._SHIPPED.values())
+    assert not any(name in found for found in client.run(_shipped_names).values())
 
 
 def _shipped_names():
@@ -562,3 +630,95 @@ def test_cli_audit_on_a_local_cluster_prints_the_same_report(space_file, tmp_pat
     a = dd.AuditReport.from_json(tmp_path / "here.json")
     b = dd.AuditReport.from_json(tmp_path / "there.json")
     pd.testing.assert_frame_equal(a.table, b.table)
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_a_failing_file_is_named_and_stops_the_job(client, corpus, space, tmp_path):
+    mechanism = dd.ExponentialMechanism(space, 8.0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = "\n".join(" ".join(space.words(np.arange(i, i + 9))) for i in range(300)) + "\n"
+    inputs = [folder / "a.txt", folder / "bad.txt", folder / "c.txt"]
+    for path in inputs:
+        path.write_text(lines + ("Zebulon\n" if path.name == "bad.txt" else ""))
+    for where in (client, None):
+        out = tmp_path / ("there" if where is not None else "here")
+        with (
+            _no_client() if where is None else _nothing(),
+            pytest.raises(dd.UnknownWordError, match=r"bad\.txt: unknown word"),
+        ):
+            ddist.perturb_files(inputs, mechanism, out, client=where, unknown="error")
+        assert not (out / "bad.txt").exists()
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_release_removes_the_mechanism_from_the_workers(client, corpus, space, tmp_path):
+    mechanism = dd.ExponentialMechanism(space, 7.0)
+    ddist.perturb_files(corpus / "part-0.txt", mechanism, tmp_path, client=client)
+    name = names_on_workers(client, mechanism)
+    assert name is not None
+    assert name in ddist.release(client)
+    assert not any(name in found for found in client.run(_shipped_names).values())
+    assert not any(k[1] == id(mechanism) for k in ddist._SHIPPED)
+
+
+def test_a_closed_client_is_refused(space, corpus, tmp_path):
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    closed = distributed.Client(cluster)
+    closed.close()
+    cluster.close()
+    with pytest.raises(ValueError, match="`client` must be connected"):
+        ddist.perturb_files(corpus / "part-0.txt", dd.ExponentialMechanism(space, 7.0),
+                            tmp_path, client=closed)  # fmt: skip
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(ddist, "CONNECT_TIMEOUT", 1.0)
+    with (
+        pytest.raises(ConnectionError, match=r"`scheduler` 'tcp://127.0.0.1:1': cannot connect"),
+        ddist.connect("tcp://127.0.0.1:1"),
+    ):
+        pass
+    with (
+        pytest.raises(ConnectionError, match="`scheduler` 'foo://x:1'"),
+        ddist.connect("foo://x:1"),
+    ):
+        pass
+
+
+@pytest.mark.slow
+def test_cli_sigterm_during_a_cluster_job_leaves_no_temporary_file(space, space_file, tmp_path):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "big"
+    corpus.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        lines = [" ".join(space.words(rng.integers(0, len(space), 10))) for _ in range(60_000)]
+        (corpus / f"big-{i}.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "densitydp.cli", "perturb", "-m", "exponential", "-e", "8",
+               "--embeddings", str(space_file), "--seed", "1", "--out-dir", str(out),
+               "--scheduler", "local:2", *map(str, sorted(corpus.iterdir()))]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob(".*.densitydp-*.tmp")):
+        time.sleep(0.01)
+    assert list(out.glob(".*.densitydp-*.tmp")), "no file was being written"
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGTERM, errors.decode()[-2000:]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

@@ -182,13 +182,23 @@ def _scheduler_option(what: str) -> Callable[[Callable[..., Any]], Callable[...,
     )
 
 
-def _cluster(scheduler: str | None) -> contextlib.AbstractContextManager[Any]:
-    """The client of ``--scheduler`` (None without it), closed on exit."""
+@contextlib.contextmanager
+def _cluster(scheduler: str | None) -> Iterator[Any]:
+    """The client of ``--scheduler`` (None without it), closed on exit; a scheduler that does
+    not answer is a usage error naming the option."""
     if scheduler is None:
-        return contextlib.nullcontext(None)
+        yield None
+        return
     from .distributed import connect
 
-    return connect(scheduler)
+    try:
+        cluster = connect(scheduler)
+        client = cluster.__enter__()
+    except ConnectionError as exc:
+        raise InputError(str(exc).replace("`scheduler`", "--scheduler")) from None
+    with contextlib.ExitStack() as stack:
+        stack.push(cluster)
+        yield client
 
 
 def _progress_option(when: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -702,22 +712,80 @@ def _perturb_files(
                 "(inputs are never modified)."
             )
     chosen, generator = _announced(build, seed)
-    with _cluster(scheduler) as client:
-        if client is not None:
-            n_workers = len(client.scheduler_info()["workers"])
-            click.echo(f"scheduler {client.scheduler.address}: {n_workers} worker(s)", err=True)
-        paths, reports = perturb_files(
-            list(input_paths),
-            chosen,
-            out_dir,
-            rng=generator,
-            client=client,
-            return_report=True,
-            **options,
-        )
+    targets = [os.path.join(out_dir, os.path.basename(path)) for path in input_paths]
+    try:
+        with _terminations_raise(), _cluster(scheduler) as client:
+            _announce_cluster(client)
+            paths, reports = perturb_files(
+                list(input_paths),
+                chosen,
+                out_dir,
+                rng=generator,
+                client=client,
+                return_report=True,
+                **options,
+            )
+    except _Terminated as exc:  # the cluster is closed now: nothing writes any more
+        _remove_temporaries(targets)
+        _die_by(exc.signum)
+        raise
+    except KeyboardInterrupt:
+        _remove_temporaries(targets)
+        _die_by(signal.SIGINT)
+        raise
+    except ValueError as exc:  # the Python API's names of what the command line calls INPUT
+        raise ValueError(str(exc).replace("`paths`", "INPUT")) from None
     for source, path, report in zip(input_paths, paths, reports, strict=True):
         click.echo(f"{source} -> {path}", err=True)
         click.echo("  " + str(report).replace("\n", "\n  "), err=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP during a cluster job: unwinds it (futures cancelled, the cluster
+    closed, temporary files removed) before the process ends as killed by the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminations_raise() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`_Terminated` (ignored signals
+    stay ignored)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is None or signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+def _remove_temporaries(targets: list[str]) -> None:
+    from ._io import temporaries_of
+
+    for target in targets:
+        for leftover in temporaries_of(target):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+
+
+def _announce_cluster(client: Any, err: bool = True) -> None:
+    """One line on standard error: the scheduler and its workers (a warning with none)."""
+    if client is None:
+        return
+    n_workers = len(client.scheduler_info()["workers"])
+    click.echo(f"scheduler {client.scheduler.address}: {n_workers} worker(s)", err=err)
+    if not n_workers:
+        click.echo("warning: the scheduler has no worker yet; the job waits for one.", err=err)
 
 
 def _audit_with(client: Any) -> Callable[..., Any]:
@@ -728,9 +796,7 @@ def _audit_with(client: Any) -> Callable[..., Any]:
         return run_audit
     from .distributed import audit as distributed_audit
 
-    click.echo(
-        f"scheduler {client.scheduler.address}: {len(client.scheduler_info()['workers'])} worker(s)"
-    )
+    _announce_cluster(client)
     return functools.partial(distributed_audit, client=client)
 
 

@@ -15,7 +15,7 @@ the cluster:
   and vocabulary) is shipped to every worker in a worker plugin and the tasks carry a small
   token; a worker deserialises it once and keeps it, with the neighbour rows it computes, for
   all its tasks (and the client's later jobs with the same mechanism). Without a client the
-  job runs here (dask's synchronous scheduler for a dask DataFrame), with the same result.
+  job runs here (a dask DataFrame on dask's default local scheduler), with the same result.
 * **Atomic outputs.** Files are written through a temporary file renamed into place
   (:func:`densitydp._io.atomic_write`); a worker killed mid-write leaves only that temporary
   file, which the job removes once every output is in place.
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from ._rng import RNGLike, as_generator
 from ._validation import check_int
+from .embeddings import UnknownWordError
 from .text import PerturbationReport, perturb_file, perturb_texts
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "connect",
     "perturb_dataframe",
     "perturb_files",
+    "release",
 ]
 
 #: Rows per partition when a pandas DataFrame is cut for the cluster.
@@ -95,6 +97,7 @@ class PartitionSeeds:
     @classmethod
     def spawn(cls, rng: RNGLike, n_children: int) -> PartitionSeeds:
         """Spawn ``n_children`` children of ``rng`` (advancing a Generator passed in)."""
+        n_children = check_int(n_children, "n_children", minimum=0)
         parent = as_generator(rng)
         sequence = parent.bit_generator.seed_seq
         if not isinstance(sequence, np.random.SeedSequence):
@@ -124,6 +127,7 @@ class PartitionSeeds:
 
     def child(self, index: int) -> np.random.Generator:
         """The generator of child ``index`` (``0 <= index < n_children``)."""
+        index = check_int(index, "index")
         if not 0 <= index < self.n_children:
             raise IndexError(f"child {index} of {self.n_children}")
         sequence = np.random.SeedSequence(
@@ -148,10 +152,19 @@ def connect(scheduler: Any) -> Iterator[Any]:
         scheduler at that address (``dask scheduler`` / dask-jobqueue / dask-kubernetes); a
         Client: used as it is, and not closed.
 
+    On exit the mechanisms shipped to the client's workers are released (:func:`release`).
+    In a script, start the cluster under ``if __name__ == "__main__":`` (its worker processes
+    import the main module).
+
     Raises
     ------
+    TypeError
+        ``scheduler`` is not a str or a Client.
     ValueError
         ``scheduler`` is neither form, or ``N`` is not an int >= 1.
+    ConnectionError
+        No scheduler answers at the address within ``CONNECT_TIMEOUT`` seconds (10), or its
+        scheme is unknown.
     ImportError
         dask.distributed is not installed (the extra ``dask``).
     """
@@ -161,22 +174,65 @@ def connect(scheduler: Any) -> Iterator[Any]:
         return
     n_workers = check_scheduler(scheduler)
     if n_workers is not None:
+        import logging
+
         threads = max(1, (os.cpu_count() or 1) // n_workers)
         cluster = distributed.LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
+            silence_logs=logging.ERROR,
             env={"NUMBA_NUM_THREADS": str(threads)},
         )
         try:
             with distributed.Client(cluster) as client:
-                yield client
+                try:
+                    yield client
+                finally:
+                    release(client)
         finally:
             cluster.close()
         return
-    with distributed.Client(scheduler) as client:
-        yield client
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, ValueError, TypeError) as exc:  # refused, timed out, unknown scheme
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConnectionError(
+            f"`scheduler` {scheduler!r}: cannot connect within {CONNECT_TIMEOUT:g} s ({reason})."
+        ) from None
+    with client:
+        try:
+            yield client
+        finally:
+            release(client)
+
+
+#: Seconds :func:`connect` waits for a scheduler at an address.
+CONNECT_TIMEOUT = 10.0
+
+
+def release(client: Any = None) -> list[str]:
+    """Remove from ``client``'s workers every mechanism this process shipped there.
+
+    A mechanism stays on the workers (in a worker plugin the scheduler keeps) while it lives
+    in this process; :func:`connect` releases its client's on exit. With a client of your
+    own on a long-lived cluster, call this when done (or close the cluster). Returns the
+    plugin names removed. A lazy result that was not computed yet cannot run afterwards.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Default: the client of this process.
+    """
+    client = _client(client)
+    if client is None:
+        return []
+    removed = []
+    for key in [k for k, entry in _SHIPPED.items() if entry[2] is client]:
+        removed.append(_SHIPPED[key][1].name)
+        _unship(key)
+    return removed
 
 
 def check_scheduler(scheduler: Any) -> int | None:
@@ -189,7 +245,7 @@ def check_scheduler(scheduler: Any) -> int | None:
         )
     if scheduler.startswith("local:"):
         count = scheduler[len("local:") :]
-        if not count.isdigit() or int(count) < 1:
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise ValueError(f"`scheduler` 'local:N' needs an int N >= 1; got {scheduler!r}.")
         return int(count)
     if "://" not in scheduler or scheduler.endswith("://"):
@@ -217,6 +273,8 @@ def _client(client: Any) -> Any:
             raise TypeError(
                 f"`client` must be a distributed.Client or None; got {type(client).__name__}."
             )
+        if client.status != "running":
+            raise ValueError(f"`client` must be connected; it is {client.status}.")
         return client
     try:
         from distributed import default_client
@@ -353,9 +411,12 @@ def perturb_dataframe(
 
     Partition ``p`` (of ``n``) is perturbed as ``perturb_texts(texts, mechanism,
     rng=children[p], **policy)`` with ``children = numpy.random.default_rng(rng).spawn(n)`` and
-    ``texts`` its non-missing values of ``column`` (missing values stay missing). The result
-    therefore depends on the data, the partitioning and the seed only: not on the number of
-    workers, the order in which partitions finish, or retries.
+    ``texts`` its non-missing values of ``column`` (missing values stay missing). For a dask
+    frame, ``p`` and ``n`` are those of ``frame.partitions`` when this is called, fixed in the
+    graph: selecting partitions of the result (``result.partitions[p]``) or dask's optimiser
+    fusing them changes nothing. The result therefore depends on the data, the partitioning
+    and the seed only: not on the number of workers, the order in which partitions finish, or
+    retries.
 
     Parameters
     ----------
@@ -392,8 +453,10 @@ def perturb_dataframe(
         A new frame of the same type with ``column`` replaced (dtype kept); a dask frame is
         lazy (compute it or write it with ``to_parquet``). ``frame`` is not modified. Each
         partition (and a computed frame) records the job in ``attrs["densitydp"]``: the
-        mechanism's repr, the column, the parent seed (``seed_entropy``), the number of
-        partitions and the policy.
+        mechanism's repr, the column, the number of partitions and the policy — never the
+        seed, which reproduces every draw and must stay with the data's owner (the report
+        has it): ``attrs`` are written into files (``to_parquet``). A categorical column
+        comes back with its categories' dtype.
 
     Raises
     ------
@@ -435,17 +498,27 @@ def perturb_dataframe(
             "`return_report` needs a pandas DataFrame: a dask DataFrame is perturbed lazily."
         )
     _check_column(frame, column)
-    seeds = PartitionSeeds.spawn(rng, frame.npartitions)
+    import dask
+    from dask.dataframe import from_delayed
+
+    # each partition's index is fixed here, in the graph: dask's optimiser may fuse or select
+    # partitions later (`partition_info` would then number them as it runs them)
+    parts = frame.to_delayed(optimize_graph=False)
+    seeds = PartitionSeeds.spawn(rng, len(parts))
     client = _client(client)
+    job = uuid.uuid4().hex
     if client is not None:
         carried = _shipped(client, mechanism)
     else:
-        import dask
-
-        carried = dask.delayed(mechanism, name=f"densitydp-mechanism-{uuid.uuid4().hex}")
-    return frame.map_partitions(
-        _partition_task, column, carried, seeds, policy, meta=frame._meta, enforce_metadata=False
-    )
+        carried = dask.delayed(mechanism, name=f"densitydp-mechanism-{job}")
+    task = dask.delayed(_partition_task)
+    outputs = [
+        task(part, column, carried, seeds, index, policy, dask_key_name=f"densitydp-{job}-{index}")
+        for index, part in enumerate(parts)
+    ]
+    meta = frame._meta.copy()
+    meta[column] = meta[column].astype(_output_dtype(meta[column].dtype))
+    return from_delayed(outputs, meta=meta, divisions=frame.divisions, verify_meta=False)
 
 
 def _is_dask_frame(frame: Any) -> bool:
@@ -461,12 +534,34 @@ def _partition_task(
     column: str,
     mechanism: Mechanism,
     seeds: PartitionSeeds,
+    index: int,
     policy: dict[str, Any],
-    partition_info: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One partition of a dask frame (dask passes its index in ``partition_info``)."""
-    index = 0 if partition_info is None else int(partition_info["number"])
+    """Partition ``index`` of a dask frame."""
     return _perturb_part(part, column, _on_worker(mechanism), seeds, index, policy, False)[0]
+
+
+def _output_dtype(dtype: Any) -> Any:
+    """The dtype of the perturbed column: the input's, except that a categorical column
+    (whose categories the outputs leave) gives its categories' dtype."""
+    import pandas as pd
+
+    return dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
+
+
+def _check_texts(values: pd.Series, column: str) -> None:
+    """Every present value of ``column`` is a str (names the first row that is not)."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.StringDtype):
+        return
+    present = values[values.notna()]
+    for row, value in zip(present.index, present.to_numpy(), strict=True):
+        if not isinstance(value, str):
+            raise TypeError(
+                f"`frame[{column!r}]` must hold str values (or missing ones); row {row!r} "
+                f"holds {type(value).__name__} {value!r}."
+            )
 
 
 def _perturb_part(
@@ -485,6 +580,7 @@ def _perturb_part(
 
     rng = seeds.child(index)
     values = part[column]
+    _check_texts(values, column)
     present = values.notna().to_numpy()
     texts = values[present]
     outputs: Any = perturb_texts(texts, mechanism, rng=rng, return_report=return_report, **policy)
@@ -494,11 +590,14 @@ def _perturb_part(
     result = part.copy()
     replaced = values.astype(object).copy()
     replaced[present] = outputs
-    result[column] = pd.Series(replaced, index=part.index, name=column).astype(values.dtype)
+    result[column] = pd.Series(replaced, index=part.index, name=column).astype(
+        _output_dtype(values.dtype)
+    )
+    # what was done, never the seed: attrs travel into files (to_parquet writes them), and
+    # the seed reproduces every draw (it is in the report, for the data's owner)
     result.attrs["densitydp"] = {
         "mechanism": repr(mechanism),
         "column": column,
-        "seed": seeds.parent_seed(),
         "n_partitions": seeds.n_children,
         "policy": dict(policy),
     }
@@ -569,7 +668,10 @@ def perturb_files(
     ``children = numpy.random.default_rng(rng).spawn(n_files)``: byte-identical whatever the
     number of workers, the order of completion or retries. Each output is written atomically;
     a worker killed mid-file leaves only its temporary file, removed once every output is in
-    place (the file is redone on another worker).
+    place (the file is redone on another worker). If a file fails (e.g. ``unknown="error"``
+    and an unknown word: the error names the file), the job stops at the first failure (here:
+    in input order; on a cluster: the first to fail), the other tasks are cancelled, and the
+    outputs completed before stay (complete files; no partial one).
 
     Parameters
     ----------
@@ -605,6 +707,8 @@ def perturb_files(
     """
     _check_policy(policy, _FILE_POLICY, "perturb_file", mechanism)
     sources = _sources(paths)
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"`out_dir` must be a folder's path; got {type(out_dir).__name__}.")
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"`out_dir` {os.fspath(out_dir)!r} is not a folder.")
@@ -621,22 +725,32 @@ def perturb_files(
         (os.path.abspath(source), os.path.abspath(target), seeds, i, policy)
         for i, (source, target) in enumerate(zip(sources, targets, strict=True))
     ]
-    reports = _run(_client(client), _file_task, mechanism, items, desc="files", progress=progress)
-    _remove_leftovers(targets)
+    try:
+        reports = _run(
+            _client(client), _file_task, mechanism, items, desc="files", progress=progress
+        )
+    finally:  # also on a failure or an interruption: no partial output stays
+        _remove_leftovers(targets)
     return (targets, reports) if return_report else targets
 
 
 def _file_task(mechanism: Mechanism, item: tuple[Any, ...]) -> PerturbationReport:
     source, target, seeds, index, policy = item
-    _, report = perturb_file(
-        source,
-        target,
-        mechanism,
-        rng=seeds.child(index),
-        progress=False,
-        return_report=True,
-        **policy,
-    )
+    try:
+        _, report = perturb_file(
+            source,
+            target,
+            mechanism,
+            rng=seeds.child(index),
+            progress=False,
+            return_report=True,
+            **policy,
+        )
+    except UnknownWordError as exc:
+        raise UnknownWordError(f"{source}: {exc.args[0]}") from None
+    except Exception as exc:
+        exc.add_note(f"(while perturbing {source})")
+        raise
     return report
 
 
@@ -764,7 +878,9 @@ def _run(
             for i, item in enumerate(items)
         ]
         try:
-            for _ in as_completed(futures):
+            for future in as_completed(futures):
+                if future.status == "error":
+                    future.result()  # raises the task's exception; the rest are cancelled
                 bar.update()
             return client.gather(futures)
         finally:
@@ -816,6 +932,8 @@ def _check_column(frame: Any, column: Any) -> None:
             f"`column` {column!r} is not a column of `frame`; its columns are "
             f"{list(frame.columns)!r}."
         )
+    if list(frame.columns).count(column) > 1:
+        raise ValueError(f"`column` {column!r} names several columns of `frame`.")
 
 
 def _check_mechanism(mechanism: Any) -> None:

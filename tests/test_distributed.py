@@ -722,3 +722,17 @@ def test_cli_sigterm_during_a_cluster_job_leaves_no_temporary_file(space, space_
     _, errors = process.communicate(timeout=120)
     assert process.returncode == -signal.SIGTERM, errors.decode()[-2000:]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_expands_a_quoted_pattern(corpus, space, space_file, tmp_path):
+    common = ["perturb", "-m", "laplace", "-e", 9, "--embeddings", space_file, "--seed", 5]
+    result = _cli(*common, "--out-dir", tmp_path / "out", str(corpus / "part-*.txt"))
+    assert result.exit_code == 0, result.output
+    expected = _expected_files(corpus, dd.MultivariateLaplace(space, 9.0), 5, tmp_path / "api")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == expected
+    result = _cli(*common, "--out-dir", tmp_path / "o", str(corpus / "*.none"))
+    assert result.exit_code == 2 and "matches no file" in result.output
+    result = _cli(*common, "--out-dir", tmp_path / "o", str(corpus / "missing.txt"))
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = _cli(*common, str(corpus / "part-*.txt"))
+    assert result.exit_code == 2 and "several INPUT files need --out-dir" in result.output

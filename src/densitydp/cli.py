@@ -553,7 +553,8 @@ def info(embeddings: str | None, top: int | None, word_filter: str, progress: bo
     "input_paths",
     metavar="[INPUT]...",
     nargs=-1,
-    type=click.Path(dir_okay=False, exists=True, allow_dash=True),
+    type=click.Path(dir_okay=False, allow_dash=True),
+    callback=lambda context, parameter, value: _expanded_inputs(value),
 )
 @click.option(
     "--output",
@@ -598,7 +599,8 @@ def perturb(
 
     With --out-dir, each INPUT file is perturbed into that folder (same name), file i with
     the i-th child of the seed: the same bytes in this process and on a Dask cluster
-    (--scheduler local:N or tcp://HOST:PORT), whatever its number of workers.
+    (--scheduler local:N or tcp://HOST:PORT), whatever its number of workers. An INPUT may be
+    a quoted glob pattern ('corpus/**/*.txt'), expanded in sorted order.
 
     Words outside the vocabulary are masked by default (--unknown). A report goes to standard
     error: tokens perturbed, changed and unknown, and the claimed guarantee per line (basic
@@ -678,6 +680,27 @@ def _announced(build: Callable[[], Any], seed: int | None) -> tuple[Any, Any]:
     click.echo(f"{chosen!r}; seed entropy {seed_entropy(generator)['entropy']}", err=True)
     click.echo(f"guarantee: {chosen.privacy_bound()}", err=True)
     return chosen, generator
+
+
+def _expanded_inputs(values: tuple[str, ...]) -> tuple[str, ...]:
+    """INPUT arguments: existing files, ``-``, or quoted glob patterns (``'corpus/*.txt'``,
+    ``**`` recursive) expanded here in sorted order — no argument-length limit of the shell."""
+    import glob
+
+    paths: list[str] = []
+    for value in values:
+        if value == "-" or os.path.exists(value) or not glob.has_magic(value):
+            if value != "-" and not os.path.exists(value):
+                raise click.BadParameter(f"Path {value!r} does not exist.", param_hint="INPUT")
+            if os.path.isdir(value):
+                raise click.BadParameter(f"{value!r} is a folder.", param_hint="INPUT")
+            paths.append(value)
+            continue
+        found = sorted(p for p in glob.glob(value, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise click.BadParameter(f"pattern {value!r} matches no file.", param_hint="INPUT")
+        paths.extend(found)
+    return tuple(paths)
 
 
 def _perturb_files(

@@ -416,16 +416,22 @@ def test_file_refusals(corpus, space, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def _big_corpus(tmp_path, space, n_files, n_lines, seed):
+    """Files of ``n_lines`` lines of 10 vocabulary words: about a second of work each."""
+    corpus = tmp_path / "big"
+    corpus.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n_files):
+        lines = [" ".join(space.words(rng.integers(0, len(space), 10))) for _ in range(n_lines)]
+        (corpus / f"big-{i}.txt").write_text("\n".join(lines) + "\n")
+    return corpus
+
+
 @pytest.mark.slow
 def test_killed_worker_leaves_no_partial_file_and_same_bytes(tmp_path, space):
     """SIGKILL a worker while it writes a file: the job completes on the other worker (and
     the restarted one) with the single-process bytes, and no temporary file is left."""
-    corpus = tmp_path / "big"
-    corpus.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(4):
-        lines = [" ".join(space.words(rng.integers(0, len(space), 10))) for _ in range(30_000)]
-        (corpus / f"big-{i}.txt").write_text("\n".join(lines) + "\n")
+    corpus = _big_corpus(tmp_path, space, n_files=4, n_lines=30_000, seed=2)
     mechanism = dd.ExponentialMechanism(space, 8.0)
     out = tmp_path / "out"
     cluster = distributed.LocalCluster(
@@ -703,12 +709,7 @@ def test_cli_sigterm_during_a_cluster_job_leaves_no_temporary_file(space, space_
     import subprocess
     import sys
 
-    corpus = tmp_path / "big"
-    corpus.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(2):
-        lines = [" ".join(space.words(rng.integers(0, len(space), 10))) for _ in range(60_000)]
-        (corpus / f"big-{i}.txt").write_text("\n".join(lines) + "\n")
+    corpus = _big_corpus(tmp_path, space, n_files=2, n_lines=60_000, seed=3)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "densitydp.cli", "perturb", "-m", "exponential", "-e", "8",
                "--embeddings", str(space_file), "--seed", "1", "--out-dir", str(out),

@@ -724,7 +724,7 @@ def _perturb_files(
         raise click.UsageError("give either -o/--output or --out-dir, not both.")
     if not input_paths or "-" in input_paths:
         raise click.UsageError("--out-dir needs INPUT files (standard input is one stream).")
-    from .distributed import perturb_files
+    from .distributed import _remove_leftovers, perturb_files
 
     _refuse_stdout_onto_inputs(*(("the input file", path) for path in input_paths))
     for path in input_paths:  # before minutes of loading
@@ -749,11 +749,11 @@ def _perturb_files(
                 **options,
             )
     except _Terminated as exc:  # the cluster is closed now: nothing writes any more
-        _remove_temporaries(targets)
+        _remove_leftovers(targets)
         _die_by(exc.signum)
         raise
     except KeyboardInterrupt:
-        _remove_temporaries(targets)
+        _remove_leftovers(targets)
         _die_by(signal.SIGINT)
         raise
     except ValueError as exc:  # the Python API's names of what the command line calls INPUT
@@ -790,15 +790,6 @@ def _terminations_raise() -> Iterator[None]:
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
-
-
-def _remove_temporaries(targets: list[str]) -> None:
-    from ._io import temporaries_of
-
-    for target in targets:
-        for leftover in temporaries_of(target):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
 
 
 def _announce_cluster(client: Any, err: bool = True) -> None:

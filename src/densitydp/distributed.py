@@ -788,7 +788,7 @@ def _sources(paths: Any) -> list[Path]:
     return sources
 
 
-def _remove_leftovers(targets: list[Path]) -> None:
+def _remove_leftovers(targets: list[Path] | list[str]) -> None:
     """Remove the temporary files of these outputs left by killed workers: every output is in
     place, so any temporary file of one of them belongs to a write that died (on any host)."""
     from ._io import temporaries_of

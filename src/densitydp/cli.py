@@ -724,18 +724,19 @@ def _perturb_files(
         raise click.UsageError("give either -o/--output or --out-dir, not both.")
     if not input_paths or "-" in input_paths:
         raise click.UsageError("--out-dir needs INPUT files (standard input is one stream).")
-    from .distributed import _remove_leftovers, perturb_files
+    from pathlib import Path
+
+    from .distributed import _refuse_inputs_as_outputs, _remove_leftovers, perturb_files
 
     _refuse_stdout_onto_inputs(*(("the input file", path) for path in input_paths))
-    for path in input_paths:  # before minutes of loading
-        target = os.path.join(out_dir, os.path.basename(path))
-        if os.path.exists(target) and os.path.samefile(path, target):
-            raise InputError(
-                f"`--out-dir` {out_dir!r} holds the input {path!r}: its output would replace it "
-                "(inputs are never modified)."
-            )
-    chosen, generator = _announced(build, seed)
+    if not out_dir:
+        raise click.BadParameter("must name a folder; got ''.", param_hint="--out-dir")
     targets = [os.path.join(out_dir, os.path.basename(path)) for path in input_paths]
+    try:  # before minutes of loading
+        _refuse_inputs_as_outputs(list(map(Path, input_paths)), list(map(Path, targets)))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    chosen, generator = _announced(build, seed)
     try:
         with _terminations_raise(), _cluster(scheduler) as client:
             _announce_cluster(client)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._io import WriteError
 from ._rng import RNGLike, as_generator
 from ._validation import check_int
 from .embeddings import UnknownWordError
@@ -170,7 +171,7 @@ def connect(scheduler: Any) -> Iterator[Any]:
     """
     distributed = _distributed()
     if isinstance(scheduler, distributed.Client):
-        yield scheduler
+        yield _client(scheduler)
         return
     n_workers = check_scheduler(scheduler)
     if n_workers is not None:
@@ -194,9 +195,15 @@ def connect(scheduler: Any) -> Iterator[Any]:
         finally:
             cluster.close()
         return
-    try:
-        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
-    except (OSError, ValueError, TypeError) as exc:  # refused, timed out, unknown scheme
+    import dask
+
+    timeout = f"{CONNECT_TIMEOUT}s"
+    try:  # the handshake too: a port that accepts but never answers as a scheduler
+        with dask.config.set(
+            {"distributed.comm.timeouts.connect": timeout, "distributed.comm.timeouts.tcp": timeout}
+        ):
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except Exception as exc:  # refused, timed out, garbage answered (MemoryError, ...)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConnectionError(
             f"`scheduler` {scheduler!r}: cannot connect within {CONNECT_TIMEOUT:g} s ({reason})."
@@ -248,12 +255,17 @@ def check_scheduler(scheduler: Any) -> int | None:
         if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise ValueError(f"`scheduler` 'local:N' needs an int N >= 1; got {scheduler!r}.")
         return int(count)
-    if "://" not in scheduler or scheduler.endswith("://"):
+    scheme, _, rest = scheduler.partition("://")
+    if not rest or scheme not in SCHEMES:
         raise ValueError(
-            "`scheduler` must be 'local:N' or a scheduler address such as 'tcp://host:8786'; "
-            f"got {scheduler!r}."
+            "`scheduler` must be 'local:N' or a scheduler address such as 'tcp://host:8786' "
+            f"(schemes: {', '.join(SCHEMES)}); got {scheduler!r}."
         )
     return None
+
+
+#: Address schemes of dask.distributed's comms.
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 
 
 def _distributed() -> Any:
@@ -297,8 +309,8 @@ def _on_worker(carried: Any) -> Any:
         if mechanism is None:
             raise RuntimeError(
                 f"the mechanism {carried.label} is not on this worker: compute the job with the "
-                "client it was started with (densitydp ships a mechanism to that client's "
-                "workers only, and forgets it a while after the mechanism is garbage-collected)."
+                "client it was started with, before release(client) or the end of its "
+                "connect() block (a mechanism is shipped to that client's workers only)."
             )
     with contextlib.suppress(ImportError, ValueError):
         import numba
@@ -347,8 +359,9 @@ def _shipped(client: Any, mechanism: Any) -> _Token:
     not do: dask's active memory manager drops the replicas it judges redundant, and a worker
     then fetches (and deserialises) the mechanism again. Later jobs of the same client with
     the same mechanism object reuse it. It stays on the workers while the mechanism lives
-    here (a lazy graph or a future holding the token keeps it alive) and is unregistered at
-    the first shipment after the mechanism was garbage-collected.
+    here (a lazy graph holding the token keeps it alive) and is unregistered at the first
+    shipment after the mechanism was garbage-collected while the client holds no future (a
+    computed or persisted result in flight holds only the token), or by :func:`release`.
     """
     _forget_stale(client)
     key = (id(client), id(mechanism))
@@ -377,8 +390,13 @@ _SHIPPED: dict[tuple[int, int], tuple[Any, _Token, Any]] = {}
 
 
 def _forget_stale(client: Any) -> None:
-    """Unregister the plugins of mechanisms garbage-collected here, and of closed clients."""
+    """Unregister the plugins of mechanisms garbage-collected here, and of closed clients.
+
+    Not while a client holds futures (a computed or persisted result may still need a
+    mechanism nobody here references any more: its tasks carry only the token)."""
     for key, (reference, _, owner) in list(_SHIPPED.items()):
+        if owner.status == "running" and owner.futures:
+            continue
         if owner.status != "running":
             _SHIPPED.pop(key, None)
         elif reference() is None:
@@ -498,6 +516,7 @@ def perturb_dataframe(
             "`return_report` needs a pandas DataFrame: a dask DataFrame is perturbed lazily."
         )
     _check_column(frame, column)
+    _check_text_dtype(frame._meta[column].dtype, column)
     import dask
     from dask.dataframe import from_delayed
 
@@ -547,6 +566,16 @@ def _output_dtype(dtype: Any) -> Any:
     import pandas as pd
 
     return dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
+
+
+def _check_text_dtype(dtype: Any, column: str) -> None:
+    """A dask frame's column must be able to hold text (its dtype is known from its meta)."""
+    import pandas as pd
+
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+        raise TypeError(f"`frame[{column!r}]` must hold text; its dtype is {dtype}.")
 
 
 def _check_texts(values: pd.Series, column: str) -> None:
@@ -618,6 +647,7 @@ def _perturb_pandas(
     import pandas as pd
 
     _check_column(frame, column)
+    _check_texts(frame[column], column)  # here, before anything is shipped
     rows = check_int(
         PARTITION_ROWS if partition_rows is None else partition_rows, "partition_rows", minimum=1
     )
@@ -712,14 +742,16 @@ def perturb_files(
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"`out_dir` {os.fspath(out_dir)!r} is not a folder.")
+    if not os.fspath(out_dir):
+        raise ValueError("`out_dir` must name a folder; got ''.")
     targets = [folder / source.name for source in sources]
-    for source, target in zip(sources, targets, strict=True):
-        if target.exists() and os.path.samefile(source, target):
-            raise ValueError(
-                f"`out_dir` {os.fspath(out_dir)!r} holds the input {os.fspath(source)!r}: its "
-                "output would replace it (inputs are never modified)."
-            )
-    folder.mkdir(parents=True, exist_ok=True)
+    _refuse_inputs_as_outputs(sources, targets)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(
+            exc.errno or 0, f"`out_dir` {os.fspath(out_dir)!r} cannot be created: {exc.strerror}"
+        ) from None
     seeds = PartitionSeeds.spawn(rng, len(sources))
     items = [
         (os.path.abspath(source), os.path.abspath(target), seeds, i, policy)
@@ -754,12 +786,25 @@ def _file_task(mechanism: Mechanism, item: tuple[Any, ...]) -> PerturbationRepor
     return report
 
 
+def _refuse_inputs_as_outputs(sources: list[Path], targets: list[Path]) -> None:
+    """No output may be (or lead through a symlink to) any input file: an output is written
+    through a symlink, and inputs are never modified."""
+    inputs = {os.path.realpath(source): source for source in sources}
+    for target in targets:
+        source = inputs.get(os.path.realpath(target))
+        if source is not None:
+            raise ValueError(
+                f"the output {os.fspath(target)!r} is the input {os.fspath(source)!r} (or a "
+                "symlink to it): it would be replaced (inputs are never modified)."
+            )
+
+
 def _sources(paths: Any) -> list[Path]:
     """The input files: a glob's sorted matches, one path, or a list; checked to exist and
     to have distinct names."""
     if isinstance(paths, (str, os.PathLike)):
         pattern = os.fspath(paths)
-        if globbing.has_magic(pattern):
+        if globbing.has_magic(pattern) and not os.path.exists(pattern):
             found = sorted(globbing.glob(pattern, recursive=True))
             if not found:
                 raise FileNotFoundError(f"`paths` {pattern!r} matches no file.")
@@ -878,7 +923,7 @@ def _run(
             for i, item in enumerate(items)
         ]
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 if future.status == "error":
                     future.result()  # raises the task's exception; the rest are cancelled
                 bar.update()

@@ -817,3 +817,16 @@ def test_a_port_that_never_answers_is_a_clear_error(monkeypatch):
     assert time.monotonic() - started < 30
     with pytest.raises(ValueError, match="schemes: tcp"):
         ddist.check_scheduler("foo://x:1")
+
+
+def test_cli_summarises_many_files(space, space_file, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"f{i:02d}.txt").write_text(" ".join(space.words(np.arange(i, i + 5))) + "\n")
+    result = _cli("perturb", "-m", "laplace", "-e", 9, "--embeddings", space_file, "--seed", 1,
+                  "--out-dir", tmp_path / "out", str(folder / "*.txt"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "25 files into" in result.output and "125 word tokens, 125 perturbed" in result.output
+    assert "-> " not in result.output
+    assert len(list((tmp_path / "out").iterdir())) == 25

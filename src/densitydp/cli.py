@@ -682,6 +682,10 @@ def _announced(build: Callable[[], Any], seed: int | None) -> tuple[Any, Any]:
     return chosen, generator
 
 
+#: Up to this many files, ``perturb --out-dir`` prints each file's report; beyond, one summary.
+FILES_REPORTED = 20
+
+
 def _expanded_inputs(values: tuple[str, ...]) -> tuple[str, ...]:
     """INPUT arguments: existing files, ``-``, or quoted glob patterns (``'corpus/*.txt'``,
     ``**`` recursive) expanded here in sorted order — no argument-length limit of the shell."""
@@ -759,9 +763,23 @@ def _perturb_files(
         raise
     except ValueError as exc:  # the Python API's names of what the command line calls INPUT
         raise ValueError(str(exc).replace("`paths`", "INPUT")) from None
-    for source, path, report in zip(input_paths, paths, reports, strict=True):
-        click.echo(f"{source} -> {path}", err=True)
-        click.echo("  " + str(report).replace("\n", "\n  "), err=True)
+    if len(reports) <= FILES_REPORTED:
+        for source, path, report in zip(input_paths, paths, reports, strict=True):
+            click.echo(f"{source} -> {path}", err=True)
+            click.echo("  " + str(report).replace("\n", "\n  "), err=True)
+        return
+    tokens = sum(r.n_tokens for r in reports)
+    perturbed = sum(r.n_perturbed for r in reports)
+    unknown = sum(r.n_unknown for r in reports)
+    one = max(r.one_word_epsilon for r in reports)
+    every = max(r.all_words_epsilon for r in reports)
+    click.echo(
+        f"{len(reports):,} files into {out_dir}: {tokens:,} word tokens, {perturbed:,} perturbed, "
+        f"{unknown:,} outside the vocabulary ({reports[0].unknown}); claimed per line (the worst "
+        f"of all files), by basic composition: one word replaced: epsilon <= {one:,.4g}; every "
+        f"word replaced: epsilon <= {every:,.4g}",
+        err=True,
+    )
 
 
 class _Terminated(BaseException):

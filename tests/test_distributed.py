@@ -830,3 +830,25 @@ def test_cli_summarises_many_files(space, space_file, tmp_path):
     assert "25 files into" in result.output and "125 word tokens, 125 perturbed" in result.output
     assert "-> " not in result.output
     assert len(list((tmp_path / "out").iterdir())) == 25
+
+
+def test_another_jobs_temporary_file_is_left_alone(space, tmp_path):
+    (tmp_path / "a.txt").write_text("the king\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    # a live write of the same output by another job (another tag), and a leftover of ours
+    theirs = out / f".a.txt.densitydp-{os.getpid()}-0therjob0000xyz.tmp"
+    ours = out / f".a.txt.densitydp-{os.getpid()}-0urjob000000abc.tmp"
+    theirs.write_text("half")
+    ours.write_text("half")
+    ddist.perturb_files(tmp_path / "a.txt", dd.ExponentialMechanism(space, 2.0), out,
+                        _tag="0urjob000000")  # fmt: skip
+    assert theirs.exists() and not ours.exists()
+    assert (out / "a.txt").read_text().count("\n") == 1
+    from densitydp._io import atomic_write
+
+    with (
+        pytest.raises(ValueError, match="`tag` must be letters and digits"),
+        atomic_write(out / "b.txt", tag="../x"),
+    ):
+        pass

@@ -38,7 +38,7 @@ class WriteError(OSError):
 
 @contextlib.contextmanager
 def atomic_write(
-    path: str | os.PathLike[str], mode: str = "wb", **open_options: Any
+    path: str | os.PathLike[str], mode: str = "wb", *, tag: str = "", **open_options: Any
 ) -> Iterator[IO[Any]]:
     """Open ``path`` for writing so that it is replaced only if the block succeeds.
 
@@ -47,8 +47,11 @@ def atomic_write(
     file is removed and ``path`` is left as it was. A symlink is written through to its target.
     A FIFO or a device is opened directly (it cannot be replaced, and must not be). An
     ``OSError`` of the write (a full disk, a permission) is raised as :class:`WriteError`
-    naming ``path``.
+    naming ``path``. ``tag`` (letters and digits) marks the temporary file's name as one
+    job's (:func:`temporaries_of`).
     """
+    if tag and not (tag.isascii() and tag.isalnum()):
+        raise ValueError(f"`tag` must be letters and digits; got {tag!r}.")
     given = os.fspath(path)
     target = Path(os.path.realpath(given))  # a symlink is written through
     try:
@@ -77,7 +80,9 @@ def atomic_write(
     remove_stale_temporaries(folder)
     try:
         handle, temporary = tempfile.mkstemp(
-            dir=folder, prefix=f".{target.name[:160]}.densitydp-{os.getpid()}-", suffix=".tmp"
+            dir=folder,
+            prefix=f".{target.name[:160]}.densitydp-{os.getpid()}-{tag}",
+            suffix=".tmp",
         )
     except OSError as exc:
         raise _named(exc, given) from None
@@ -194,11 +199,12 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
-def temporaries_of(path: str | os.PathLike[str]) -> list[str]:
+def temporaries_of(path: str | os.PathLike[str], tag: str = "") -> list[str]:
     """The temporary files of :func:`atomic_write` for ``path`` in its folder, of any process
-    (regular files of this user only): once ``path`` is known to be complete, they are
-    leftovers of killed writers, wherever those ran (e.g. workers of a cluster on shared
-    storage, whose process ids mean nothing here)."""
+    (regular files of this user only), those written with ``tag`` only when one is given:
+    once ``path`` is known to be complete, they are leftovers of killed writers, wherever
+    those ran (e.g. workers of a cluster on shared storage, whose process ids mean nothing
+    here); a tag keeps another job's live temporary file out."""
     target = Path(os.path.realpath(os.fspath(path)))
     prefix = f".{target.name[:160]}.densitydp-"
     found: list[str] = []
@@ -210,7 +216,7 @@ def temporaries_of(path: str | os.PathLike[str]) -> list[str]:
         if not entry.name.startswith(prefix) or _TEMPORARY.match(entry.name) is None:
             continue
         rest = entry.name[len(prefix) :]
-        if not re.fullmatch(r"\d+-[A-Za-z0-9_]+\.tmp", rest):
+        if not re.fullmatch(rf"\d+-{re.escape(tag)}[A-Za-z0-9_]+\.tmp", rest):
             continue
         try:
             info = entry.stat(follow_symlinks=False)

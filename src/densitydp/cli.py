@@ -11,6 +11,7 @@ import re
 import signal
 import stat
 import sys
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -741,6 +742,7 @@ def _perturb_files(
     except ValueError as exc:
         raise InputError(str(exc)) from None
     chosen, generator = _announced(build, seed)
+    tag = uuid.uuid4().hex[:12]  # this run's temporary files
     try:
         with _terminations_raise(), _cluster(scheduler) as client:
             _announce_cluster(client)
@@ -751,14 +753,15 @@ def _perturb_files(
                 rng=generator,
                 client=client,
                 return_report=True,
+                _tag=tag,
                 **options,
             )
     except _Terminated as exc:  # the cluster is closed now: nothing writes any more
-        _remove_leftovers(targets)
+        _remove_leftovers(targets, tag)
         _die_by(exc.signum)
         raise
     except KeyboardInterrupt:
-        _remove_leftovers(targets)
+        _remove_leftovers(targets, tag)
         _die_by(signal.SIGINT)
         raise
     except ValueError as exc:  # the Python API's names of what the command line calls INPUT

@@ -689,6 +689,7 @@ def perturb_files(
     client: Any = None,
     progress: bool | None = None,
     return_report: bool = False,
+    _tag: str | None = None,
     **policy: Any,
 ) -> Any:
     """Perturb many text files, one task per file, into ``out_dir`` (same file names).
@@ -753,8 +754,9 @@ def perturb_files(
             exc.errno or 0, f"`out_dir` {os.fspath(out_dir)!r} cannot be created: {exc.strerror}"
         ) from None
     seeds = PartitionSeeds.spawn(rng, len(sources))
+    tag = _tag or uuid.uuid4().hex[:12]  # this job's temporary files (atomic_write)
     items = [
-        (os.path.abspath(source), os.path.abspath(target), seeds, i, policy)
+        (os.path.abspath(source), os.path.abspath(target), seeds, i, policy, tag)
         for i, (source, target) in enumerate(zip(sources, targets, strict=True))
     ]
     try:
@@ -762,12 +764,12 @@ def perturb_files(
             _client(client), _file_task, mechanism, items, desc="files", progress=progress
         )
     finally:  # also on a failure or an interruption: no partial output stays
-        _remove_leftovers(targets)
+        _remove_leftovers(targets, tag)
     return (targets, reports) if return_report else targets
 
 
 def _file_task(mechanism: Mechanism, item: tuple[Any, ...]) -> PerturbationReport:
-    source, target, seeds, index, policy = item
+    source, target, seeds, index, policy, tag = item
     try:
         _, report = perturb_file(
             source,
@@ -776,6 +778,7 @@ def _file_task(mechanism: Mechanism, item: tuple[Any, ...]) -> PerturbationRepor
             rng=seeds.child(index),
             progress=False,
             return_report=True,
+            _tag=tag,
             **policy,
         )
     except UnknownWordError as exc:
@@ -833,13 +836,13 @@ def _sources(paths: Any) -> list[Path]:
     return sources
 
 
-def _remove_leftovers(targets: list[Path] | list[str]) -> None:
+def _remove_leftovers(targets: list[Path] | list[str], tag: str) -> None:
     """Remove the temporary files of these outputs left by killed workers: every output is in
     place, so any temporary file of one of them belongs to a write that died (on any host)."""
     from ._io import temporaries_of
 
     for target in targets:
-        for leftover in temporaries_of(target):
+        for leftover in temporaries_of(target, tag):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
 

@@ -669,6 +669,7 @@ class TextCodec:
         progress: bool | None = None,
         observe: Observe | None = None,
         _chunk_chars: int = CHUNK_CHARS,
+        _tag: str = "",
     ) -> Path:
         """Stream ``source`` into ``destination``, mapping the words.
 
@@ -699,7 +700,7 @@ class TextCodec:
         size = source.stat().st_size if source.is_file() else None
         with (
             open(source, "rb") as reader,
-            atomic_write(destination, "wb") as writer,
+            atomic_write(destination, "wb", tag=_tag) as writer,
             tqdm(
                 total=size, unit="B", unit_scale=True, desc=source.name, disable=disable,
                 leave=False,
@@ -1750,6 +1751,7 @@ def perturb_file(
     progress: bool | None = None,
     return_report: bool = False,
     _chunk_chars: int = CHUNK_CHARS,
+    _tag: str = "",
 ) -> Any:
     """Perturb a text file line by line into ``destination`` (atomic; see
     :meth:`TextCodec.map_file`), with a progress bar in bytes, in memory bounded by bytes (a
@@ -1771,6 +1773,7 @@ def perturb_file(
         progress=progress,
         observe=observe,
         _chunk_chars=_chunk_chars,
+        _tag=_tag,
     )
     report.complete = True
     report.unit = "line"

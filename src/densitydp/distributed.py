@@ -149,6 +149,8 @@ def connect(scheduler: Any) -> Iterator[Any]:
     scheduler : str or distributed.Client
         ``"local:N"``: a new ``LocalCluster`` of ``N`` worker processes with one task thread
         each, and each worker's numba kernels on ``cores // N`` threads (``NUMBA_NUM_THREADS``);
+        its logs are silenced below CRITICAL (a task's error is raised here, not logged with
+        the text it names);
         ``"tcp://host:port"`` (or ``tls://``, ``ucx://``, ``inproc://``): the running
         scheduler at that address (``dask scheduler`` / dask-jobqueue / dask-kubernetes); a
         Client: used as it is, and not closed.
@@ -183,7 +185,7 @@ def connect(scheduler: Any) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,  # task errors reach the caller as exceptions
             env={"NUMBA_NUM_THREADS": str(threads)},
         )
         try:

@@ -197,24 +197,42 @@ def connect(scheduler: Any) -> Iterator[Any]:
         finally:
             cluster.close()
         return
-    import dask
-
-    timeout = f"{CONNECT_TIMEOUT}s"
-    try:  # the handshake too: a port that accepts but never answers as a scheduler
-        with dask.config.set(
-            {"distributed.comm.timeouts.connect": timeout, "distributed.comm.timeouts.tcp": timeout}
-        ):
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
-    except Exception as exc:  # refused, timed out, garbage answered (MemoryError, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConnectionError(
-            f"`scheduler` {scheduler!r}: cannot connect within {CONNECT_TIMEOUT:g} s ({reason})."
-        ) from None
+    client = _connected(distributed, scheduler)
     with client:
         try:
             yield client
         finally:
             release(client)
+
+
+def _connected(distributed: Any, scheduler: str) -> Any:
+    """A Client of the scheduler at ``scheduler``, or ConnectionError within about
+    ``CONNECT_TIMEOUT`` seconds. The Client is made in a daemon thread joined with a deadline:
+    distributed's own timeout does not cover a port that accepts and never answers (its
+    handshake waits for ever)."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            outcome["client"] = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except BaseException as exc:  # refused, timed out, garbage answered (MemoryError)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=make, name="densitydp-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT + 2.0)
+    if thread.is_alive():
+        reason = "no answer as a Dask scheduler"
+    elif "error" in outcome:
+        error = outcome["error"]
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    else:
+        return outcome["client"]
+    raise ConnectionError(
+        f"`scheduler` {scheduler!r}: cannot connect within {CONNECT_TIMEOUT:g} s ({reason})."
+    )
 
 
 #: Seconds :func:`connect` waits for a scheduler at an address.

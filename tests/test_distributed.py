@@ -864,4 +864,5 @@ def test_cli_on_a_running_scheduler_leaves_nothing_behind(client, corpus, space,
     assert result.exit_code == 0, result.output
     expected = _expected_files(corpus, dd.MultivariateLaplace(space, 9.0), 5, tmp_path / "api")
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == expected
-    assert client.run(_shipped_names) == before
+    after = client.run(_shipped_names)  # nothing added (earlier tests' garbage may be gone)
+    assert all(set(after[worker]) <= set(before[worker]) for worker in after)

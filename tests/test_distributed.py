@@ -371,10 +371,12 @@ def _expected_files(corpus, mechanism, seed, out):
 def test_files_on_the_cluster_are_the_single_process_bytes(client, corpus, space, tmp_path):
     mechanism = dd.MultivariateLaplace(space, 9.0)
     expected = _expected_files(corpus, mechanism, 5, tmp_path / "by-hand")
-    paths, reports = ddist.perturb_files(
-        str(corpus / "part-*.txt"), mechanism, tmp_path / "out", rng=5, client=client,
-        progress=False, return_report=True,
-    )  # fmt: skip
+    with distributed.get_task_stream(client) as stream:
+        paths, reports = ddist.perturb_files(
+            str(corpus / "part-*.txt"), mechanism, tmp_path / "out", rng=5, client=client,
+            progress=False, return_report=True,
+        )  # fmt: skip
+    assert sum("_file_task" in str(task["key"]) for task in stream.data) == 5
     assert [p.name for p in paths] == sorted(expected)
     assert {p.name: p.read_bytes() for p in paths} == expected
     assert [r.n_texts for r in reports] == [41 + 30 * i for i in range(5)]
@@ -521,7 +523,11 @@ def test_audit_on_the_cluster_is_the_single_process_report(client, space, kind, 
     )
     options = {"n_pairs": 6, "n_samples": 40_000, "rng": 17, "progress": False}
     here = dd.audit(mechanism, **options)
-    there = ddist.audit(mechanism, client=client, **options)
+    with distributed.get_task_stream(client) as stream:
+        there = ddist.audit(mechanism, client=client, **options)
+    ran = [task["key"] for task in stream.data]
+    assert sum("count_call" in str(key) for key in ran) == 24  # on the workers, not here
+    assert sum("_exact_loss" in str(key) for key in ran) == (6 if kind == "exact" else 0)
     pd.testing.assert_frame_equal(there.table, here.table)
     assert there.outcome == here.outcome
     assert there.seed == here.seed

@@ -29,6 +29,7 @@ under the same names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob as globbing
 import math
 import os
@@ -43,10 +44,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._io import WriteError
-from ._rng import RNGLike, as_generator
+from ._rng import RNGLike, as_generator, seed_entropy
 from ._validation import check_int
 from .embeddings import UnknownWordError
-from .text import PerturbationReport, perturb_file, perturb_texts
+from .text import PerturbationReport, _check_mechanism, perturb_file, perturb_texts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,12 +120,8 @@ class PartitionSeeds:
 
     def parent_seed(self) -> dict[str, Any]:
         """The parent's seed as :func:`densitydp._rng.seed_entropy` records it."""
-        entropy = self.entropy
-        if isinstance(entropy, (int, np.integer)):
-            entropy = int(entropy)
-        elif entropy is not None:
-            entropy = [int(e) for e in entropy]
-        return {"entropy": entropy, "spawn_key": list(self.spawn_key)}
+        parent = np.random.SeedSequence(self.entropy, spawn_key=self.spawn_key)
+        return seed_entropy(np.random.default_rng(parent))
 
     def child(self, index: int) -> np.random.Generator:
         """The generator of child ``index`` (``0 <= index < n_children``)."""
@@ -893,21 +890,8 @@ def audit(mechanism: Any, *args: Any, client: Any = None, **options: Any) -> Aud
     client = _client(client)
     if client is None:
         return audit_here(mechanism, *args, **options)
-    mapper = _ClusterMap(client)
+    mapper = functools.partial(_run, client, progress=False)  # map_calls on the cluster
     return audit_here(mechanism, *args, _map_calls=mapper, **options)
-
-
-@dataclass
-class _ClusterMap:
-    """``map_calls`` of :func:`densitydp.audit.sample_counts` on a client: the results of
-    the tasks, in order."""
-
-    client: Any
-
-    def __call__(
-        self, function: Callable[[Any, Any], Any], mechanism: Any, items: list[Any]
-    ) -> list[Any]:
-        return _run(self.client, function, mechanism, items, progress=False)
 
 
 # ----------------------------------------------------------------------------- running
@@ -927,7 +911,12 @@ def _run(
     the scheduler keeps until the task is done, so a task whose worker died is run again
     elsewhere (a scattered item would die with the only worker holding it). A failed task
     raises its exception here."""
-    bar = tqdm(total=len(items), desc=desc, unit=desc.rstrip("s"), disable=_hidden(progress))
+    bar = tqdm(
+        total=len(items),
+        desc=desc,
+        unit=desc.rstrip("s"),
+        disable=None if progress is None else not progress,
+    )
     with bar:
         if client is None:
             results = []
@@ -957,11 +946,6 @@ def _run(
 
 def _task(function: Callable[[Any, Any], Any], mechanism: Any, item: Any) -> Any:
     return function(_on_worker(mechanism), item)
-
-
-def _hidden(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None hides the bar when not on a terminal."""
-    return None if progress is None else not progress
 
 
 # ----------------------------------------------------------------------------- checks
@@ -1002,12 +986,6 @@ def _check_column(frame: Any, column: Any) -> None:
         )
     if list(frame.columns).count(column) > 1:
         raise ValueError(f"`column` {column!r} names several columns of `frame`.")
-
-
-def _check_mechanism(mechanism: Any) -> None:
-    from .text import _check_mechanism as check
-
-    check(mechanism)
 
 
 def _merged(

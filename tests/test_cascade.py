@@ -43,6 +43,42 @@ def test_kernel_matches_numpy_twin(space, noise):
     np.testing.assert_array_equal(seeded[1], status)
 
 
+def test_grouping_of_queries_into_tasks_changes_nothing(space):
+    """Tasks of 1, 5 or QUERY_BLOCK queries (task_size picks by call size and thread count):
+    each query keeps its own bound, so the outputs are the same."""
+    cascade = _cascade.build(space.vectors)
+    points, sources = _noisy_points(space, 0.5, 203, rng=4)
+    queries, slack, _ = _cascade.prepare(cascade, points)
+    seeds = cascade.units[sources][:, None]
+    outputs = []
+    for size in (1, 5, _cascade.QUERY_BLOCK):
+        best = np.full(len(points), -9, dtype=np.int64)
+        status = np.full(len(points), -9, dtype=np.int64)
+        _cascade._search(
+            queries,
+            slack,
+            cascade.blocks,
+            len(cascade.representatives),
+            seeds,
+            cascade.relative,
+            size,
+            best,
+            status,
+        )
+        outputs.append((best, status))
+    for best, status in outputs[1:]:
+        np.testing.assert_array_equal(best, outputs[0][0])
+        np.testing.assert_array_equal(status, outputs[0][1])
+
+
+@pytest.mark.parametrize(
+    ("threads", "sizes"), [(1, [1, 16, 9, 16, 16]), (2, [1, 8, 9, 16, 16]), (4, [1, 4, 5, 16, 16])]
+)
+def test_task_size_gives_every_thread_work(monkeypatch, threads, sizes):
+    monkeypatch.setattr(_cascade.numba, "get_num_threads", lambda: threads)
+    assert [_cascade.task_size(n) for n in (1, 16, 17, 64, 1000)] == sizes
+
+
 @pytest.mark.parametrize("dim", [1, 3, 12, 40, 64])
 def test_decided_ids_are_the_exact_nearest(dim):
     space = dd.synthetic_space(n_words=900, dim=dim, n_clusters=6, rng=dim)

@@ -145,9 +145,25 @@ def test_two_nearest_cascade_matches_its_twin(stretched, twins, scale):
         n_units = len(cascade.representatives)
         seeds = np.where(generator.random((n, 3)) < 0.5, generator.integers(0, n_units, (n, 3)), -1)
         first, second, status = (np.empty(n, dtype=np.int64) for _ in range(3))
-        _embedding_kernels.two_nearest_cascade(
-            queries, slack, cascade.blocks, n_units, seeds, cascade.relative, first, second, status
-        )
+        for size in (1, 7, _cascade.QUERY_BLOCK):  # the grouping of queries into tasks
+            first, second, status = (np.full(n, -9, dtype=np.int64) for _ in range(3))
+            _embedding_kernels.two_nearest_cascade(
+                queries,
+                slack,
+                cascade.blocks,
+                n_units,
+                seeds,
+                cascade.relative,
+                size,
+                first,
+                second,
+                status,
+            )
+            if size == 1:
+                kept = first.copy(), second.copy(), status.copy()
+            else:
+                for mine, theirs in zip((first, second, status), kept, strict=True):
+                    np.testing.assert_array_equal(mine, theirs)
         t_first, t_second, t_status = ref.two_nearest_cascade(
             queries, slack, words_of(cascade), cascade.relative
         )

@@ -37,8 +37,10 @@ against the final best; otherwise (an exact or near tie within the margin, or a 
 than ``2**20`` times the size of the space) the caller runs the exact search of
 :meth:`~densitydp.EmbeddingSpace.nearest` for it, which breaks ties by the smaller id.
 
-Queries are processed in fixed blocks of ``QUERY_BLOCK``, one task per block, each scanning the
-word blocks in the same order: the result does not depend on the number of threads.
+Queries are processed in tasks of at most ``QUERY_BLOCK`` (fewer when there are few queries, so
+that every thread gets some: :func:`task_size`), each query with its own bound, scanning the word
+blocks in the same order whatever its task: the result does not depend on the grouping, hence
+not on the number of threads.
 
 The pure-numpy twin of the kernel is ``tests/reference/cascade.py``.
 """
@@ -48,6 +50,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -64,12 +67,13 @@ __all__ = [
     "nearest",
     "prepare",
     "search",
+    "task_size",
 ]
 
 #: Words per block (a block of 50-d float32 words is 51 kB: it stays in the L2 cache while a
 #: block of queries is compared with it).
 BLOCK = 256
-#: Queries per parallel task.
+#: Largest number of queries per parallel task (they share each word block's loads).
 QUERY_BLOCK = 16
 #: Coordinates per stage: after each, a block goes on only while one of its words is in reach.
 STEP = 10
@@ -84,6 +88,8 @@ _MAX_DELTA = 2.0**-30
 #: Queries with a scaled coordinate beyond this (the largest scaled word norm is in [1/2, 1)) are
 #: left to the exact search.
 _FAR = 2.0**20
+#: A block's scan turns sparse once at most ``1 / _SPARSE`` of its words are in reach.
+_SPARSE = 64
 _THRESHOLD_ROUNDING = 1.0 + 2.0**-40
 #: Coordinates of the padding words of the last block: their float32 distances overflow to inf.
 _PAD = np.finfo(np.float32).max
@@ -159,6 +165,18 @@ def _pad(array: np.ndarray) -> np.ndarray:
     return np.concatenate([array, np.zeros((len(array), missing), dtype=array.dtype)], axis=1)
 
 
+def task_size(n_queries: int) -> int:
+    """Queries per parallel task: at most ``QUERY_BLOCK``; a call of few queries is cut into a
+    multiple of the thread count of tasks (a 17-word sentence: tasks of 9 and 8 on two threads,
+    not 16 and 1). Each query's search is independent of its task: this changes the time only.
+    """
+    n_tasks = max(1, -(-n_queries // QUERY_BLOCK))
+    threads = numba.get_num_threads()
+    if n_tasks < 4 * threads:
+        n_tasks = -(-n_tasks // threads) * threads
+    return max(1, -(-n_queries // n_tasks))
+
+
 def prepare(cascade: Cascade, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(queries, slack, usable)``: the points rotated and padded, their absolute margins
     ``A_q``, and whether the cascade may decide them (points far outside the space may not:
@@ -187,6 +205,7 @@ def search(
         len(cascade.representatives),
         np.ascontiguousarray(seed_units, dtype=np.int64),
         cascade.relative,
+        task_size(len(queries)),
         best,
         status,
     )
@@ -234,8 +253,8 @@ def _full_squared(query, blocks, unit):
 
 
 @parallel_jit
-def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
-    """The cascade for every query (one task per ``QUERY_BLOCK`` queries).
+def _search(queries, slack, blocks, n_units, seeds, relative, size, best, status):
+    """The cascade for every query (one task per ``size`` queries, see :func:`task_size`).
 
     ``queries`` are rotated and padded like the words (a multiple of ``STEP`` coordinates).
     Each word block is compared with each query of the task ``STEP`` coordinates at a time
@@ -247,10 +266,10 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
     """
     n_queries = queries.shape[0]
     n_blocks, _, width = blocks.shape
-    n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
+    n_tasks = (n_queries + size - 1) // size
     for task in prange(n_tasks):
-        start = task * QUERY_BLOCK
-        stop = min(start + QUERY_BLOCK, n_queries)
+        start = task * size
+        stop = min(start + size, n_queries)
         count = stop - start
         best_sq = np.full(count, np.inf)
         best_unit = np.full(count, -1, np.int64)
@@ -274,11 +293,12 @@ def _search(queries, slack, blocks, n_units, seeds, relative, best, status):
                 limit[q] = _threshold(best_sq[q], slack[start + q], relative)
                 limit32[q] = _limit32(limit[q])
         partial = np.empty(width, np.float32)
+        survivors = np.empty(width, np.int64)
         for b in range(n_blocks):
             for q in range(count):
-                if not _block_in_reach(query32[q], blocks, b, limit32[q], partial):
-                    continue
-                for j in range(width):
+                reached = _block_survivors(query32[q], blocks, b, limit32[q], partial, survivors)
+                for c in range(reached):
+                    j = survivors[c]
                     if partial[j] <= limit32[q]:
                         unit = b * width + j
                         if unit >= n_units:
@@ -327,18 +347,24 @@ def _queries32(queries, start, count):
 
 
 @jit
-def _block_in_reach(query32, blocks, b, bound, partial):
-    """Whether a word of block ``b`` may lie within ``bound`` (float32 squared distance) of
-    ``query32``; ``partial`` receives the block's partial sums.
+def _block_survivors(query32, blocks, b, bound, partial, survivors):
+    """The words of block ``b`` that may lie within ``bound`` (float32 squared distance) of
+    ``query32``: their count, their indices in ``survivors[:count]`` and their float32 squared
+    distances in ``partial``.
 
-    Every stage runs over the whole block, over ``STEP`` coordinates at a time (loops of
-    constant length: vectorised over the words), while a word is in reach.
+    The stages run ``STEP`` coordinates at a time over the whole block (loops of constant
+    length, vectorised over the words) while more than ``1 / _SPARSE`` of its words are in
+    reach, then over the words still in reach only, dropping each word as soon as its partial
+    sum exceeds ``bound``. A word's sum is accumulated in the same order either way (its
+    coordinates in turn), so the words returned and their distances do not depend on when the
+    scan turns sparse.
     """
     width = blocks.shape[2]
+    n_coordinates = query32.shape[0]
     for j in range(width):
         partial[j] = np.float32(0.0)
-    hits = 0
-    for begin in range(0, query32.shape[0], STEP):
+    begin = 0
+    while begin < n_coordinates:  # dense stages
         hits = 0
         for j in range(width):
             total = partial[j]
@@ -348,9 +374,29 @@ def _block_in_reach(query32, blocks, b, bound, partial):
             partial[j] = total
         for j in range(width):  # a loop of its own: both vectorise
             hits += partial[j] <= bound
+        begin += STEP
         if hits == 0:
+            return 0
+        if hits * _SPARSE <= width:
             break
-    return hits > 0
+    count = 0
+    for j in range(width):
+        survivors[count] = j
+        count += partial[j] <= bound
+    while begin < n_coordinates and count > 0:  # sparse stages
+        kept = 0
+        for c in range(count):
+            j = survivors[c]
+            total = partial[j]
+            for t in range(STEP):
+                diff = query32[begin + t] - blocks[b, begin + t, j]
+                total += diff * diff
+            partial[j] = total
+            survivors[kept] = j
+            kept += total <= bound
+        count = kept
+        begin += STEP
+    return count
 
 
 @jit

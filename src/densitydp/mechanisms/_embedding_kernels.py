@@ -17,8 +17,7 @@ from .._jit import jit, parallel_jit
 from .._kernels import squared_distance
 from ._cascade import (
     _CANDIDATES,
-    QUERY_BLOCK,
-    _block_in_reach,
+    _block_survivors,
     _full_squared,
     _keep_candidate,
     _limit32,
@@ -102,7 +101,9 @@ def _insert_top_two(top_sq, top_unit, total, unit):
 
 
 @parallel_jit
-def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first, second, status):
+def two_nearest_cascade(
+    queries, slack, blocks, n_units, seeds, relative, size, first, second, status
+):
     """The exact PCA cascade of ``densitydp.mechanisms._cascade`` for the two nearest words.
 
     The same stages and rounding margins as ``_cascade._search``, with the upper bound taken
@@ -112,15 +113,16 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
     ``second[i]`` receive the units (deduplicated words) of the two best; ``status[i]`` the
     number of words within the margin of the second (2: decided), -1 when more than the
     candidate capacity were, -2 when the second is within the margin of the first (their order
-    is not proven). Queries are processed in fixed blocks of ``QUERY_BLOCK``: the result does
-    not depend on the number of threads.
+    is not proven). Queries are grouped into tasks of ``size`` (``_cascade.task_size``); each
+    query's search is independent of its task: the result does not depend on the number of
+    threads.
     """
     n_queries = queries.shape[0]
     n_blocks, _, width = blocks.shape
-    n_tasks = (n_queries + QUERY_BLOCK - 1) // QUERY_BLOCK
+    n_tasks = (n_queries + size - 1) // size
     for task in prange(n_tasks):
-        start = task * QUERY_BLOCK
-        stop = min(start + QUERY_BLOCK, n_queries)
+        start = task * size
+        stop = min(start + size, n_queries)
         count = stop - start
         top_sq = np.full((count, 2), np.inf)
         top_unit = np.full((count, 2), -1, np.int64)
@@ -141,11 +143,12 @@ def two_nearest_cascade(queries, slack, blocks, n_units, seeds, relative, first,
                 limit[q] = _threshold(top_sq[q, 1], slack[start + q], relative)
                 limit32[q] = _limit32(limit[q])
         partial = np.empty(width, np.float32)
+        survivors = np.empty(width, np.int64)
         for b in range(n_blocks):
             for q in range(count):
-                if not _block_in_reach(query32[q], blocks, b, limit32[q], partial):
-                    continue
-                for j in range(width):
+                reached = _block_survivors(query32[q], blocks, b, limit32[q], partial, survivors)
+                for c in range(reached):
+                    j = survivors[c]
                     if partial[j] <= limit32[q]:
                         unit = b * width + j
                         if unit >= n_units:

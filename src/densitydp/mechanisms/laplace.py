@@ -10,7 +10,7 @@ from .._rng import RNGLike, as_generator
 from .._validation import check_epsilon, check_int
 from ..embeddings import EmbeddingSpace
 from . import _cascade, _kernels
-from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound
+from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, neighbor_rows
 
 __all__ = ["MultivariateLaplace"]
 
@@ -20,7 +20,8 @@ _MARGIN = 1e-6
 
 def row_reach(row_distances: np.ndarray, table_k: int, n_words: int) -> np.ndarray:
     """Per row, a distance (float64) within which no word outside the row lies: the row's last
-    distance less the relative ``_MARGIN``; ``inf`` when the rows hold the whole vocabulary."""
+    distance (float32 from a table, or recomputed in float64) less the relative ``_MARGIN``;
+    ``inf`` when the rows hold the whole vocabulary."""
     reach = row_distances[:, -1].astype(np.float64) * (1.0 - _MARGIN)
     if table_k == n_words:
         reach[:] = np.inf
@@ -125,8 +126,7 @@ class MultivariateLaplace(Mechanism):
         and then the exact full search otherwise (all break ties by the smaller id).
         """
         words, inverse = np.unique(word_ids, return_inverse=True)
-        table = self.space.neighbors(self.table_k, word_ids=words, progress=False)
-        row_ids, row_distances = table.rows(words)
+        row_ids, row_distances = neighbor_rows(self.space, words, self.table_k)
         reach = row_reach(row_distances, self.table_k, len(self.space))
         decided = 2.0 * radii < reach[inverse]
         out = np.empty(len(word_ids), dtype=np.int64)

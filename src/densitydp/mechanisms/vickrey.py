@@ -228,6 +228,7 @@ class VickreyMechanism(MahalanobisMechanism):
                 len(cascade.representatives),
                 np.ascontiguousarray(seed_units, dtype=np.int64),
                 cascade.relative,
+                _cascade.task_size(len(points)),
                 units[0],
                 units[1],
                 status,

@@ -122,6 +122,24 @@ def test_lazy_rows_equal_full_table_rows(small_space):
         lazy.rows([4])
 
 
+def test_lazy_store_grows_by_small_calls_and_keeps_each_row_once(small_space):
+    """A loop of small calls (what a loop of perturb_text does): the kept rows grow past the
+    store's first capacity (256) and stay the full table's rows, each computed once."""
+    space = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    full = ref.table(space.vectors, 6)
+    generator = np.random.default_rng(5)
+    for _ in range(120):
+        words = generator.integers(0, len(space), 4)
+        table = space.neighbors(6, word_ids=words, cache=False)
+        np.testing.assert_array_equal(table.ids, full[0][table.word_ids])
+        np.testing.assert_allclose(table.distances, full[1][table.word_ids], rtol=1e-6)
+    kept = space._lazy.word_ids
+    assert 256 < len(kept) == space._lazy.size <= 480
+    np.testing.assert_array_equal(space._lazy.rows(kept)[0], full[0][kept])
+    with pytest.raises(KeyError, match="no row"):
+        space._lazy.rows(np.setdiff1d(np.arange(len(space)), kept)[:1])
+
+
 def test_nearest_is_exact_on_noisy_points(small_space):
     generator = np.random.default_rng(1)
     points = small_space.vectors[generator.integers(0, 600, 400)] + generator.normal(

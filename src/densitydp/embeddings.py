@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from importlib import metadata
@@ -289,7 +290,8 @@ class EmbeddingSpace:
         self.name = name
         self._source_ids: np.ndarray | None = None
         self._table: _neighbors.NeighborTable | None = None
-        self._lazy: _neighbors.NeighborTable | None = None
+        self._lazy: _neighbors.LazyRows | None = None
+        self._lazy_lock = threading.Lock()
         self._farthest: np.ndarray | None = None  # farthest-word distances, NaN until computed
         self._farthest_ids: np.ndarray = np.empty(0, dtype=np.int64)  # ... and their word ids
 
@@ -567,10 +569,10 @@ class EmbeddingSpace:
         k = check_int(k, "k", minimum=1, maximum=len(self))
         if word_ids is not None:
             rows = np.unique(check_word_ids(word_ids, len(self)).ravel())
-            source = self._table if self._table is not None and self._table.k >= k else None
-            if source is None:
-                source = self._lazy_rows(rows, k, progress)
-            ids, distances = source.rows(rows)
+            if self._table is not None and self._table.k >= k:
+                ids, distances = self._table.rows(rows)
+            else:
+                ids, distances = self._lazy_rows(rows, k, progress)
             return _neighbors.NeighborTable(
                 ids=np.ascontiguousarray(ids[:, :k]),
                 distances=np.ascontiguousarray(distances[:, :k]),
@@ -584,24 +586,29 @@ class EmbeddingSpace:
 
     def _lazy_rows(
         self, rows: np.ndarray, k: int, progress: bool | None
-    ) -> _neighbors.NeighborTable:
-        """Exact rows of ``rows``, computed once and kept: mechanisms ask for the rows of the
-        same words again and again. The store keeps one width (the largest asked for)."""
-        store = self._lazy
-        if store is None or store.k < k:
-            wanted = rows if store is None else np.union1d(rows, np.asarray(store.word_ids))
-            width = k if store is None else max(k, store.k)
-        else:
-            assert store.word_ids is not None
-            wanted = np.setdiff1d(rows, store.word_ids, assume_unique=True)
-            width = store.k
-        if wanted.size:
-            computed = _neighbors.partial_table(
-                self._vectors, wanted, width, column_sqnorms=self._sqnorms, progress=progress
-            )
-            self._lazy = computed if store is None or store.k < k else store.merge(computed)
-        assert self._lazy is not None
-        return self._lazy
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact rows of ``rows`` (sorted, unique), computed once and kept: mechanisms ask for
+        the rows of the same words again and again. The store keeps one width (the largest
+        asked for); widening recomputes the kept rows."""
+        with self._lazy_lock:
+            store = self._lazy
+            if store is None or store.k < k:
+                wanted = rows if store is None else np.union1d(rows, store.word_ids)
+                store = _neighbors.LazyRows(len(self), k if store is None else max(k, store.k))
+            else:
+                wanted = store.missing(rows)
+            if wanted.size:
+                store.add(
+                    _neighbors.partial_table(
+                        self._vectors,
+                        wanted,
+                        store.k,
+                        column_sqnorms=self._sqnorms,
+                        progress=progress,
+                    )
+                )
+            self._lazy = store
+            return store.rows(rows)
 
     def nearest(self, points: Any, *, progress: bool | None = None) -> np.ndarray:
         """Exact nearest word id of each point, batched.

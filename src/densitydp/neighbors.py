@@ -176,6 +176,59 @@ class NeighborTable:
         return self.distances[:, column]
 
 
+class LazyRows:
+    """Exact neighbour rows of some words of a space, at one width ``k``, kept as they are
+    computed (:meth:`densitydp.EmbeddingSpace.neighbors` with ``word_ids``).
+
+    Rows are appended to buffers that grow geometrically and found through ``slots`` (one entry
+    per word of the space, -1 for none): adding ``n`` rows costs ``O(n k)`` amortised and a
+    look-up ``O(rows asked)``, whatever the number of rows kept (merging immutable tables
+    copied the whole store on each call: a loop of small calls was quadratic).
+    """
+
+    def __init__(self, n_words: int, k: int) -> None:
+        self.k = k
+        self.slots = np.full(n_words, -1, dtype=np.int64)
+        self._ids = np.empty((0, k), dtype=np.int32)
+        self._distances = np.empty((0, k), dtype=np.float32)
+        self.size = 0
+        self.n_exact_fallback = 0
+
+    @property
+    def word_ids(self) -> np.ndarray:
+        """The words that have a row, sorted."""
+        return np.flatnonzero(self.slots >= 0)
+
+    def missing(self, word_ids: np.ndarray) -> np.ndarray:
+        """Those of ``word_ids`` without a row."""
+        return word_ids[self.slots[word_ids] < 0]
+
+    def add(self, table: NeighborTable) -> None:
+        """Keep the rows of a partial table of width ``k`` (words without a row yet)."""
+        assert table.word_ids is not None and table.k == self.k
+        stop = self.size + len(table)
+        if stop > len(self._ids):
+            capacity = max(stop, 2 * len(self._ids), 256)
+            for name in ("_ids", "_distances"):
+                old = getattr(self, name)
+                grown = np.empty((capacity, self.k), dtype=old.dtype)
+                grown[: self.size] = old[: self.size]
+                setattr(self, name, grown)
+        self._ids[self.size : stop] = table.ids
+        self._distances[self.size : stop] = table.distances
+        self.slots[table.word_ids] = np.arange(self.size, stop)
+        self.size = stop
+        self.n_exact_fallback += table.n_exact_fallback
+
+    def rows(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, distances)`` of words that have a row (fresh arrays)."""
+        positions = self.slots[word_ids]
+        if positions.size and positions.min() < 0:
+            missing = int(word_ids[np.argmax(positions < 0)])
+            raise KeyError(f"word id {missing} has no row yet.")
+        return self._ids[positions], self._distances[positions]
+
+
 # ----------------------------------------------------------------------------- exact search
 
 

@@ -46,6 +46,8 @@ _FORMAT_VERSION = 2
 #: 8 MB, stays in cache between the product and the screen).
 _ROW_BLOCK = 512
 _COLUMN_BLOCK = 4096
+#: Below this many queries a block's products are computed words x queries.
+_TALL_ROWS = 16
 #: Unit round-off of float32, and the safety factor of the error bound (see ``_error_bounds``).
 _FLOAT32_ROUNDOFF = 2.0**-24
 #: Largest absolute error of one float32 rounding below the normal range (half the smallest
@@ -332,12 +334,20 @@ def exact_search(
         heap_scores = np.full((rows, capacity), np.inf)
         heap_ids = np.full((rows, capacity), -1, dtype=np.int64)
         largest = np.full(rows, -np.inf)
-        products = np.empty((rows, _COLUMN_BLOCK), dtype=np.float32)
+        # a few queries: words x queries (BLAS runs a tall-skinny product 25-45 % faster than
+        # the wide one here), read transposed by the kernel
+        tall = rows < _TALL_ROWS
+        products = np.empty((_COLUMN_BLOCK, rows) if tall else (rows, _COLUMN_BLOCK), np.float32)
         for column in range(0, n_words, _COLUMN_BLOCK):
             columns = vectors[column : column + _COLUMN_BLOCK]
-            tile = products if len(columns) == _COLUMN_BLOCK else products[:, : len(columns)]
             with np.errstate(over="ignore", invalid="ignore"):
-                np.matmul(block32, columns.T, out=tile)
+                if tall:
+                    tile = products[: len(columns)]
+                    np.matmul(columns, block32.T, out=tile)
+                    tile = tile.T
+                else:
+                    tile = products[:, : len(columns)]
+                    np.matmul(block32, columns.T, out=tile)
             _kernels.update_topk(
                 tile,
                 factor,

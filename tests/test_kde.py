@@ -3,6 +3,8 @@ adaptive bandwidths, projection, validation, and the bounds on the supremum of t
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pytest
@@ -34,34 +36,115 @@ def test_log_density_matches_twin_everywhere(small_space):
     assert expected.min() < -2_000  # the far queries really are beyond float64 underflow
 
 
-@pytest.mark.parametrize("adaptive", [False, 5])
-def test_logsumexp_kernel_is_the_plain_blocked_sum_to_the_bit(small_space, adaptive):
-    """The kernel lists candidate terms (by the largest weight and smallest ``inv_two_h2``) and
-    exponentiates only those: the same terms, order and scale as every term computed, so the
-    same bits; also with an excluded index, far away and on a NaN position."""
-    from densitydp import _kernels
-
-    prior = dd.KDEPrior.fit(small_space, bandwidth=0.3, adaptive=adaptive)
-    references_t, log_weights, inv_two_h2, _, _, bounds = prior.numba_args()
-    generator = np.random.default_rng(3)
-    queries = np.vstack(
+def _logsumexp_queries(space, generator):
+    """Near the data (many terms within 37.5 nats), far away, and a NaN position."""
+    return np.vstack(
         [
-            small_space.vectors[:20] + generator.normal(0, 0.05, (20, small_space.dim)),
-            generator.uniform(-40, 40, size=(5, small_space.dim)),
-            np.full((1, small_space.dim), np.nan),
+            space.vectors[:20] + generator.normal(0, 0.05, (20, space.dim)),
+            generator.uniform(-40, 40, size=(5, space.dim)),
+            np.full((1, space.dim), np.nan),
         ]
     )
-    for exclude in (-1, 0, 7, small_space.vectors.shape[0] - 1):
+
+
+@pytest.mark.parametrize("adaptive", [False, 5])
+@pytest.mark.parametrize("dim", [8, 50])
+def test_logsumexp_kernel_is_its_numpy_twin_to_the_bit(small_space, space50, adaptive, dim):
+    """Block maxima, listing, polynomial exp and pairwise sum: the same bits as the twin, also
+    with an excluded index, far away and on a NaN position (several blocks at 50-d)."""
+    from densitydp import _kernels
+
+    space = small_space if dim == 8 else space50
+    prior = dd.KDEPrior.fit(space, bandwidth=0.3 if dim == 8 else "scott", adaptive=adaptive)
+    references_t, log_weights, inv_two_h2, _, _, bounds = prior.numba_args()
+    queries = _logsumexp_queries(space, np.random.default_rng(3))
+    for exclude in (-1, 0, 7, space.vectors.shape[0] - 1):
         for query in queries:
-            got = _kernels.kde_logsumexp_bounded(
-                query, references_t, log_weights, inv_two_h2, exclude, bounds
-            )
+            got = _kernels.kde_logsumexp(query, references_t, log_weights, inv_two_h2, exclude)
             expected = twin.blocked_logsumexp(
                 query, references_t, log_weights, inv_two_h2, exclude, block=_kernels.KDE_BLOCK
             )
             assert got == expected, (exclude, got, expected)
-            alone = _kernels.kde_logsumexp(query, references_t, log_weights, inv_two_h2, exclude)
-            assert alone == got
+            bounded = _kernels.kde_logsumexp_bounded(
+                query, references_t, log_weights, inv_two_h2, exclude, bounds
+            )
+            assert bounded == got
+
+
+@pytest.mark.parametrize("adaptive", [False, 5])
+def test_logsumexp_kernel_is_within_its_stated_bound_of_the_plain_sum(space50, adaptive):
+    """The docstring's bound against every term summed in long double: ``n e^-37.5`` (skipped
+    terms) + ``(ceil(log2 n) + 2) 2^-53`` (exp within 1 ulp, pairwise sum) nats, plus 2 ulps of
+    the result (its final log and sum) and the long double reference's own rounding."""
+    from densitydp import _kernels
+
+    if np.finfo(np.longdouble).nmant < 63:
+        pytest.skip("long double is float64 here")
+    prior = dd.KDEPrior.fit(space50, bandwidth="scott", adaptive=adaptive)
+    references_t, log_weights, inv_two_h2, _, _, _ = prior.numba_args()
+    n = references_t.shape[1]
+    generator = np.random.default_rng(5)
+    queries = np.vstack(
+        [
+            space50.vectors[:30] + generator.normal(0, 0.3, (30, space50.dim)),
+            space50.vectors[30:40] + generator.normal(0, 3.0, (10, space50.dim)),
+        ]
+    )
+    worst = 0.0
+    for query in queries:
+        got = _kernels.kde_logsumexp(query, references_t, log_weights, inv_two_h2, -1)
+        plain = twin.plain_logsumexp(query, references_t, log_weights, inv_two_h2, -1)
+        bound = n * math.exp(-37.5) + (math.ceil(math.log2(n)) + 2) * 2.0**-53
+        bound += 2 * math.ulp(plain) + 1e-18 * (abs(plain) + math.log(n))
+        assert abs(got - plain) <= bound, (got, plain, bound)
+        worst = max(worst, abs(got - plain) / (abs(plain) + 1.0))
+    assert worst < 1e-13
+
+
+def test_exp_nonpositive_is_within_one_ulp_over_its_range():
+    """Against ``math.exp`` (at most 1 ulp apart) and long double ``exp`` (below 1 ulp of the
+    exact value) on a dense grid of [-40, 0], random points and tiny magnitudes; its numpy twin
+    gives the same bits."""
+    from densitydp import _kernels
+
+    @numba.njit
+    def both(x, ours, libm):
+        for i in range(x.shape[0]):
+            ours[i] = _kernels.exp_nonpositive(x[i])
+            libm[i] = math.exp(x[i])
+
+    generator = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            np.linspace(-40.0, 0.0, 2_000_001),
+            -generator.uniform(0, 40, 500_000),
+            -np.logspace(-320, np.log10(40), 20_000),
+            [-0.0, -37.5, -math.log(2) / 2, -40.0],
+        ]
+    )
+    ours, libm = np.empty_like(x), np.empty_like(x)
+    both(x, ours, libm)
+    assert np.abs(ours.view(np.int64) - libm.view(np.int64)).max() <= 1
+    np.testing.assert_array_equal(twin.exp_nonpositive(x), ours)
+    assert ours[x == 0.0].tolist() == [1.0, 1.0]
+    if np.finfo(np.longdouble).nmant >= 63:
+        exact = np.exp(x.astype(np.longdouble))
+        error = np.abs(ours.astype(np.longdouble) - exact) / np.spacing(ours).astype(np.longdouble)
+        assert error.max() < 1.0
+
+
+def test_pairwise_sum_matches_twin():
+    from densitydp import _kernels
+
+    generator = np.random.default_rng(1)
+    for size in (0, 1, 2, 3, 7, 512, 1_000, 2_049):
+        values = generator.random(size) * np.exp(-generator.uniform(0, 37.5, size))
+        expected = twin.pairwise_sum(values)
+        assert _kernels.pairwise_sum(values.copy(), size) == expected
+        if size:
+            assert math.isclose(
+                expected, math.fsum(values), rel_tol=(size.bit_length() + 1) * 2.0**-53
+            )
 
 
 def test_log_density_agrees_with_sklearn_and_scipy(space50):

@@ -30,36 +30,102 @@ def log_density(queries, references, bandwidths, exclude=None):
     return out
 
 
-def blocked_logsumexp(position, references_t, log_weights, inv_two_h2, exclude, block=512):
-    """The plain formulation of ``_kernels.kde_logsumexp_bounded``, in numpy and Python floats:
-    per block of ``block`` references, every squared distance (coordinate by coordinate, float64
-    differences) and every log term, the block maximum over all of them, the running sum rescaled
-    when the maximum rises, and ``exp(term - max)`` added in index order for every term not more
-    than 37.5 nats below the running maximum (``exclude``: -1 or an index left out)."""
+# -- log-sum-exp (``kde_logsumexp``, ``exp_nonpositive``, ``pairwise_sum``) -----------------------
+
+EXP_FLOOR = -40.0
+LOG2_E = 1.4426950408889634  # the double nearest log2(e)
+ROUNDING_SHIFT = 1.5 * 2.0**52
+LN2_HI = float.fromhex("0x1.62e42fee00000p-1")  # fdlibm's split of ln 2
+LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
+EXP_COEFFICIENTS = [1.0 / math.factorial(n) for n in range(14)]  # Taylor, degree 13
+NEGLIGIBLE = -37.5
+
+
+def exp_nonpositive(x):
+    """The operations of ``_kernels.exp_nonpositive`` on arrays (same IEEE operations in the same
+    order, so the same bits): ``x = k ln 2 + r`` with ``k`` from the ``1.5 * 2**52`` shift,
+    Cody-Waite ``r``, ``1 + r + r^2 q(r)`` with ``q`` the Taylor polynomial by Estrin's scheme,
+    ``k`` added to the exponent bits. Arguments below -40 are taken as -40."""
+    c = EXP_COEFFICIENTS
+    a = np.asarray(x, dtype=np.float64)
+    a = np.where(a > EXP_FLOOR, a, EXP_FLOOR)
+    shifted = a * LOG2_E + ROUNDING_SHIFT
+    scale = np.atleast_1d(shifted).view(np.uint64) << np.uint64(52)
+    k = shifted - ROUNDING_SHIFT
+    r = (a - k * LN2_HI) - k * LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    q = (
+        ((c[2] + c[3] * r) + (c[4] + c[5] * r) * r2)
+        + ((c[6] + c[7] * r) + (c[8] + c[9] * r) * r2) * r4
+    ) + ((c[10] + c[11] * r) + (c[12] + c[13] * r) * r2) * r8
+    mantissa = np.atleast_1d(1.0 + (r + r2 * q))
+    out = (mantissa.view(np.uint64) + scale).view(np.float64)
+    return out if np.ndim(x) else float(out[0])
+
+
+def pairwise_sum(values):
+    """``_kernels.pairwise_sum``: ``values[c] += values[half + c]`` while more than one is left
+    (``half`` the rounded-up half of the size)."""
+    values = np.array(values, dtype=np.float64)
+    size = len(values)
+    if size == 0:
+        return 0.0
+    while size > 1:
+        half = (size + 1) // 2
+        values[: size - half] += values[half:size]
+        size = half
+    return float(values[0])
+
+
+def log_terms(position, references_t, log_weights, inv_two_h2, exclude):
+    """``log_weights - ||position - r_i||^2 inv_two_h2`` with the kernels' float64 operations:
+    squared differences added coordinate by coordinate (``-inf`` at ``exclude``)."""
     position = np.asarray(position, dtype=np.float64)
-    n = references_t.shape[1]
-    running_max, total = -np.inf, 0.0
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        squared = np.zeros(stop - start)
-        for j in range(references_t.shape[0]):
-            difference = position[j] - references_t[j, start:stop].astype(np.float64)
-            squared += difference * difference
-        terms = log_weights[start:stop] - squared * inv_two_h2[start:stop]
-        if start <= exclude < stop:
-            terms[exclude - start] = -np.inf
-        finite = terms[~np.isnan(terms)]
-        block_max = float(finite.max()) if finite.size else -np.inf
-        if block_max == -np.inf:
-            continue
-        if block_max > running_max:
-            total *= math.exp(running_max - block_max)
-            running_max = block_max
-        cut = running_max - 37.5
-        for value in terms:
-            if value >= cut:
-                total += math.exp(float(value) - running_max)
-    return -np.inf if total == 0.0 else running_max + math.log(total)
+    dim, n = references_t.shape
+    squared = np.zeros(n)
+    for j in range(dim):
+        difference = position[j] - references_t[j].astype(np.float64)
+        squared += difference * difference
+    terms = log_weights - squared * inv_two_h2
+    if 0 <= exclude < n:
+        terms[exclude] = -np.inf
+    return terms
+
+
+def blocked_logsumexp(position, references_t, log_weights, inv_two_h2, exclude, block=512):
+    """``_kernels.kde_logsumexp`` in numpy: the log terms (:func:`log_terms`), per block of
+    ``block`` references the running maximum and the block's terms within 37.5 nats of it listed
+    in index order; at the end each listed term ``v`` gives ``exp_nonpositive(v - M)`` if ``v >=
+    M - 37.5`` (``M`` the maximum of all terms), else 0, summed by :func:`pairwise_sum`.
+    ``-inf`` for a NaN position or when no term is finite."""
+    position = np.asarray(position, dtype=np.float64)
+    if np.isnan(position).any():
+        return -np.inf
+    terms = log_terms(position, references_t, log_weights, inv_two_h2, exclude)
+    listed, maximum = [], -np.inf
+    for start in range(0, len(terms), block):
+        values = terms[start : start + block]
+        maximum = max(maximum, float(values.max()))
+        listed.append(values[values >= maximum + NEGLIGIBLE])
+    if maximum == -np.inf:
+        return -np.inf
+    values = np.concatenate(listed)
+    exponentials = np.where(values >= maximum + NEGLIGIBLE, exp_nonpositive(values - maximum), 0.0)
+    return maximum + math.log(pairwise_sum(exponentials))
+
+
+def plain_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
+    """The plain log-sum-exp of the same log terms, every term kept, in long double (64-bit
+    significand where the platform has it): the reference the kernel's accuracy bound is stated
+    against."""
+    terms = log_terms(position, references_t, log_weights, inv_two_h2, exclude)
+    maximum = terms.max()
+    if not np.isfinite(maximum):
+        return float(maximum) if maximum == -np.inf else np.nan
+    shifted = terms.astype(np.longdouble) - np.longdouble(maximum)
+    return float(np.longdouble(maximum) + np.log(np.sum(np.exp(shifted))))
 
 
 # -- supremum bound (``kde_sup_pairs``, ``kde_sup_neighbors``, ``voronoi_cell_bound``) ----------

@@ -58,6 +58,7 @@ def test_grouping_of_queries_into_tasks_changes_nothing(space):
             queries,
             slack,
             cascade.blocks,
+            cascade.boxes,
             len(cascade.representatives),
             seeds,
             cascade.relative,
@@ -77,6 +78,45 @@ def test_grouping_of_queries_into_tasks_changes_nothing(space):
 def test_task_size_gives_every_thread_work(monkeypatch, threads, sizes):
     monkeypatch.setattr(_cascade.numba, "get_num_threads", lambda: threads)
     assert [_cascade.task_size(n) for n in (1, 16, 17, 64, 1000)] == sizes
+
+
+def test_axis_tree_order_is_a_permutation_in_leaves():
+    points = np.random.default_rng(3).normal(size=(1_000, 6)) * [9.0, 3.0, 1.0, 1.0, 0.5, 0.1]
+    order = _cascade.axis_tree_order(points, 64)
+    np.testing.assert_array_equal(np.sort(order), np.arange(1_000))
+    leaves = [points[order[i : i + 64]] for i in range(0, 1_000, 64)]
+    # nearby points: each leaf spans far less of the first axis than the whole set
+    spans = [np.ptp(leaf[:, 0]) for leaf in leaves]
+    assert np.median(spans) < 0.25 * np.ptp(points[:, 0])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-30, 1e30])
+def test_block_boxes_bound_every_first_stage_sum(scale):
+    """The skip test of a block's box never exceeds the float32 first-stage sum of any of its
+    words (summed as the kernel sums it), so a skipped block is one the first stage would have
+    dropped whole."""
+    space = dd.synthetic_space(n_words=3_000, dim=24, n_clusters=10, rng=8)
+    cascade = _cascade.build(np.asarray(space.vectors, dtype=np.float64).astype(np.float32) * scale)
+    points, _ = _noisy_points(space, 0.8, 60, rng=9)
+    queries, _, _ = _cascade.prepare(cascade, points * scale)
+    query32 = queries.astype(np.float32)[:, : _cascade.STEP]
+    words = reference.words_of(cascade)[:, : _cascade.STEP]
+    n_units = len(words)
+    for b in range(cascade.blocks.shape[0]):
+        units = np.arange(b * _cascade.BLOCK, min((b + 1) * _cascade.BLOCK, n_units))
+        low, high = cascade.boxes[b]
+        np.testing.assert_array_equal(low, words[units].min(axis=0))
+        np.testing.assert_array_equal(high, words[units].max(axis=0))
+        for q in query32:
+            gap_sum = np.float32(0.0)
+            first = np.zeros(len(units), dtype=np.float32)
+            for t in range(_cascade.STEP):
+                gap = max(low[t] - q[t], q[t] - high[t], np.float32(0.0))
+                gap_sum += gap * gap
+                diff = q[t] - words[units, t]
+                first += diff * diff
+            skip_value = gap_sum * _cascade._BOX_SHRINK - _cascade._BOX_FLOOR
+            assert skip_value <= first.min()
 
 
 @pytest.mark.parametrize("dim", [1, 3, 12, 40, 64])

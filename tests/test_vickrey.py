@@ -151,6 +151,7 @@ def test_two_nearest_cascade_matches_its_twin(stretched, twins, scale):
                 queries,
                 slack,
                 cascade.blocks,
+                cascade.boxes,
                 n_units,
                 seeds,
                 cascade.relative,

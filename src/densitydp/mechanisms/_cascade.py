@@ -10,6 +10,16 @@ each word block ``STEP`` coordinates at a time (float32, loops of constant lengt
 over the block) until no word of the block is within reach; the words still within reach after
 all coordinates get their full distance in float64.
 
+The words are put into blocks by a principal-axis tree (each group split at its median along
+its own first principal axis, until it fits a block), so that a block holds nearby words: the words
+within reach of a query fall into fewer blocks (GloVe 50k, Laplace noise, 30 queries, with the
+final bound: at epsilon 10 the blocks still scanned after the 2nd / 3rd stage go from 83 % /
+50 % in id order to 69 % / 31 %, at epsilon 20 after the 1st from 53 % to 34 %).
+Each block keeps the bounding box of its words' first ``STEP`` coordinates; a block whose box is
+out of reach is skipped without reading its words (see :func:`_block_survivors` for why this
+skips exactly the blocks the first stage would have dropped). The order of the words changes
+the time only: ties are never decided by the cascade (below).
+
 Rounding is bounded rigorously. Every computed distance ``D`` (partial or full, float32 or
 float64, from the float32 rotated words) satisfies ``d_true >= D (1 - R) - A_q / 2`` and, for a
 full distance, ``d_true <= D (1 + R) + A_q / 2``, with ``R = max(RELATIVE, (dim' + 2) 2**-22)``
@@ -53,6 +63,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from numba import prange
+from threadpoolctl import threadpool_limits
 
 from .._jit import jit, parallel_jit
 
@@ -63,6 +74,7 @@ __all__ = [
     "SLACK",
     "STEP",
     "Cascade",
+    "axis_tree_order",
     "build",
     "nearest",
     "prepare",
@@ -70,8 +82,8 @@ __all__ = [
     "task_size",
 ]
 
-#: Words per block (a block of 50-d float32 words is 51 kB: it stays in the L2 cache while a
-#: block of queries is compared with it).
+#: Words per block (a block of 50-d float32 words is 13 kB: it stays in the L1/L2 cache while a
+#: task's queries are compared with it; small blocks of nearby words are skipped more often).
 BLOCK = 256
 #: Largest number of queries per parallel task (they share each word block's loads).
 QUERY_BLOCK = 16
@@ -88,6 +100,10 @@ _MAX_DELTA = 2.0**-30
 #: Queries with a scaled coordinate beyond this (the largest scaled word norm is in [1/2, 1)) are
 #: left to the exact search.
 _FAR = 2.0**20
+#: A block is skipped when its box's squared gap, times ``_BOX_SHRINK`` less ``_BOX_FLOOR``, is
+#: beyond reach (see :func:`_block_survivors`).
+_BOX_SHRINK = np.float32(1.0 - 2.0**-18)
+_BOX_FLOOR = np.float32(2.0**-120)
 #: A block's scan turns sparse once at most ``1 / _SPARSE`` of its words are in reach.
 _SPARSE = 64
 _THRESHOLD_ROUNDING = 1.0 + 2.0**-40
@@ -102,6 +118,7 @@ class Cascade(NamedTuple):
     exponent: int  # the scale is 2**exponent
     rotation: np.ndarray  # (dim, dim) float64, columns the principal axes, largest first
     blocks: np.ndarray  # (n_blocks, dim, BLOCK) float32 rotated words; padding is +max float32
+    boxes: np.ndarray  # (n_blocks, 2, STEP) float32: min and max of the first STEP coordinates
     representatives: np.ndarray  # (n_unique,) int64: smallest word id of each distinct vector
     units: np.ndarray  # (V,) int64: the index in ``representatives`` of each word's vector
     largest_norm: float  # Y: bound on the largest rotated word norm
@@ -139,21 +156,59 @@ def build(vectors: np.ndarray) -> Cascade | None:
     if not delta <= _MAX_DELTA:
         return None
     rotated = _pad((centred @ rotation).astype(np.float32))
+    order = axis_tree_order(rotated.astype(np.float64), BLOCK)
+    rotated = rotated[order]
+    representatives = representatives[order]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    units = position[units]
     n_blocks = -(-len(rotated) // BLOCK)
     padded = np.full((n_blocks * BLOCK, rotated.shape[1]), _PAD, dtype=np.float32)
     padded[: len(rotated)] = rotated
     blocks = np.ascontiguousarray(padded.reshape(n_blocks, BLOCK, -1).transpose(0, 2, 1))
+    first = np.full((n_blocks * BLOCK, STEP), np.nan, dtype=np.float32)
+    first[: len(rotated)] = rotated[:, :STEP]  # padding words take no part in a box
+    first = first.reshape(n_blocks, BLOCK, STEP)
+    boxes = np.ascontiguousarray(np.stack([np.nanmin(first, axis=1), np.nanmax(first, axis=1)], 1))
     norms = np.sqrt(np.einsum("ij,ij->i", rotated.astype(np.float64), rotated.astype(np.float64)))
     return Cascade(
         mean=mean,
         exponent=exponent,
         rotation=rotation,
         blocks=blocks,
+        boxes=boxes,
         representatives=representatives,
         units=units,
         largest_norm=float(norms.max()) * (1.0 + 2.0**-20),
         relative=max(RELATIVE, (rotated.shape[1] + 2) * 2.0**-22),
     )
+
+
+def axis_tree_order(points: np.ndarray, leaf: int) -> np.ndarray:
+    """An order of the rows of ``points`` (float64, (n, d)) in which every run of ``leaf`` rows
+    (the last one possibly shorter) is a leaf of a principal-axis tree: each group of rows is
+    split, at a multiple of ``leaf`` near its median, along its own first principal axis
+    (estimated on at most 4,096 of its rows, evenly spaced). Any order gives the same search
+    results; compact leaves make it faster. Deterministic; single-threaded BLAS (a few thousand
+    small products: BLAS threads cost more than they gain, 8x on a busy two-core machine).
+    """
+    pending = [np.arange(len(points))]
+    leaves = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        while pending:
+            rows = pending.pop()
+            if len(rows) <= leaf:
+                leaves.append(rows)
+                continue
+            sample = points[rows[:: max(1, len(rows) // 4096)]]
+            sample = sample - sample.mean(axis=0)
+            _, axes = np.linalg.eigh(sample.T @ sample)
+            projection = points[rows] @ axes[:, -1]
+            left = -(-len(rows) // (2 * leaf)) * leaf  # a multiple of leaf: the short leaf last
+            split = np.argpartition(projection, left - 1)
+            pending.append(rows[split[left:]])  # popped after the left part: leaves in order
+            pending.append(rows[split[:left]])
+    return np.concatenate(leaves)
 
 
 def _pad(array: np.ndarray) -> np.ndarray:
@@ -202,6 +257,7 @@ def search(
         queries,
         slack,
         cascade.blocks,
+        cascade.boxes,
         len(cascade.representatives),
         np.ascontiguousarray(seed_units, dtype=np.int64),
         cascade.relative,
@@ -253,7 +309,7 @@ def _full_squared(query, blocks, unit):
 
 
 @parallel_jit
-def _search(queries, slack, blocks, n_units, seeds, relative, size, best, status):
+def _search(queries, slack, blocks, boxes, n_units, seeds, relative, size, best, status):
     """The cascade for every query (one task per ``size`` queries, see :func:`task_size`).
 
     ``queries`` are rotated and padded like the words (a multiple of ``STEP`` coordinates).
@@ -296,7 +352,9 @@ def _search(queries, slack, blocks, n_units, seeds, relative, size, best, status
         survivors = np.empty(width, np.int64)
         for b in range(n_blocks):
             for q in range(count):
-                reached = _block_survivors(query32[q], blocks, b, limit32[q], partial, survivors)
+                reached = _block_survivors(
+                    query32[q], blocks, boxes, b, limit32[q], partial, survivors
+                )
                 for c in range(reached):
                     j = survivors[c]
                     if partial[j] <= limit32[q]:
@@ -347,18 +405,31 @@ def _queries32(queries, start, count):
 
 
 @jit
-def _block_survivors(query32, blocks, b, bound, partial, survivors):
+def _block_survivors(query32, blocks, boxes, b, bound, partial, survivors):
     """The words of block ``b`` that may lie within ``bound`` (float32 squared distance) of
     ``query32``: their count, their indices in ``survivors[:count]`` and their float32 squared
     distances in ``partial``.
 
-    The stages run ``STEP`` coordinates at a time over the whole block (loops of constant
-    length, vectorised over the words) while more than ``1 / _SPARSE`` of its words are in
-    reach, then over the words still in reach only, dropping each word as soon as its partial
-    sum exceeds ``bound``. A word's sum is accumulated in the same order either way (its
-    coordinates in turn), so the words returned and their distances do not depend on when the
-    scan turns sparse.
+    First the block's box: ``g`` = the float32 sum of the squared gaps between the query's first
+    ``STEP`` coordinates and the box. Each word's first-stage sum ``P`` satisfies ``P >= g (1 -
+    2**-18) - 2**-120`` (the exact gap is at most the exact coordinate difference; the float32
+    rounding of the 10-term sums is below ``(STEP + 3) 2**-24`` relative, and subnormal terms
+    below ``STEP 2**-149`` absolute), so when that exceeds ``bound`` the first stage would drop
+    every word: the block is skipped, with the same outcome. Then the stages run ``STEP``
+    coordinates at a time over the whole block (loops of constant length, vectorised over the
+    words) while more than ``1 / _SPARSE`` of its words are in reach, then over the words still
+    in reach only, dropping each word as soon as its partial sum exceeds ``bound``. A word's sum
+    is accumulated in the same order either way (its coordinates in turn), so the words
+    returned and their distances do not depend on when the scan turns sparse.
     """
+    gap_sum = np.float32(0.0)
+    for t in range(STEP):
+        low = boxes[b, 0, t] - query32[t]
+        high = query32[t] - boxes[b, 1, t]
+        gap = max(low, high, np.float32(0.0))
+        gap_sum += gap * gap
+    if gap_sum * _BOX_SHRINK - _BOX_FLOOR > bound:
+        return 0
     width = blocks.shape[2]
     n_coordinates = query32.shape[0]
     for j in range(width):

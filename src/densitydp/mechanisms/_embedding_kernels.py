@@ -102,7 +102,7 @@ def _insert_top_two(top_sq, top_unit, total, unit):
 
 @parallel_jit
 def two_nearest_cascade(
-    queries, slack, blocks, n_units, seeds, relative, size, first, second, status
+    queries, slack, blocks, boxes, n_units, seeds, relative, size, first, second, status
 ):
     """The exact PCA cascade of ``densitydp.mechanisms._cascade`` for the two nearest words.
 
@@ -146,7 +146,9 @@ def two_nearest_cascade(
         survivors = np.empty(width, np.int64)
         for b in range(n_blocks):
             for q in range(count):
-                reached = _block_survivors(query32[q], blocks, b, limit32[q], partial, survivors)
+                reached = _block_survivors(
+                    query32[q], blocks, boxes, b, limit32[q], partial, survivors
+                )
                 for c in range(reached):
                     j = survivors[c]
                     if partial[j] <= limit32[q]:

@@ -225,6 +225,7 @@ class VickreyMechanism(MahalanobisMechanism):
                 queries,
                 slack,
                 cascade.blocks,
+                cascade.boxes,
                 len(cascade.representatives),
                 np.ascontiguousarray(seed_units, dtype=np.int64),
                 cascade.relative,

@@ -190,8 +190,8 @@ def exact_rows(queries, vectors, self_ids, k, out_ids, out_sqdist, out_max):
 #
 # log sum_i exp(v_i), v_i = log_weights[i] - ||x - r_i||^2 inv_two_h2[i], in one pass over the
 # reference points, block by block: a block's squared distances are accumulated coordinate by
-# coordinate (contiguous, vectorised), its log terms finished in the last coordinate's loop, its
-# maximum taken on order-preserving integer keys (a vectorised integer max), and the terms that
+# coordinate (contiguous, vectorised), its log terms and their maximum (on order-preserving integer
+# keys: a vectorised integer max) finished in the last coordinate's loop, and the terms that
 # can still count (within 37.5 nats of the running maximum) listed by one branch-free pass. After
 # the last block the listed terms are exponentiated by :func:`exp_nonpositive` (a polynomial exp
 # whose loop vectorises: numba's ``math.exp`` is a scalar libm call here) and summed pairwise.
@@ -223,7 +223,6 @@ _EXPONENT_SHIFT = np.uint64(52)
 # positive, its bits with the 63 low bits flipped when negative (both as int64). The map is its
 # own inverse.
 _MAGNITUDE_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
-_LOWEST_KEY = np.int64(-0x8000000000000000)
 
 
 @jit
@@ -265,14 +264,28 @@ def exp_nonpositive(x):
 
 
 @jit
+def _order_key(value):
+    """The int64 key of a float64 value (not NaN): keys order as the values do."""
+    bits = np.float64(value).view(np.int64)
+    return bits ^ ((bits >> 63) & _MAGNITUDE_BITS)
+
+
+@jit
+def _order_value(key):
+    """The float64 value of a key of :func:`_order_key` (the map is its own inverse)."""
+    return np.int64(key ^ ((key >> 63) & _MAGNITUDE_BITS)).view(np.float64)
+
+
+@jit
 def block_log_terms(position, references_t, log_weights, inv_two_h2, start, stop, exclude, out):
     """``out[r] = log_weights[i] - ||position - ref_i||^2 inv_two_h2[i]`` for ``i = start + r``
     in ``[start, stop)`` (``-inf`` for ``i == exclude``), and the largest of them.
 
     The squared distances are those of :func:`block_squared_distances` (the same sums in the
     same order; the first coordinate is written instead of added to zero, which is the same
-    value); the log term is finished in the last coordinate's loop. ``position`` must not hold
-    NaN (the integer keys of the maximum do not order NaN)."""
+    value); the log term and the running maximum (on :func:`_order_key`, an integer max that
+    vectorises where a float max does not without fastmath) are finished in the last
+    coordinate's loop. ``position`` must not hold NaN (the keys do not order NaN)."""
     width = stop - start
     last = references_t.shape[0] - 1
     if last >= 1:
@@ -293,22 +306,23 @@ def block_log_terms(position, references_t, log_weights, inv_two_h2, start, stop
         out[exclude - start] = np.inf  # its log term is -inf
     weights = log_weights[start:stop]
     scales = inv_two_h2[start:stop]
+    top = _order_key(-np.inf)  # an empty block's maximum is -inf
     if last >= 0:
         coordinate = position[last]
         column = references_t[last, start:stop]
         for r in range(width):
             difference = coordinate - np.float64(column[r])
-            out[r] = weights[r] - (out[r] + difference * difference) * scales[r]
+            value = weights[r] - (out[r] + difference * difference) * scales[r]
+            out[r] = value
+            key = _order_key(value)
+            top = key if key > top else top
     else:
         for r in range(width):
-            out[r] = weights[r] - out[r] * scales[r]
-    keys = out[:width].view(np.int64)
-    top = _LOWEST_KEY
-    for r in range(width):
-        bits = keys[r]
-        key = bits ^ ((bits >> 63) & _MAGNITUDE_BITS)
-        top = key if key > top else top
-    return np.int64(top ^ ((top >> 63) & _MAGNITUDE_BITS)).view(np.float64)
+            value = weights[r] - out[r] * scales[r]
+            out[r] = value
+            key = _order_key(value)
+            top = key if key > top else top
+    return _order_value(top)
 
 
 @jit

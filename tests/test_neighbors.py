@@ -140,6 +140,37 @@ def test_lazy_store_grows_by_small_calls_and_keeps_each_row_once(small_space):
         space._lazy.rows(np.setdiff1d(np.arange(len(space)), kept)[:1])
 
 
+def test_one_blas_thread_is_reentrant_and_restores_the_setting():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {
+            lib["filepath"]: lib["num_threads"]
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
+        }
+
+    before = blas_threads()
+    with nb.one_blas_thread():
+        assert set(blas_threads().values()) == {1}
+        with nb.one_blas_thread():
+            assert set(blas_threads().values()) == {1}
+        assert set(blas_threads().values()) == {1}  # the outer block still holds the limit
+    assert blas_threads() == before
+
+    def work(_):
+        with nb.one_blas_thread():  # other threads leave the setting alone
+            return blas_threads()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(seen == before for seen in pool.map(work, range(60)))
+        with nb.one_blas_thread():  # the main thread's limit holds while threads come and go
+            assert all(set(seen.values()) == {1} for seen in pool.map(work, range(60)))
+    assert blas_threads() == before
+
+
 def test_nearest_is_exact_on_noisy_points(small_space):
     generator = np.random.default_rng(1)
     points = small_space.vectors[generator.integers(0, 600, 400)] + generator.normal(

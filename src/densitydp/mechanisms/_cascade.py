@@ -63,9 +63,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from numba import prange
-from threadpoolctl import threadpool_limits
 
 from .._jit import jit, parallel_jit
+from ..neighbors import one_blas_thread
 
 __all__ = [
     "BLOCK",
@@ -194,7 +194,7 @@ def axis_tree_order(points: np.ndarray, leaf: int) -> np.ndarray:
     """
     pending = [np.arange(len(points))]
     leaves = []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         while pending:
             rows = pending.pop()
             if len(rows) <= leaf:

@@ -214,6 +214,36 @@ def test_laplace_decoding_matches_brute_force(space):
         np.testing.assert_array_equal(decoded, ref.nearest(points, space.vectors))
 
 
+def test_laplace_decode_checks_its_inputs_and_never_returns_a_non_word(space):
+    """Found by the fresh-user review of issue 16: NaN points decoded to -1 (row-decided with
+    the given radius), and a radius given too small made a far point decode to -1."""
+    mechanism = dd.MultivariateLaplace(space, 20.0, table_k=16)
+    dim = space.dim
+    with pytest.raises(ValueError, match="`points` must be finite"):
+        mechanism.decode([1, 2], np.full((2, dim), np.nan), [0.1, 0.1])
+    with pytest.raises(ValueError, match=rf"`points` must have shape \(n, {dim}\)"):
+        mechanism.decode([1], np.zeros((1, dim + 1)), [1.0])
+    with pytest.raises(ValueError, match="same length; got 2, 2 and 1"):
+        mechanism.decode([1, 2], np.zeros((2, dim)), [1.0])
+    with pytest.raises(ValueError, match="`radii` must be >= 0"):
+        mechanism.decode([1], np.zeros((1, dim)), [-1.0])
+    with pytest.raises(ValueError, match="`radii` must be finite"):
+        mechanism.decode([1], np.zeros((1, dim)), [np.inf])
+    with pytest.raises(TypeError, match="`word_ids` must be an int"):
+        mechanism.decode([1.0], np.zeros((1, dim)), [1.0])
+    # radii smaller than the true noise norm: the decision uses the true distance
+    generator = np.random.default_rng(4)
+    words = generator.integers(0, len(space), 200)
+    points = space.vectors[words].astype(np.float64) + generator.normal(0.0, 3.0, (200, dim))
+    far = space.vectors[[2]].astype(np.float64)
+    far[0, 0] = 1e300
+    points = np.vstack([points, far])
+    words = np.append(words, 2)
+    decoded = mechanism.decode(words, points, np.zeros(len(words)))
+    np.testing.assert_array_equal(decoded[:-1], ref.nearest(points[:-1], space.vectors))
+    assert decoded[-1] == space.nearest(far)[0] >= 0
+
+
 # ----------------------------------------------------------------------------- noise laws
 
 

@@ -74,6 +74,10 @@ def test_check_word_ids():
         check_word_ids([1.0], 4)
     with pytest.raises(TypeError, match="got dtype bool"):
         check_word_ids([True], 4)
+    # an unsigned id beyond int64 is reported as given (it wrapped to a negative number)
+    with pytest.raises(ValueError, match="got 9223372036854775808"):
+        check_word_ids(np.array([1, 2**63], dtype=np.uint64), 4)
+    assert check_word_ids(np.array([3], dtype=np.uint64), 4).tolist() == [3]
 
 
 def test_check_arrays():

@@ -223,6 +223,20 @@ def test_sample_draws_noise_then_uniforms(stretched):
     )
 
 
+def test_decode_pair_checks_its_inputs(stretched):
+    mechanism = dd.VickreyMechanism(stretched, 5.0, threshold=0.5, table_k=16)
+    dim = stretched.dim
+    with pytest.raises(ValueError, match="`points` must be finite"):
+        mechanism.decode_pair([1], np.full((1, dim), np.nan), [0.1], [0.5])
+    with pytest.raises(ValueError, match="`uniforms` must have the length"):
+        mechanism.decode_pair([1], np.zeros((1, dim)), [0.1], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"`uniforms` must lie in \[0, 1\)"):
+        mechanism.decode_pair([1], np.zeros((1, dim)), [0.1], [1.0])
+    point = stretched.vectors[[3]].astype(np.float64) + 0.3
+    # a radius given too small: the true distance decides
+    assert mechanism.decode_pair([3], point, [0.0], [0.2])[0] >= 0
+
+
 @pytest.mark.statistical
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
 def test_selection_frequencies_follow_the_formula(stretched, threshold):

@@ -174,6 +174,11 @@ def check_word_ids(word_ids: Any, n_words: int, name: str = "word_ids") -> np.nd
         np.issubdtype(array.dtype, np.integer) or (array.size == 0 and array.dtype == np.float64)
     ):
         raise TypeError(f"`{name}` must be an int or an array of ints; got dtype {array.dtype}.")
+    if array.size and np.issubdtype(array.dtype, np.unsignedinteger) and array.max() >= n_words:
+        raise ValueError(
+            f"`{name}` must be in [0, {n_words - 1}] (the vocabulary has {n_words} words); "
+            f"got {int(array.max())}."
+        )
     array = array.astype(np.int64, copy=False)
     if array.size:
         low, high = int(array.min()), int(array.max())

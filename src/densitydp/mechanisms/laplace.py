@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 
 from .._rng import RNGLike, as_generator
-from .._validation import check_epsilon, check_int
+from .._validation import (
+    check_epsilon,
+    check_finite_array,
+    check_int,
+    check_points,
+    check_word_ids,
+)
 from ..embeddings import EmbeddingSpace
 from . import _cascade, _kernels
 from .base import IDEAL_ARITHMETIC, TABLE_K, Mechanism, PrivacyBound, neighbor_rows
@@ -26,6 +32,28 @@ def row_reach(row_distances: np.ndarray, table_k: int, n_words: int) -> np.ndarr
     if table_k == n_words:
         reach[:] = np.inf
     return reach
+
+
+def check_decode_inputs(
+    space: EmbeddingSpace, word_ids: Any, points: Any, radii: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(word_ids, points, radii)`` of a public decoding call, checked: int ids in range (1-D),
+    finite ``(n, dim)`` points, finite radii >= 0 of the same length; each radius raised to the
+    point's float64 distance to its word when that is larger (the row decision needs a radius
+    at least the true one)."""
+    ids = check_word_ids(word_ids, len(space)).reshape(-1)
+    array = check_points(points, space.dim)
+    norms = check_finite_array(radii, "radii").reshape(-1)
+    if not (len(ids) == len(array) == len(norms)):
+        raise ValueError(
+            f"`word_ids`, `points` and `radii` must have the same length; got {len(ids)}, "
+            f"{len(array)} and {len(norms)}."
+        )
+    if norms.size and norms.min() < 0.0:
+        raise ValueError(f"`radii` must be >= 0; got {norms.min()}.")
+    with np.errstate(over="ignore"):  # beyond 1e154 from the word: inf, never row-decided
+        distances = np.linalg.norm(array - space.vectors[ids].astype(np.float64), axis=1)
+    return ids, array, np.maximum(norms, distances)
 
 
 #: Largest mean noise radius, in units of the largest vector norm, that is decoded exactly.
@@ -117,14 +145,41 @@ class MultivariateLaplace(Mechanism):
     def _sample(self, word_ids: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         noise = self._noise(len(word_ids), generator)
         points = self.space.vectors[word_ids].astype(np.float64) + noise
-        return self.decode(word_ids, points, np.linalg.norm(noise, axis=1))
+        return self._decode(word_ids, points, np.linalg.norm(noise, axis=1))
 
-    def decode(self, word_ids: np.ndarray, points: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    def decode(self, word_ids: Any, points: Any, radii: Any) -> np.ndarray:
         """Exact nearest word of each point ``phi(word_ids[i]) + z_i`` with ``||z_i|| = radii[i]``.
 
         Uses the neighbour row of the word when it provably holds the answer, the exact cascade
         and then the exact full search otherwise (all break ties by the smaller id).
+
+        Parameters
+        ----------
+        word_ids : array_like of int, shape (n,)
+            The input words ``w_i``.
+        points : array_like of float, shape (n, dim)
+            The noisy points; finite.
+        radii : array_like of float, shape (n,)
+            The noise norms ``||z_i||``, finite and >= 0. The row decision uses the larger of
+            ``radii[i]`` and the distance of ``points[i]`` to ``phi(word_ids[i])``, so a radius
+            given too small cannot make it wrong.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            Word ids, each in ``[0, len(space))``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Ids that are not ints or out of range, points not finite or of another dimension,
+            radii negative or not finite, lengths that differ (the message names the argument).
         """
+        word_ids, points, radii = check_decode_inputs(self.space, word_ids, points, radii)
+        return self._decode(word_ids, points, radii)
+
+    def _decode(self, word_ids: np.ndarray, points: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """:meth:`decode` of checked inputs whose radii are the noise norms."""
         words, inverse = np.unique(word_ids, return_inverse=True)
         row_ids, row_distances = neighbor_rows(self.space, words, self.table_k)
         reach = row_reach(row_distances, self.table_k, len(self.space))

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_int, check_number
+from .._validation import check_finite_array, check_int, check_number
 from ..embeddings import EmbeddingSpace
 from ..neighbors import exact_search
 from . import _cascade, _embedding_kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, neighbor_rows
-from .laplace import row_reach
+from .laplace import check_decode_inputs, row_reach
 from .mahalanobis import MahalanobisMechanism
 
 __all__ = ["DEFAULT_THRESHOLD", "VickreyMechanism"]
@@ -149,9 +149,24 @@ class VickreyMechanism(MahalanobisMechanism):
         noise = self._noise(len(word_ids), generator)
         uniforms = generator.random(len(word_ids))
         points = self.space.vectors[word_ids].astype(np.float64) + noise
-        return self.decode_pair(word_ids, points, np.linalg.norm(noise, axis=1), uniforms)
+        return self._decode_pair(word_ids, points, np.linalg.norm(noise, axis=1), uniforms)
 
-    def decode_pair(
+    def decode_pair(self, word_ids: Any, points: Any, radii: Any, uniforms: Any) -> np.ndarray:
+        """Checked :meth:`_decode_pair` (see it for the arguments): ids, points and radii as
+        :meth:`MultivariateLaplace.decode` checks them, ``uniforms`` finite in [0, 1) of the same
+        length; errors name the argument."""
+        word_ids, points, radii = check_decode_inputs(self.space, word_ids, points, radii)
+        draws = check_finite_array(uniforms, "uniforms").reshape(-1)
+        if len(draws) != len(word_ids):
+            raise ValueError(
+                f"`uniforms` must have the length of `word_ids` ({len(word_ids)}); "
+                f"got {len(draws)}."
+            )
+        if draws.size and not (draws.min() >= 0.0 and draws.max() < 1.0):
+            raise ValueError("`uniforms` must lie in [0, 1).")
+        return self._decode_pair(word_ids, points, radii, draws)
+
+    def _decode_pair(
         self,
         word_ids: np.ndarray,
         points: np.ndarray,

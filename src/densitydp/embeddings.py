@@ -74,7 +74,7 @@ class Vocabulary(Sequence[str]):
     (1, 2, -1)
     """
 
-    __slots__ = ("_folded", "_index", "_words")
+    __slots__ = ("_codecs", "_folded", "_index", "_words")
 
     def __init__(self, words: Iterable[str]) -> None:
         if isinstance(words, str):
@@ -98,6 +98,7 @@ class Vocabulary(Sequence[str]):
         self._words = words
         self._index = index
         self._folded: dict[str, int] | None = None  # casefold -> smallest id, built on demand
+        self._codecs: dict[Any, Any] = {}  # perturb_text's codecs of this vocabulary, by options
 
     @classmethod
     def _trusted(cls, words: tuple[str, ...]) -> Vocabulary:
@@ -106,6 +107,7 @@ class Vocabulary(Sequence[str]):
         vocabulary._words = words
         vocabulary._index = dict(zip(words, range(len(words)), strict=True))
         vocabulary._folded = None
+        vocabulary._codecs = {}
         return vocabulary
 
     def __len__(self) -> int:

@@ -1455,10 +1455,11 @@ def _check_mechanism(mechanism: Any) -> None:
         )
 
 
-#: Codecs of recent calls, by (vocabulary, unknown, mask_token, pattern): a codec's memos
-#: (ids, case styles, output spellings) then serve the next call on the same space. A few
-#: entries, each holding its vocabulary (so its id cannot be reused while it is cached).
-_CODECS: dict[tuple[int, str, str, str | None], tuple[Vocabulary, TextCodec]] = {}
+#: Codecs per vocabulary and options kept on the vocabulary itself (``Vocabulary._codecs``), so
+#: that a codec's memos (ids, case styles, output spellings) serve the next call on the same
+#: space and go with the vocabulary (a module-level cache held the last 8 vocabularies: 50-70 MB
+#: each at 400,000 words after their spaces were dropped). At most this many option sets each.
+_CODECS_PER_VOCABULARY = 8
 _CODEC_LOCK = threading.Lock()
 
 
@@ -1466,18 +1467,22 @@ def _codec(mechanism: Mechanism, unknown: str, mask_token: str, pattern: str | N
     """The codec :func:`perturb_text` uses (``keep_spelling=False``), built once per
     vocabulary and options and reused; the options are validated on every call."""
     vocabulary = mechanism.space.vocabulary
-    key = (id(vocabulary), unknown, mask_token, pattern)
-    if type(unknown) is str and type(mask_token) is str and type(pattern) in (str, type(None)):
-        found = _CODECS.get(key)
-        if found is not None and found[0] is vocabulary:
-            return found[1]
+    key = (unknown, mask_token, pattern)
+    cacheable = type(unknown) is str and type(mask_token) is str
+    cacheable = cacheable and type(pattern) in (str, type(None))
+    if cacheable:
+        found = vocabulary._codecs.get(key)
+        if found is not None:
+            return found
     codec = TextCodec(
         vocabulary, unknown=unknown, mask_token=mask_token, pattern=pattern, keep_spelling=False
     )
-    with _CODEC_LOCK:
-        if len(_CODECS) >= 8:
-            del _CODECS[next(iter(_CODECS))]
-        _CODECS[key] = (vocabulary, codec)
+    if cacheable:
+        with _CODEC_LOCK:
+            codecs = vocabulary._codecs
+            if len(codecs) >= _CODECS_PER_VOCABULARY:
+                del codecs[next(iter(codecs))]
+            codecs[key] = codec
     return codec
 
 

@@ -202,8 +202,16 @@ def test_perturb_texts_errors():
         dd.perturb_texts("the king", mechanism)
     with pytest.raises(TypeError, match="iterable of str"):
         dd.perturb_texts(3, mechanism)
-    with pytest.raises(TypeError, match="`text` must be a str"):
+    with pytest.raises(TypeError, match="`texts` must hold only str; got int at position 1"):
         dd.perturb_texts(["the", 3], mechanism)
+    # a missing value deep in a Series: its position, and what it probably is
+    column = pd.Series(["the"] * 5_000 + [np.nan, "king"])
+    with pytest.raises(TypeError, match=r"got float \(a missing value\?\) at position 5000"):
+        dd.perturb_texts(column, mechanism, batch_size=1_000)
+    with pytest.raises(TypeError, match=r"NAType \(a missing value\?\) at position 1"):
+        dd.perturb_texts(pd.Series(["the", pd.NA], dtype="string"), mechanism)
+    with pytest.raises(TypeError, match=r"`text` must be a str; got NoneType \(a missing"):
+        list(dd.perturb_text(iter(["the", None]), mechanism, rng=0))
     with pytest.raises(TypeError, match="Mechanism"):
         dd.perturb_texts(["the"], object())
     with pytest.raises(ValueError, match="`unknown`"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import codecs
 import functools
 import itertools
+import math
 import os
 import re
 import threading
@@ -750,8 +751,15 @@ class _Fragment(NamedTuple):
 
 def _checked_text(text: Any) -> str:
     if not isinstance(text, str):
-        raise TypeError(f"`text` must be a str; got {type(text).__name__}.")
+        raise TypeError(f"`text` must be a str; got {type(text).__name__}{_missing(text)}.")
     return text
+
+
+def _missing(value: Any) -> str:
+    """`` (a missing value?)`` for None, NaN and pandas' NA / NaT, else ``''``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return " (a missing value?)"
+    return " (a missing value?)" if type(value).__name__ in ("NAType", "NaTType") else ""
 
 
 def _lookup(lookup: Callable[[str], int], word: str) -> int:
@@ -1657,7 +1665,12 @@ def _perturb_each(
 ) -> list[str]:
     """One batch of :func:`perturb_texts`: every text as :func:`perturb_text` does it with
     its own generator."""
-    texts = [_checked_text(text) for text in texts]
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"`texts` must hold only str; got {type(text).__name__}{_missing(text)} at "
+                f"position {first + index}."
+            )
     split, memo = codec._regex.split, codec._ids
     pieces = [split(text) for text in texts]
     sizes = [len(p) >> 1 for p in pieces]

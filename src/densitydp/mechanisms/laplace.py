@@ -113,18 +113,10 @@ class MultivariateLaplace(Mechanism):
         if table_k is None:
             table_k = min(TABLE_K, len(space))
         self.table_k = check_int(table_k, "table_k", minimum=1, maximum=len(space))
-        #: The rotated, deduplicated words of the cascade search, built at the first search.
-        self._search: dict[str, _cascade.Cascade | None] = {}
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "table_k": self.table_k}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # the cascade's rotated words (4 bytes per word and coordinate) are rebuilt, not shipped
-        state = self.__dict__.copy()
-        state["_search"] = {}
-        return state
 
     def privacy_bound(self) -> PrivacyBound:
         return PrivacyBound(
@@ -201,9 +193,8 @@ class MultivariateLaplace(Mechanism):
         return out
 
     def _cascade(self) -> _cascade.Cascade | None:
-        if "cascade" not in self._search:
-            self._search["cascade"] = _cascade.build(self.space.vectors)
-        return self._search["cascade"]
+        """The cascade of the space, shared by its mechanisms (never pickled: rebuilt)."""
+        return _cascade.for_space(self.space)
 
     def _nearest(self, points: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """Exact nearest words: the PCA cascade where it decides (seeded with the words'

@@ -190,7 +190,6 @@ class MahalanobisMechanism(MultivariateLaplace):
         if table_k is None:
             table_k = min(TABLE_K, len(space))
         self.table_k = check_int(table_k, "table_k", minimum=1, maximum=len(space))
-        self._search = {}
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:

@@ -386,8 +386,30 @@ def cache_env(cache_home: Path, **extra: str) -> dict[str, str]:
 
 
 def private_folder(cache_home: Path) -> Path:
+    from densitydp._runtime import source_digest
+
     version = f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    return cache_home / "densitydp" / f"numba-{version}"
+    return cache_home / "densitydp" / f"numba-{version}-{source_digest()}"
+
+
+def test_the_cache_folder_changes_with_any_source_file(tmp_path):
+    """numba checks a cached kernel against its own file only: a kernel calling an edited
+    kernel of another module ran the stale callee. The folder name carries a digest of every
+    source file, so any edit compiles afresh."""
+    import shutil
+
+    from densitydp import _runtime
+
+    package = Path(_runtime.__file__).resolve().parent
+    copy = tmp_path / "densitydp"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _runtime.source_digest(copy) == _runtime.source_digest()
+    assert _runtime.default_cache_dir().name.endswith(_runtime.source_digest())
+    kernels = copy / "mechanisms" / "_cascade.py"
+    kernels.write_text(kernels.read_text() + "\n# edited\n")
+    assert _runtime.source_digest(copy) != _runtime.source_digest()
+    (copy / "mechanisms" / "_cascade.py").rename(copy / "mechanisms" / "_cascade2.py")
+    assert _runtime.source_digest(copy) != _runtime.source_digest()
 
 
 def cached_files(folder: Path) -> list[Path]:

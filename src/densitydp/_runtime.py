@@ -35,7 +35,8 @@ Forks
 Compile cache
     numba unpickles its cache files on load, so whoever can write the cache folder runs code in
     every process that loads it. Kernels are cached only in a private folder:
-    ``platformdirs.user_cache_dir("densitydp")/numba-py<major>.<minor>``, created 0700 (its
+    ``platformdirs.user_cache_dir("densitydp")/numba-py<major>.<minor>-<digest of the package's
+    sources>`` (numba checks a cached kernel against its own file only), created 0700 (its
     parent too), used only if it is a directory owned by the current user that neither group nor
     others can write (the same holds for its parent, which could otherwise swap it), and
     writable; it is then given to numba as ``NUMBA_CACHE_DIR``. A folder that fails these checks
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import os
 import stat
@@ -105,9 +107,26 @@ settings = Settings()
 
 
 def default_cache_dir() -> Path:
-    """The private numba cache folder of densitydp for this Python version."""
+    """The private numba cache folder of densitydp for this Python version and these sources.
+
+    The name carries a digest of the package's source files: numba checks a cached function
+    against its own file only, so a kernel that calls a kernel of another module kept the old
+    callee compiled in after that module changed (an edited or partly upgraded install ran
+    stale machine code). Other sources, other folder: every kernel compiles afresh.
+    """
     version = f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    return Path(platformdirs.user_cache_dir("densitydp")) / f"numba-{version}"
+    return Path(platformdirs.user_cache_dir("densitydp")) / f"numba-{version}-{source_digest()}"
+
+
+def source_digest(root: Path | None = None) -> str:
+    """16 hex digits of a BLAKE2 digest of every ``.py`` file under ``root`` (default: this
+    package; relative path and bytes, in sorted order); about 2 ms."""
+    root = Path(__file__).resolve().parent if root is None else root
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode("utf-8") + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

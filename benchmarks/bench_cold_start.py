@@ -124,7 +124,14 @@ def measure(src: Path, names: list[str], repeats: int, scratch: Path) -> dict[st
     home.mkdir()
     result: dict[str, Any] = {"import": import_times(src, home, repeats), "mechanisms": {}}
     print(src, json.dumps(result["import"]), flush=True)
+    _, listing = run(
+        [sys.executable, "-c", "from densitydp.mechanisms import MECHANISMS; print(*MECHANISMS)"],
+        clean_env(src, home),
+    )
+    known = {*listing.stdout.split(), "perturb_text"}
     for name in names:
+        if name not in known:  # a mechanism this version does not have
+            continue
         cache_home = scratch / f"cache-{src.parent.name}-{name}"
         cache_home.mkdir(mode=0o700)
         cold = first_call(src, name, cache_home, str(src))
@@ -173,11 +180,14 @@ def markdown(results: dict[str, Any]) -> str:
         "| mechanism | cache | " + " | ".join(versions) + " |",
         "|---|---|" + "---:|" * len(versions),
     ]
-    names = list(results["versions"][versions[0]]["mechanisms"])
+    names = list(results["versions"][versions[-1]]["mechanisms"])
     for name in names:
         for cache in ("cold", "warm"):
             cells = []
             for v in versions:
+                if name not in results["versions"][v]["mechanisms"]:
+                    cells.append("—")
+                    continue
                 row = results["versions"][v]["mechanisms"][name][cache]
                 cells.append(
                     f"{row['process_s']:.2f} s ({row['import_s']:.2f} / {row['build_s']:.2f} / "

@@ -288,7 +288,8 @@ def one_blas_thread() -> Iterator[None]:
     """Run BLAS on one thread inside the block (the package's searches run their own threads or
     are too small to share: a few-query product on two BLAS threads took 10x longer whenever the
     other core was busy). Re-entrant and thread-safe: the first block entered sets the limit,
-    the last one left restores the previous setting. Only the main thread changes the setting
+    the last one left restores the previous setting. It limits the BLAS libraries loaded when
+    it was first used (numpy's, which the searches call). Only the main thread changes the setting
     (OpenBLAS ignores a change made from another thread, and restoring from one can leave the
     process at one thread); elsewhere the block changes nothing. The BLAS libraries are found
     once (``threadpoolctl.ThreadpoolController``: 9 us per block instead of 175 us)."""

@@ -225,6 +225,39 @@ def test_update_topk_kernel_matches_twin():
     np.testing.assert_array_equal(scores, heap_scores)  # ids match their scores
 
 
+def test_screen_blocked_kernel_matches_twin():
+    """The blocked screen of a few queries: products bitwise the twin's sequential float32 sums,
+    then the heaps of update_topk over all the words (a last block of padding included)."""
+    generator = np.random.default_rng(21)
+    vectors = generator.normal(size=(1_000, 13)).astype(np.float32)  # 13 -> 20 padded coords
+    vectors[700] = np.float32(3e38)  # products overflow: a candidate, largest +inf
+    sqnorms = nb._sqnorms(vectors)
+    queries32 = generator.normal(size=(3, 13)).astype(np.float32)
+    blocks = nb.screen_blocks(vectors, width=64)
+    assert blocks.shape == (16, 20, 64)
+    padded = np.zeros((3, 20), dtype=np.float32)
+    padded[:, :13] = queries32
+    capacity = 11
+    heap_scores = np.full((3, capacity), np.inf)
+    heap_ids = np.full((3, capacity), -1, dtype=np.int64)
+    largest = np.full(3, -np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        _kernels.screen_blocked(padded, blocks, 1_000, 2.0, sqnorms, heap_scores, heap_ids, largest)
+        products = ref.blocked_products(queries32, vectors)
+        kept, row_max = ref.update_topk(products, 2.0, 0, sqnorms, capacity)
+    np.testing.assert_array_equal(np.sort(heap_scores, axis=1), kept)
+    np.testing.assert_array_equal(largest, row_max)
+    assert np.all(largest == np.inf) and np.all(np.isin(700, heap_ids))
+
+
+def test_lazy_rows_of_a_few_words_use_the_blocked_screen_and_equal_the_table(small_space):
+    space = dd.EmbeddingSpace(small_space.vocabulary, small_space.vectors)
+    full = ref.table(space.vectors, 9)[0]
+    table = space.neighbors(9, word_ids=[3, 77, 512], cache=False)  # < 16 words: blocked
+    assert "_screen_blocks" in space.__dict__
+    np.testing.assert_array_equal(table.ids, full[[3, 77, 512]])
+
+
 def test_refine_and_exact_rows_kernels_match_twin():
     generator = np.random.default_rng(3)
     vectors = generator.normal(size=(200, 5)).astype(np.float32)

@@ -536,6 +536,12 @@ class EmbeddingSpace:
         return vectors
 
     @cached_property
+    def _screen_blocks(self) -> np.ndarray:
+        """The vectors blocked for the screen of a few lazy rows (``neighbors.screen_blocks``;
+        built at the first lazy search, 4 bytes per word and coordinate)."""
+        return _neighbors.screen_blocks(self._vectors)
+
+    @cached_property
     def _sqnorms(self) -> np.ndarray:
         """Squared norms of the vectors in float64, kept for repeated nearest-word searches."""
         return _neighbors._sqnorms(self._vectors)
@@ -606,6 +612,7 @@ class EmbeddingSpace:
                         wanted,
                         store.k,
                         column_sqnorms=self._sqnorms,
+                        blocks=self._screen_blocks if len(wanted) < 16 else None,
                         progress=progress,
                     )
                 )

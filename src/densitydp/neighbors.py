@@ -334,6 +334,7 @@ def exact_search(
     *,
     self_ids: np.ndarray | None = None,
     column_sqnorms: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
     progress: bool | None = None,
     desc: str = "exact k-NN",
 ) -> _SearchResult:
@@ -341,7 +342,9 @@ def exact_search(
 
     ``queries`` float64 C-contiguous (n, d); ``vectors`` float32 C-contiguous (V, d); validated
     by the caller. ``self_ids`` (int64, -1 for none) forces each query's own word to rank 0.
-    ``column_sqnorms`` are ``_sqnorms(vectors)`` when the caller keeps them. Blocks of
+    ``column_sqnorms`` are ``_sqnorms(vectors)`` when the caller keeps them, ``blocks``
+    :func:`screen_blocks` of ``vectors`` (a search of fewer than ``_TALL_ROWS`` queries then
+    screens with :func:`densitydp._kernels.screen_blocked` instead of BLAS). Blocks of
     ``_ROW_BLOCK`` queries run on ``numba.get_num_threads()`` Python threads, each with
     single-threaded BLAS.
     """
@@ -370,10 +373,16 @@ def exact_search(
         heap_ids = np.full((rows, capacity), -1, dtype=np.int64)
         largest = np.full(rows, -np.inf)
         # a few queries: words x queries (BLAS runs a tall-skinny product 25-45 % faster than
-        # the wide one here), read transposed by the kernel
+        # the wide one here), read transposed by the kernel; with the blocked words, our kernel
         tall = rows < _TALL_ROWS
+        if tall and blocks is not None:
+            padded = np.zeros((rows, blocks.shape[1]), dtype=np.float32)
+            padded[:, :dim] = block32
+            _kernels.screen_blocked(
+                padded, blocks, n_words, factor, column_sqnorms, heap_scores, heap_ids, largest
+            )
         products = np.empty((_COLUMN_BLOCK, rows) if tall else (rows, _COLUMN_BLOCK), np.float32)
-        for column in range(0, n_words, _COLUMN_BLOCK):
+        for column in range(0, n_words if blocks is None or not tall else 0, _COLUMN_BLOCK):
             columns = vectors[column : column + _COLUMN_BLOCK]
             with np.errstate(over="ignore", invalid="ignore"):
                 if tall:
@@ -444,6 +453,20 @@ def exact_search(
     return _SearchResult(ids, sqdist, row_max, row_error, int(failed.size))
 
 
+def screen_blocks(vectors: np.ndarray, width: int = 256) -> np.ndarray:
+    """The words of ``vectors`` (float32, (V, d)) for :func:`densitydp._kernels.screen_blocked`:
+    (ceil(V / width), d', width) float32, coordinate-major per block of ``width`` words, the
+    coordinates padded with zeros to a multiple of ``SCREEN_STEP`` (4 bytes per word and
+    coordinate: 10 MB for 50,000 50-d words)."""
+    n_words, dim = vectors.shape
+    step = _kernels.SCREEN_STEP
+    padded_dim = -(-dim // step) * step
+    n_blocks = -(-n_words // width)
+    padded = np.zeros((n_blocks * width, padded_dim), dtype=np.float32)
+    padded[:n_words, :dim] = vectors
+    return np.ascontiguousarray(padded.reshape(n_blocks, width, padded_dim).transpose(0, 2, 1))
+
+
 def exact_diameter(vectors: np.ndarray, row_max: np.ndarray, row_error: np.ndarray) -> float:
     """Exact largest distance, given every row's approximate largest squared distance.
 
@@ -492,6 +515,7 @@ def partial_table(
     k: int,
     *,
     column_sqnorms: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
     progress: bool | None = None,
 ) -> NeighborTable:
     """Exact neighbour rows for ``word_ids`` only (the lazy mode: no all-pairs pass)."""
@@ -502,6 +526,7 @@ def partial_table(
         k,
         self_ids=word_ids,
         column_sqnorms=column_sqnorms,
+        blocks=blocks,
         progress=progress,
         desc=f"exact {k}-NN rows",
     )

@@ -56,6 +56,17 @@ def update_topk(products, factor, column_offset, column_sqnorms, capacity):
     return kept, largest
 
 
+def blocked_products(queries32: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Twin of ``screen_blocked``'s float32 products: each summed over the coordinates in order,
+    one float32 multiply and one float32 add per coordinate (bitwise the kernel's)."""
+    queries32 = np.asarray(queries32, dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    total = np.zeros((len(queries32), len(vectors)), dtype=np.float32)
+    for t in range(vectors.shape[1]):
+        total = total + queries32[:, t : t + 1] * vectors[None, :, t]
+    return total
+
+
 def refine_rows(queries, vectors, candidate_ids, self_ids, k):
     """Twin of ``refine_rows`` without certification: exact order among the candidates."""
     out_ids = np.empty((len(queries), k), dtype=np.int64)

@@ -231,6 +231,10 @@ def test_laplace_decode_checks_its_inputs_and_never_returns_a_non_word(space):
         mechanism.decode([1], np.zeros((1, dim)), [np.inf])
     with pytest.raises(TypeError, match="`word_ids` must be an int"):
         mechanism.decode([1.0], np.zeros((1, dim)), [1.0])
+    with pytest.raises(ValueError, match=r"`word_ids` must be a 1-D array; got shape \(1, 2\)"):
+        mechanism.decode([[1, 2]], np.zeros((2, dim)), [1.0, 1.0])
+    with pytest.raises(ValueError, match="`radii` must be a 1-D array"):
+        mechanism.decode([1, 2], np.zeros((2, dim)), [[1.0], [1.0]])
     # radii smaller than the true noise norm: the decision uses the true distance
     generator = np.random.default_rng(4)
     words = generator.integers(0, len(space), 200)

@@ -9,6 +9,7 @@ from scipy import stats
 
 import densitydp as dd
 from conftest import assert_same_at_thread_counts
+from densitydp import neighbors as nb
 from densitydp.mechanisms import _embedding_kernels, build_mechanism
 from densitydp.mechanisms.base import neighbor_rows
 from densitydp.mechanisms.mahalanobis import DEFAULT_LAM
@@ -223,11 +224,44 @@ def test_sample_draws_noise_then_uniforms(stretched):
     )
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e155, 1e300])
+def test_decode_pair_is_exact_far_outside_the_space(scale):
+    """Second fresh-user review of issue 16: points ~1e20 and more from the space decoded to
+    ids 0 / 1 (the float64 distances of the k = 2 search lose the vectors' digits there)."""
+    from fractions import Fraction
+
+    space = dd.synthetic_space(n_words=300, dim=7, rng=0)
+    mechanism = dd.VickreyMechanism(space, 5.0, threshold=0.5, table_k=8)
+    words = np.array([3, 150, 299])
+    points = space.vectors[words].astype(np.float64) * scale
+    vectors = [[Fraction(float(x)) for x in row] for row in space.vectors]
+    for point, word in zip(points, words, strict=True):
+        exact = [
+            sum((Fraction(float(q)) - x) ** 2 for q, x in zip(point, row, strict=True))
+            for row in vectors
+        ]
+        order = sorted(range(len(vectors)), key=lambda v: (exact[v], v))
+        out_first = mechanism.decode_pair([word], point[None], [0.0], [0.0])[0]
+        out_second = mechanism.decode_pair([word], point[None], [0.0], [0.999999])[0]
+        assert {int(out_first), int(out_second)} <= {order[0], order[1]}
+        assert int(out_first) == order[0] or int(out_second) == order[1]
+    first, second = nb.two_nearest_ids(points, space.vectors)
+    for i, point in enumerate(points):
+        exact = [
+            sum((Fraction(float(q)) - x) ** 2 for q, x in zip(point, row, strict=True))
+            for row in vectors
+        ]
+        order = sorted(range(len(vectors)), key=lambda v: (exact[v], v))
+        assert (first[i], second[i]) == (order[0], order[1])
+
+
 def test_decode_pair_checks_its_inputs(stretched):
     mechanism = dd.VickreyMechanism(stretched, 5.0, threshold=0.5, table_k=16)
     dim = stretched.dim
     with pytest.raises(ValueError, match="`points` must be finite"):
         mechanism.decode_pair([1], np.full((1, dim), np.nan), [0.1], [0.5])
+    with pytest.raises(ValueError, match="`uniforms` must be a 1-D array"):
+        mechanism.decode_pair([1], np.zeros((1, dim)), [0.1], [[0.5]])
     with pytest.raises(ValueError, match="`uniforms` must have the length"):
         mechanism.decode_pair([1], np.zeros((1, dim)), [0.1], [0.5, 0.5])
     with pytest.raises(ValueError, match=r"`uniforms` must lie in \[0, 1\)"):

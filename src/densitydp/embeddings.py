@@ -74,7 +74,7 @@ class Vocabulary(Sequence[str]):
     (1, 2, -1)
     """
 
-    __slots__ = ("_codecs", "_folded", "_index", "_words")
+    __slots__ = ("_folded", "_index", "_words")
 
     def __init__(self, words: Iterable[str]) -> None:
         if isinstance(words, str):
@@ -98,7 +98,6 @@ class Vocabulary(Sequence[str]):
         self._words = words
         self._index = index
         self._folded: dict[str, int] | None = None  # casefold -> smallest id, built on demand
-        self._codecs: dict[Any, Any] = {}  # perturb_text's codecs of this vocabulary, by options
 
     @classmethod
     def _trusted(cls, words: tuple[str, ...]) -> Vocabulary:
@@ -107,7 +106,6 @@ class Vocabulary(Sequence[str]):
         vocabulary._words = words
         vocabulary._index = dict(zip(words, range(len(words)), strict=True))
         vocabulary._folded = None
-        vocabulary._codecs = {}
         return vocabulary
 
     def __len__(self) -> int:
@@ -293,6 +291,10 @@ class EmbeddingSpace:
         self._source_ids: np.ndarray | None = None
         self._table: _neighbors.NeighborTable | None = None
         self._lazy: _neighbors.LazyRows | None = None
+        #: perturb_text's codecs of this space's vocabulary, by options (kept here, not on the
+        #: vocabulary: a codec refers to its vocabulary, and that cycle waited for the cyclic
+        #: garbage collector, 11 MB per reloaded 50,000-word space)
+        self._codecs: dict[Any, Any] = {}
         self._lazy_lock = threading.Lock()
         self._farthest: np.ndarray | None = None  # farthest-word distances, NaN until computed
         self._farthest_ids: np.ndarray = np.empty(0, dtype=np.int64)  # ... and their word ids

@@ -589,9 +589,59 @@ def nearest_ids(
     return ids
 
 
-def _far_nearest(points: np.ndarray, vectors: np.ndarray, column_sqnorms: np.ndarray) -> np.ndarray:
+def two_nearest_ids(
+    points: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    column_sqnorms: np.ndarray | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest and second-nearest word ids of each point (ties by smallest id), at every
+    finite magnitude: :func:`nearest_ids`'s rule for both (far points, or distances within
+    their float64 rounding of the next one, are decided by :func:`_far_nearest`, the second
+    with the first left out). ``vectors`` must hold at least 2 words."""
+    if column_sqnorms is None:
+        column_sqnorms = _sqnorms(vectors)
+    max_norm = math.sqrt(float(column_sqnorms.max()))
+    with np.errstate(over="ignore"):
+        reach = np.abs(points).max(axis=1) if points.size else np.zeros(len(points))
+    far = reach > math.ldexp(max(max_norm, math.ldexp(1.0, -1000)), _FAR_EXPONENT)
+    first = np.empty(len(points), dtype=np.int64)
+    second = np.empty(len(points), dtype=np.int64)
+    near = np.flatnonzero(~far)
+    if near.size:
+        k = min(3, vectors.shape[0])
+        result = exact_search(
+            np.ascontiguousarray(points[near]),
+            vectors,
+            k,
+            column_sqnorms=column_sqnorms,
+            progress=progress,
+            desc="two nearest words",
+        )
+        first[near], second[near] = result.ids[:, 0], result.ids[:, 1]
+        tolerance = 4.0 * (vectors.shape[1] + 4) * _FLOAT64_ROUNDOFF
+        floor = 8.0 * (vectors.shape[1] + 2) * _FLOAT64_UNDERFLOW
+        for rank in range(k - 1):  # a distance within rounding of the next: decided exactly
+            gap = result.sqdist[:, rank + 1] - result.sqdist[:, rank]
+            far[near[gap <= tolerance * result.sqdist[:, rank + 1] + floor]] = True
+    rows = np.flatnonzero(far)
+    if rows.size:
+        chosen = _far_nearest(points[rows], vectors, column_sqnorms)
+        first[rows] = chosen
+        second[rows] = _far_nearest(points[rows], vectors, column_sqnorms, exclude=chosen)
+    return first, second
+
+
+def _far_nearest(
+    points: np.ndarray,
+    vectors: np.ndarray,
+    column_sqnorms: np.ndarray,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
     """Exact nearest ids of points far outside the space (``||q|| >> max ||v||``), or whose
-    two nearest float64 distances are within their rounding of each other.
+    two nearest float64 distances are within their rounding of each other; ``exclude[i]`` (a
+    word id) is left out for point ``i``.
 
     The nearest word minimises ``||v||^2 - 2 q . v`` (``||q - v||^2`` less the common
     ``||q||^2``). Each query is scaled by a power of two (exact) to ``q' = q 2^-e`` with
@@ -617,6 +667,8 @@ def _far_nearest(points: np.ndarray, vectors: np.ndarray, column_sqnorms: np.nda
             np.matmul(scaled, words.T, out=scores[:, column : column + len(words)])
         scores *= 2.0
         scores -= shrink[:, None] * column_sqnorms[None, :]
+        if exclude is not None:
+            scores[np.arange(len(block)), exclude[start : start + _FAR_ROWS]] = -np.inf
         norms = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
         for row in range(len(block)):
             relative = 2.0 * norms[row] * word_norms + column_sqnorms * shrink[row]

@@ -1463,32 +1463,37 @@ def _check_mechanism(mechanism: Any) -> None:
         )
 
 
-#: Codecs per vocabulary and options kept on the vocabulary itself (``Vocabulary._codecs``), so
-#: that a codec's memos (ids, case styles, output spellings) serve the next call on the same
-#: space and go with the vocabulary (a module-level cache held the last 8 vocabularies: 50-70 MB
-#: each at 400,000 words after their spaces were dropped). At most this many option sets each.
-_CODECS_PER_VOCABULARY = 8
+#: Codecs per space and options, kept on the space (``EmbeddingSpace._codecs``), so that a
+#: codec's memos (ids, case styles, output spellings) serve the next call on the same space and
+#: go with it (a module-level cache held the last 8 vocabularies: 50-70 MB each at 400,000
+#: words after their spaces were dropped; on the vocabulary, the codec -> vocabulary cycle
+#: waited for the cyclic collector). At most this many option sets per space.
+_CODECS_PER_SPACE = 8
 _CODEC_LOCK = threading.Lock()
 
 
 def _codec(mechanism: Mechanism, unknown: str, mask_token: str, pattern: str | None) -> TextCodec:
     """The codec :func:`perturb_text` uses (``keep_spelling=False``), built once per
     vocabulary and options and reused; the options are validated on every call."""
-    vocabulary = mechanism.space.vocabulary
+    space = mechanism.space
     key = (unknown, mask_token, pattern)
     cacheable = type(unknown) is str and type(mask_token) is str
     cacheable = cacheable and type(pattern) in (str, type(None))
     if cacheable:
-        found = vocabulary._codecs.get(key)
+        found = space._codecs.get(key)
         if found is not None:
             return found
     codec = TextCodec(
-        vocabulary, unknown=unknown, mask_token=mask_token, pattern=pattern, keep_spelling=False
+        space.vocabulary,
+        unknown=unknown,
+        mask_token=mask_token,
+        pattern=pattern,
+        keep_spelling=False,
     )
     if cacheable:
         with _CODEC_LOCK:
-            codecs = vocabulary._codecs
-            if len(codecs) >= _CODECS_PER_VOCABULARY:
+            codecs = space._codecs
+            if len(codecs) >= _CODECS_PER_SPACE:
                 del codecs[next(iter(codecs))]
             codecs[key] = codec
     return codec
@@ -1568,6 +1573,7 @@ def perturb_text(
     """
     if isinstance(texts, str) and not texts:
         raise ValueError("`texts` must be a non-empty string or an iterable of strings; got ''.")
+    _refuse_frame(texts)
     codec, replace, observe, report = _prepare(
         mechanism, rng, unknown, mask_token, pattern, return_report
     )
@@ -1577,6 +1583,15 @@ def perturb_text(
     else:
         result = _finish_stream(result, report)
     return (result, report) if return_report else result
+
+
+def _refuse_frame(texts: Any) -> None:
+    """A data frame iterates over its column names: refuse it rather than perturb them."""
+    if type(texts).__name__ == "DataFrame":
+        raise TypeError(
+            "`texts` must be an ordered iterable of str; got a DataFrame (its iteration gives "
+            "the column names): pass one column, e.g. frame['text']."
+        )
 
 
 def perturb_texts(
@@ -1639,6 +1654,7 @@ def perturb_texts(
         )
     if not isinstance(texts, Iterable):
         raise TypeError(f"`texts` must be an iterable of str; got {type(texts).__name__}.")
+    _refuse_frame(texts)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     _check_mechanism(mechanism)
     parent = as_generator(rng)

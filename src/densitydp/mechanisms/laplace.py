@@ -41,9 +41,11 @@ def check_decode_inputs(
     finite ``(n, dim)`` points, finite radii >= 0 of the same length; each radius raised to the
     point's float64 distance to its word when that is larger (the row decision needs a radius
     at least the true one)."""
-    ids = check_word_ids(word_ids, len(space)).reshape(-1)
+    ids = check_word_ids(word_ids, len(space))
+    if ids.ndim != 1:
+        raise ValueError(f"`word_ids` must be a 1-D array; got shape {ids.shape}.")
     array = check_points(points, space.dim)
-    norms = check_finite_array(radii, "radii").reshape(-1)
+    norms = check_finite_array(radii, "radii", ndim=1)
     if not (len(ids) == len(array) == len(norms)):
         raise ValueError(
             f"`word_ids`, `points` and `radii` must have the same length; got {len(ids)}, "

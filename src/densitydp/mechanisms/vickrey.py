@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validation import check_finite_array, check_int, check_number
 from ..embeddings import EmbeddingSpace
-from ..neighbors import exact_search
+from ..neighbors import two_nearest_ids
 from . import _cascade, _embedding_kernels
 from .base import IDEAL_ARITHMETIC, PrivacyBound, neighbor_rows
 from .laplace import check_decode_inputs, row_reach
@@ -86,7 +86,9 @@ class VickreyMechanism(MahalanobisMechanism):
     against the second-best distance with the cascade's proven margins; decided when exactly
     two words are within the margin of the second and the second is provably farther than the
     first), and the points it cannot decide (near ties, a repeated vector among the two, far
-    points) to the certified exact search of :func:`densitydp.neighbors.exact_search`.
+    points) to :func:`densitydp.neighbors.two_nearest_ids` (the certified exact search, and for
+    points far outside the space or distances within their float64 rounding of each other, a
+    comparison in exact rational arithmetic).
 
     *Peers.* pypantera's ``VickreyCMP`` / ``VickreyMhl`` take the two smallest distances with
     ``argpartition`` without ordering them, so the roles of ``d1`` and ``d2`` can be swapped;
@@ -156,7 +158,7 @@ class VickreyMechanism(MahalanobisMechanism):
         :meth:`MultivariateLaplace.decode` checks them, ``uniforms`` finite in [0, 1) of the same
         length; errors name the argument."""
         word_ids, points, radii = check_decode_inputs(self.space, word_ids, points, radii)
-        draws = check_finite_array(uniforms, "uniforms").reshape(-1)
+        draws = check_finite_array(uniforms, "uniforms", ndim=1)
         if len(draws) != len(word_ids):
             raise ValueError(
                 f"`uniforms` must have the length of `word_ids` ({len(word_ids)}); "
@@ -258,13 +260,10 @@ class VickreyMechanism(MahalanobisMechanism):
             pending = ~found
         if pending.any():
             rest = np.flatnonzero(pending)
-            result = exact_search(
+            first[rest], second[rest] = two_nearest_ids(
                 np.ascontiguousarray(points[rest]),
                 self.space.vectors,
-                2,
                 column_sqnorms=self.space._sqnorms,
                 progress=False,
             )
-            first[rest] = result.ids[:, 0]
-            second[rest] = result.ids[:, 1]
         return first, second

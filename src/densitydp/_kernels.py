@@ -321,9 +321,14 @@ def _order_value(key):
 
 
 @jit
-def block_log_terms(position, references_t, log_weights, inv_two_h2, start, stop, exclude, out):
+def block_log_terms(
+    position, references_t, log_weights, inv_two_h2, start, stop, exclude, out, uniform=False
+):
     """``out[r] = log_weights[i] - ||position - ref_i||^2 inv_two_h2[i]`` for ``i = start + r``
-    in ``[start, stop)`` (``-inf`` for ``i == exclude``), and the largest of them.
+    in ``[start, stop)`` (``-inf`` for ``i == exclude``), and the largest of them. With
+    ``uniform`` (every weight and every ``inv_two_h2`` equal, as with one bandwidth) the first
+    entries are used for all: the same operations on the same values, without reading two
+    arrays per point (about 5 % of a step of a chain on 10,000 points).
 
     The squared distances are those of :func:`block_squared_distances` (the same sums in the
     same order; the first coordinate is written instead of added to zero, which is the same
@@ -351,7 +356,18 @@ def block_log_terms(position, references_t, log_weights, inv_two_h2, start, stop
     weights = log_weights[start:stop]
     scales = inv_two_h2[start:stop]
     top = _order_key(-np.inf)  # an empty block's maximum is -inf
-    if last >= 0:
+    if last >= 0 and uniform:
+        coordinate = position[last]
+        column = references_t[last, start:stop]
+        weight = log_weights[0]
+        scale = inv_two_h2[0]
+        for r in range(width):
+            difference = coordinate - np.float64(column[r])
+            value = weight - (out[r] + difference * difference) * scale
+            out[r] = value
+            key = _order_key(value)
+            top = key if key > top else top
+    elif last >= 0:
         coordinate = position[last]
         column = references_t[last, start:stop]
         for r in range(width):
@@ -386,10 +402,11 @@ def pairwise_sum(values, count):
 
 
 @jit
-def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
+def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude, uniform=False):
     """``log sum_i exp(log_weights[i] - ||position - r_i||^2 * inv_two_h2[i])`` over the
     reference points ``r_i`` (the columns of ``references_t``, shape ``(dim, n)``), leaving out
     index ``exclude`` (-1: none); ``-inf`` when ``position`` holds NaN or no term is finite.
+    ``uniform``: see :func:`block_log_terms` (the result is the same bits either way).
 
     One pass over the references, block by block (:func:`block_log_terms`: squared distances
     coordinate by coordinate, float64 differences whatever the dtype of ``references_t``, log
@@ -422,7 +439,7 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
     for start in range(0, n_points, KDE_BLOCK):
         stop = min(start + KDE_BLOCK, n_points)
         block_max = block_log_terms(
-            position, references_t, log_weights, inv_two_h2, start, stop, exclude, scratch
+            position, references_t, log_weights, inv_two_h2, start, stop, exclude, scratch, uniform
         )
         maximum = max(maximum, block_max)
         cut = maximum + _NEGLIGIBLE
@@ -444,10 +461,10 @@ def kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude):
 
 @jit
 def kde_logsumexp_bounded(position, references_t, log_weights, inv_two_h2, exclude, bounds):
-    """:func:`kde_logsumexp`; ``bounds`` (``[max log_weights, min inv_two_h2]``, part of
-    ``KDEPrior.numba_args()``) served a pruning that the vectorised pass no longer needs and is
-    not read."""
-    return kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude)
+    """:func:`kde_logsumexp`; ``bounds`` (``[max, min]`` of ``log_weights`` then of
+    ``inv_two_h2``, part of ``KDEPrior.numba_args()``) tells whether they are uniform."""
+    uniform = bounds[0] == bounds[1] and bounds[2] == bounds[3]
+    return kde_logsumexp(position, references_t, log_weights, inv_two_h2, exclude, uniform)
 
 
 @parallel_jit
@@ -469,11 +486,13 @@ def kde_logdensity(position, prior_args):
             prior_args, tilt = args
             return -0.5 * (position**2).sum() + tilt * kde_logdensity(position, prior_args)
     """
-    references_t, log_weights, inv_two_h2, mean, components, _ = prior_args
+    references_t, log_weights, inv_two_h2, mean, components, bounds = prior_args
+    # bounds: [max, min] of the log weights and of inv_two_h2 (KDEPrior.numba_args)
+    uniform = bounds[0] == bounds[1] and bounds[2] == bounds[3]
     if components.shape[0] == 0:
-        return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1)
+        return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1, uniform)
     projected = components @ (position - mean)
-    return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1)
+    return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1, uniform)
 
 
 # -- rigorous bound on the supremum of the Gaussian kernel density -----------------------------

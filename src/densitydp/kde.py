@@ -344,7 +344,14 @@ class KDEPrior:
         else:
             mean = np.asarray(self.projection.mean_, dtype=np.float64)
             components = np.ascontiguousarray(self.projection.components_, dtype=np.float64)
-        bounds = np.array([self._log_weights.max(), self._inv_two_h2.min()])
+        bounds = np.array(
+            [
+                self._log_weights.max(),
+                self._log_weights.min(),
+                self._inv_two_h2.max(),
+                self._inv_two_h2.min(),
+            ]
+        )
         return (self._references_t, self._log_weights, self._inv_two_h2, mean, components, bounds)
 
     # -- supremum -------------------------------------------------------------------------------

@@ -561,31 +561,11 @@ def nearest_ids(
     """Exact nearest word id of each point (ties by smallest id), at every finite magnitude."""
     if column_sqnorms is None:
         column_sqnorms = _sqnorms(vectors)
-    max_norm = math.sqrt(float(column_sqnorms.max()))
-    with np.errstate(over="ignore"):
-        reach = np.abs(points).max(axis=1) if points.size else np.zeros(len(points))
-    far = reach > math.ldexp(max(max_norm, math.ldexp(1.0, -1000)), _FAR_EXPONENT)
-    ids = np.empty(len(points), dtype=np.int64)
-    near = np.flatnonzero(~far)
-    if near.size:
-        k = min(2, vectors.shape[0])
-        result = exact_search(
-            np.ascontiguousarray(points[near]),
-            vectors,
-            k,
-            column_sqnorms=column_sqnorms,
-            progress=progress,
-            desc="nearest word",
-        )
-        ids[near] = result.ids[:, 0]
-        if k == 2:  # two float64 distances within their rounding of each other: decided exactly
-            dim = vectors.shape[1]
-            gap = result.sqdist[:, 1] - result.sqdist[:, 0]
-            tolerance = 4.0 * (dim + 4) * _FLOAT64_ROUNDOFF * result.sqdist[:, 1]
-            far[near[gap <= tolerance + 8.0 * (dim + 2) * _FLOAT64_UNDERFLOW]] = True
-    far_rows = np.flatnonzero(far)
-    if far_rows.size:
-        ids[far_rows] = _far_nearest(points[far_rows], vectors, column_sqnorms)
+    ranked, decided = _ranked(points, vectors, column_sqnorms, 1, progress, "nearest word")
+    ids = ranked[:, 0].copy()
+    rows = np.flatnonzero(~decided)
+    if rows.size:
+        ids[rows] = _far_nearest(points[rows], vectors, column_sqnorms)
     return ids
 
 
@@ -602,35 +582,52 @@ def two_nearest_ids(
     with the first left out). ``vectors`` must hold at least 2 words."""
     if column_sqnorms is None:
         column_sqnorms = _sqnorms(vectors)
+    ranked, decided = _ranked(points, vectors, column_sqnorms, 2, progress, "two nearest words")
+    first, second = ranked[:, 0].copy(), ranked[:, 1].copy()
+    rows = np.flatnonzero(~decided)
+    if rows.size:
+        chosen = _far_nearest(points[rows], vectors, column_sqnorms)
+        first[rows] = chosen
+        second[rows] = _far_nearest(points[rows], vectors, column_sqnorms, exclude=chosen)
+    return first, second
+
+
+def _ranked(
+    points: np.ndarray,
+    vectors: np.ndarray,
+    column_sqnorms: np.ndarray,
+    ranks: int,
+    progress: bool | None,
+    desc: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, decided)``: the first ``ranks`` ids of each point by :func:`exact_search` (one
+    more rank when the vocabulary allows, to check the last gap), and whether that decides them:
+    not for points farther than ``2**_FAR_EXPONENT`` times the largest vector norm (their
+    float64 distances lose the vectors' digits) nor where one of the first ``ranks`` distances
+    is within its float64 rounding of the next."""
     max_norm = math.sqrt(float(column_sqnorms.max()))
     with np.errstate(over="ignore"):
         reach = np.abs(points).max(axis=1) if points.size else np.zeros(len(points))
     far = reach > math.ldexp(max(max_norm, math.ldexp(1.0, -1000)), _FAR_EXPONENT)
-    first = np.empty(len(points), dtype=np.int64)
-    second = np.empty(len(points), dtype=np.int64)
+    ids = np.full((len(points), ranks), -1, dtype=np.int64)
     near = np.flatnonzero(~far)
     if near.size:
-        k = min(3, vectors.shape[0])
+        k = min(ranks + 1, vectors.shape[0])
         result = exact_search(
             np.ascontiguousarray(points[near]),
             vectors,
             k,
             column_sqnorms=column_sqnorms,
             progress=progress,
-            desc="two nearest words",
+            desc=desc,
         )
-        first[near], second[near] = result.ids[:, 0], result.ids[:, 1]
-        tolerance = 4.0 * (vectors.shape[1] + 4) * _FLOAT64_ROUNDOFF
-        floor = 8.0 * (vectors.shape[1] + 2) * _FLOAT64_UNDERFLOW
-        for rank in range(k - 1):  # a distance within rounding of the next: decided exactly
+        ids[near] = result.ids[:, :ranks]
+        dim = vectors.shape[1]
+        for rank in range(min(ranks, k - 1)):  # within rounding of the next: decided exactly
             gap = result.sqdist[:, rank + 1] - result.sqdist[:, rank]
-            far[near[gap <= tolerance * result.sqdist[:, rank + 1] + floor]] = True
-    rows = np.flatnonzero(far)
-    if rows.size:
-        chosen = _far_nearest(points[rows], vectors, column_sqnorms)
-        first[rows] = chosen
-        second[rows] = _far_nearest(points[rows], vectors, column_sqnorms, exclude=chosen)
-    return first, second
+            tolerance = 4.0 * (dim + 4) * _FLOAT64_ROUNDOFF * result.sqdist[:, rank + 1]
+            far[near[gap <= tolerance + 8.0 * (dim + 2) * _FLOAT64_UNDERFLOW]] = True
+    return ids, ~far
 
 
 def _far_nearest(

@@ -77,11 +77,30 @@ def vickrey_in_rows(points, rows, table_ids, vectors, uniforms, threshold, out):
 def vickrey_select(points, first, second, vectors, uniforms, threshold, out):
     """:func:`vickrey_pick` for points whose two nearest words ``first[i]``, ``second[i]`` were
     found elsewhere (the cascade or the exact full search); the distances are recomputed here in
-    float64, summed as everywhere else (:func:`squared_distance`)."""
+    float64, summed as everywhere else (:func:`squared_distance`), or scaled by their largest
+    coordinate when a square overflows (points beyond about 1e154: both were inf, the
+    probability NaN, and the second word always chosen)."""
     for i in prange(first.shape[0]):
-        d1 = math.sqrt(squared_distance(points[i], vectors[first[i]]))
-        d2 = math.sqrt(squared_distance(points[i], vectors[second[i]]))
+        d1 = _distance(points[i], vectors[first[i]])
+        d2 = _distance(points[i], vectors[second[i]])
         out[i] = vickrey_pick(first[i], second[i], d1, d2, uniforms[i], threshold)
+
+
+@jit
+def _distance(point, vector):
+    """``||point - vector||`` in float64: from :func:`squared_distance`, or, when that
+    overflows, as ``m sqrt(sum((diff / m)^2))`` with ``m`` the largest ``|diff|``."""
+    squared = squared_distance(point, vector)
+    if squared < np.inf:
+        return math.sqrt(squared)
+    largest = 0.0
+    for t in range(point.shape[0]):
+        largest = max(largest, abs(point[t] - np.float64(vector[t])))
+    total = 0.0
+    for t in range(point.shape[0]):
+        scaled = (point[t] - np.float64(vector[t])) / largest
+        total += scaled * scaled
+    return largest * math.sqrt(total)
 
 
 @jit

@@ -359,7 +359,7 @@ def test_lazy_rows_are_kept_and_widened(small_space):
     more = space.neighbors(5, word_ids=[9, 1], cache=False)  # only word 1 is computed
     assert space._lazy.word_ids.tolist() == [1, 4, 9]
     wider = space.neighbors(12, word_ids=[4], cache=False)  # widens every kept row
-    assert space._lazy.k == 12 and space._lazy.word_ids.tolist() == [1, 4, 9]
+    assert space._lazy.width == 12 and space._lazy.word_ids.tolist() == [1, 4, 9]
     np.testing.assert_array_equal(first.ids, full[[4, 9], :5])
     np.testing.assert_array_equal(more.ids, full[[1, 9], :5])
     np.testing.assert_array_equal(wider.ids, full[[4]])

@@ -105,9 +105,9 @@ def screen_blocked(
     ``blocks`` (n_blocks, d', width) float32 holds the words coordinate-major per block of
     ``width`` (``d'`` a multiple of ``SCREEN_STEP``, padded with zeros, as are ``queries32``,
     (n, d')); words beyond ``n_words`` are padding. Each product is summed over the coordinates
-    in order (float32), vectorised over the words of a block; a BLAS product of a few queries
-    reads the vectors once per query-pair at a third of this speed here. The screen's error bound
-    covers any summation order.
+    in order (float32), vectorised over the words of a block: 0.23 / 0.34 ms for 2 / 3 queries
+    on 50,000 x 50 words here, where BLAS took 0.37 / 0.58 ms. The screen's error bound covers
+    any summation order.
     """
     n_queries, dim = queries32.shape
     n_blocks, _, width = blocks.shape
@@ -487,12 +487,10 @@ def kde_logdensity(position, prior_args):
             return -0.5 * (position**2).sum() + tilt * kde_logdensity(position, prior_args)
     """
     references_t, log_weights, inv_two_h2, mean, components, bounds = prior_args
-    # bounds: [max, min] of the log weights and of inv_two_h2 (KDEPrior.numba_args)
-    uniform = bounds[0] == bounds[1] and bounds[2] == bounds[3]
     if components.shape[0] == 0:
-        return kde_logsumexp(position, references_t, log_weights, inv_two_h2, -1, uniform)
+        return kde_logsumexp_bounded(position, references_t, log_weights, inv_two_h2, -1, bounds)
     projected = components @ (position - mean)
-    return kde_logsumexp(projected, references_t, log_weights, inv_two_h2, -1, uniform)
+    return kde_logsumexp_bounded(projected, references_t, log_weights, inv_two_h2, -1, bounds)
 
 
 # -- rigorous bound on the supremum of the Gaussian kernel density -----------------------------

@@ -290,7 +290,7 @@ class EmbeddingSpace:
         self.name = name
         self._source_ids: np.ndarray | None = None
         self._table: _neighbors.NeighborTable | None = None
-        self._lazy: _neighbors.LazyRows | None = None
+        self._lazy: _neighbors.RowStore | None = None
         #: perturb_text's codecs of this space's vocabulary, by options (kept here, not on the
         #: vocabulary: a codec refers to its vocabulary, and that cycle waited for the cyclic
         #: garbage collector, 11 MB per reloaded 50,000-word space)
@@ -602,22 +602,23 @@ class EmbeddingSpace:
         asked for); widening recomputes the kept rows."""
         with self._lazy_lock:
             store = self._lazy
-            if store is None or store.k < k:
+            if store is None or store.width < k:
                 wanted = rows if store is None else np.union1d(rows, store.word_ids)
-                store = _neighbors.LazyRows(len(self), k if store is None else max(k, store.k))
+                width = k if store is None else max(k, store.width)
+                store = _neighbors.RowStore(len(self), width)
             else:
                 wanted = store.missing(rows)
             if wanted.size:
-                store.add(
-                    _neighbors.partial_table(
-                        self._vectors,
-                        wanted,
-                        store.k,
-                        column_sqnorms=self._sqnorms,
-                        blocks=self._screen_blocks if len(wanted) < 16 else None,
-                        progress=progress,
-                    )
+                table = _neighbors.partial_table(
+                    self._vectors,
+                    wanted,
+                    store.width,
+                    column_sqnorms=self._sqnorms,
+                    blocks=self._screen_blocks if len(wanted) < _neighbors.SCREEN_ROWS else None,
+                    progress=progress,
                 )
+                assert table.word_ids is not None
+                store.add(table.word_ids, table.ids, table.distances)
             self._lazy = store
             return store.rows(rows)
 

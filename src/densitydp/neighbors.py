@@ -48,8 +48,9 @@ _FORMAT_VERSION = 2
 #: 8 MB, stays in cache between the product and the screen).
 _ROW_BLOCK = 512
 _COLUMN_BLOCK = 4096
-#: Below this many queries a block's products are computed words x queries.
-_TALL_ROWS = 16
+#: Below this many queries a block is screened by ``screen_blocked`` when the caller gives the
+#: blocked words, else by a words x queries BLAS product.
+SCREEN_ROWS = 16
 #: Unit round-off of float32, and the safety factor of the error bound (see ``_error_bounds``).
 _FLOAT32_ROUNDOFF = 2.0**-24
 #: Largest absolute error of one float32 rounding below the normal range (half the smallest
@@ -180,23 +181,22 @@ class NeighborTable:
         return self.distances[:, column]
 
 
-class LazyRows:
-    """Exact neighbour rows of some words of a space, at one width ``k``, kept as they are
-    computed (:meth:`densitydp.EmbeddingSpace.neighbors` with ``word_ids``).
+class RowStore:
+    """Rows of some words of a space at one ``width``: int32 ids and distances (``dtype``),
+    appended as words are first stored; ``slots[word]`` is the row of ``word`` (-1: none).
 
-    Rows are appended to buffers that grow geometrically and found through ``slots`` (one entry
-    per word of the space, -1 for none): adding ``n`` rows costs ``O(n k)`` amortised and a
-    look-up ``O(rows asked)``, whatever the number of rows kept (merging immutable tables
-    copied the whole store on each call: a loop of small calls was quadratic).
+    The buffers grow geometrically: adding ``n`` rows costs ``O(n width)`` amortised and a
+    look-up ``O(rows asked)``, whatever the number of rows kept (merging immutable tables copied
+    the whole store on each call: a loop of small calls was quadratic). Used for the lazy
+    neighbour rows of :meth:`densitydp.EmbeddingSpace.neighbors` and the mechanisms' row caches.
     """
 
-    def __init__(self, n_words: int, k: int) -> None:
-        self.k = k
+    def __init__(self, n_words: int, width: int, dtype: Any = np.float32) -> None:
+        self.width = width
         self.slots = np.full(n_words, -1, dtype=np.int64)
-        self._ids = np.empty((0, k), dtype=np.int32)
-        self._distances = np.empty((0, k), dtype=np.float32)
+        self.ids = np.empty((0, width), dtype=np.int32)
+        self.distances = np.empty((0, width), dtype=dtype)
         self.size = 0
-        self.n_exact_fallback = 0
 
     @property
     def word_ids(self) -> np.ndarray:
@@ -207,22 +207,22 @@ class LazyRows:
         """Those of ``word_ids`` without a row."""
         return word_ids[self.slots[word_ids] < 0]
 
-    def add(self, table: NeighborTable) -> None:
-        """Keep the rows of a partial table of width ``k`` (words without a row yet)."""
-        assert table.word_ids is not None and table.k == self.k
-        stop = self.size + len(table)
-        if stop > len(self._ids):
-            capacity = max(stop, 2 * len(self._ids), 256)
-            for name in ("_ids", "_distances"):
+    def add(self, words: np.ndarray, ids: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """Store the rows of ``words`` (distinct, without a row yet); return their slots."""
+        stop = self.size + len(words)
+        if stop > len(self.ids):
+            capacity = max(stop, 2 * len(self.ids), 256)
+            for name in ("ids", "distances"):
                 old = getattr(self, name)
-                grown = np.empty((capacity, self.k), dtype=old.dtype)
+                grown = np.empty((capacity, self.width), dtype=old.dtype)
                 grown[: self.size] = old[: self.size]
                 setattr(self, name, grown)
-        self._ids[self.size : stop] = table.ids
-        self._distances[self.size : stop] = table.distances
-        self.slots[table.word_ids] = np.arange(self.size, stop)
+        self.ids[self.size : stop] = ids
+        self.distances[self.size : stop] = distances
+        slots = np.arange(self.size, stop, dtype=np.int64)
+        self.slots[words] = slots
         self.size = stop
-        self.n_exact_fallback += table.n_exact_fallback
+        return slots
 
     def rows(self, word_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, distances)`` of words that have a row (fresh arrays)."""
@@ -230,7 +230,7 @@ class LazyRows:
         if positions.size and positions.min() < 0:
             missing = int(word_ids[np.argmax(positions < 0)])
             raise KeyError(f"word id {missing} has no row yet.")
-        return self._ids[positions], self._distances[positions]
+        return self.ids[positions], self.distances[positions]
 
 
 # ----------------------------------------------------------------------------- exact search
@@ -343,7 +343,7 @@ def exact_search(
     ``queries`` float64 C-contiguous (n, d); ``vectors`` float32 C-contiguous (V, d); validated
     by the caller. ``self_ids`` (int64, -1 for none) forces each query's own word to rank 0.
     ``column_sqnorms`` are ``_sqnorms(vectors)`` when the caller keeps them, ``blocks``
-    :func:`screen_blocks` of ``vectors`` (a search of fewer than ``_TALL_ROWS`` queries then
+    :func:`screen_blocks` of ``vectors`` (a search of fewer than ``SCREEN_ROWS`` queries then
     screens with :func:`densitydp._kernels.screen_blocked` instead of BLAS). Blocks of
     ``_ROW_BLOCK`` queries run on ``numba.get_num_threads()`` Python threads, each with
     single-threaded BLAS.
@@ -363,26 +363,16 @@ def exact_search(
     row_error = np.empty(n_queries, dtype=np.float64)
     certified = np.empty(n_queries, dtype=np.bool_)
 
-    def search_block(start: int) -> int:
-        stop = min(start + _ROW_BLOCK, n_queries)
-        block = queries[start:stop]
-        with np.errstate(over="ignore"):  # beyond float32: inf products, never certified
-            block32 = (block * (2.0 / factor)).astype(np.float32)
-        rows = stop - start
-        heap_scores = np.full((rows, capacity), np.inf)
-        heap_ids = np.full((rows, capacity), -1, dtype=np.int64)
-        largest = np.full(rows, -np.inf)
-        # a few queries: words x queries (BLAS runs a tall-skinny product 25-45 % faster than
-        # the wide one here), read transposed by the kernel; with the blocked words, our kernel
-        tall = rows < _TALL_ROWS
-        if tall and blocks is not None:
-            padded = np.zeros((rows, blocks.shape[1]), dtype=np.float32)
-            padded[:, :dim] = block32
-            _kernels.screen_blocked(
-                padded, blocks, n_words, factor, column_sqnorms, heap_scores, heap_ids, largest
-            )
-        products = np.empty((_COLUMN_BLOCK, rows) if tall else (rows, _COLUMN_BLOCK), np.float32)
-        for column in range(0, n_words if blocks is None or not tall else 0, _COLUMN_BLOCK):
+    def screen(
+        block32: np.ndarray, heap_scores: np.ndarray, heap_ids: np.ndarray, largest: np.ndarray
+    ) -> None:
+        """The BLAS screen of a block of queries, a column block at a time; a few queries as
+        words x queries (a tall product: 14-32 % less time than the wide one for 2 to 16
+        queries on 50,000 x 50 words here), read transposed by the kernel."""
+        tall = len(block32) < SCREEN_ROWS
+        shape = (_COLUMN_BLOCK, len(block32)) if tall else (len(block32), _COLUMN_BLOCK)
+        products = np.empty(shape, dtype=np.float32)
+        for column in range(0, n_words, _COLUMN_BLOCK):
             columns = vectors[column : column + _COLUMN_BLOCK]
             with np.errstate(over="ignore", invalid="ignore"):
                 if tall:
@@ -401,6 +391,24 @@ def exact_search(
                 heap_ids,
                 largest,
             )
+
+    def search_block(start: int) -> int:
+        stop = min(start + _ROW_BLOCK, n_queries)
+        block = queries[start:stop]
+        with np.errstate(over="ignore"):  # beyond float32: inf products, never certified
+            block32 = (block * (2.0 / factor)).astype(np.float32)
+        rows = stop - start
+        heap_scores = np.full((rows, capacity), np.inf)
+        heap_ids = np.full((rows, capacity), -1, dtype=np.int64)
+        largest = np.full(rows, -np.inf)
+        if rows < SCREEN_ROWS and blocks is not None:
+            padded = np.zeros((rows, blocks.shape[1]), dtype=np.float32)
+            padded[:, :dim] = block32
+            _kernels.screen_blocked(
+                padded, blocks, n_words, factor, column_sqnorms, heap_scores, heap_ids, largest
+            )
+        else:
+            screen(block32, heap_scores, heap_ids, largest)
         query_sqnorms = _sqnorms(block)
         errors = _error_bounds(query_sqnorms, max_norm, dim, factor)
         _kernels.refine_rows(

@@ -757,9 +757,9 @@ def _checked_text(text: Any) -> str:
 
 def _missing(value: Any) -> str:
     """`` (a missing value?)`` for None, NaN and pandas' NA / NaT, else ``''``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return " (a missing value?)"
-    return " (a missing value?)" if type(value).__name__ in ("NAType", "NaTType") else ""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    missing = missing or type(value).__name__ in ("NAType", "NaTType")
+    return " (a missing value?)" if missing else ""
 
 
 def _lookup(lookup: Callable[[str], int], word: str) -> int:

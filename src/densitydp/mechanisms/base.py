@@ -18,6 +18,7 @@ import numpy as np
 from .._rng import RNGLike, as_generator
 from .._validation import check_word_ids
 from ..embeddings import EmbeddingSpace
+from ..neighbors import RowStore
 from . import _kernels
 
 __all__ = ["Mechanism", "PrivacyBound", "PrivacyWarning"]
@@ -236,14 +237,15 @@ def neighbor_rows(
     """Exact neighbour rows of the distinct ``words`` (each word first) as int64 ids, and their
     distances recomputed in float64 (the table stores float32).
 
-    Rows are kept per space (:class:`_RowCache`), so that the many small calls of a text
+    Rows are kept per space (a :class:`~densitydp.neighbors.RowStore` of float64 distances),
+    so that the many small calls of a text
     loop pay one look-up, not a table query and a parallel kernel launch; a row of a wider
     width serves a narrower one (exact ranks do not depend on the width).
     """
     with _ROW_LOCK:
         cache = _ROW_CACHES.get(space)
-        if cache is None or cache.width < width or cache.full():
-            cache = _ROW_CACHES[space] = _RowCache(len(space), width)
+        if cache is None or cache.width < width or cache.size >= ROW_CACHE_WORDS:
+            cache = _ROW_CACHES[space] = RowStore(len(space), width, np.float64)
         slots = cache.slots[words]
         missing = slots < 0
         if missing.any():
@@ -261,42 +263,10 @@ def neighbor_rows(
         )
 
 
-#: Rows a :class:`_RowCache` holds before it starts over (768 bytes a row at width 64).
+#: Rows a space's row cache holds before it starts over (768 bytes a row at width 64).
 ROW_CACHE_WORDS = 1 << 16
 
 
-class _RowCache:
-    """Neighbour rows of one space at one width: int32 ids and float64 distances, appended as
-    words are first asked for; ``slots[word]`` is the row of ``word`` (-1: not yet)."""
-
-    def __init__(self, n_words: int, width: int) -> None:
-        self.width = width
-        self.slots = np.full(n_words, -1, dtype=np.int64)
-        self.ids = np.empty((0, width), dtype=np.int32)
-        self.distances = np.empty((0, width))
-        self.size = 0
-
-    def full(self) -> bool:
-        return self.size >= ROW_CACHE_WORDS
-
-    def add(self, words: np.ndarray, ids: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        """Store the rows of ``words`` (distinct, not yet held); return their slots."""
-        stop = self.size + len(words)
-        if stop > len(self.ids):
-            capacity = max(stop, 2 * len(self.ids), 256)
-            grown_ids = np.empty((capacity, self.width), dtype=np.int32)
-            grown_distances = np.empty((capacity, self.width))
-            grown_ids[: self.size] = self.ids[: self.size]
-            grown_distances[: self.size] = self.distances[: self.size]
-            self.ids, self.distances = grown_ids, grown_distances
-        self.ids[self.size : stop] = ids
-        self.distances[self.size : stop] = distances
-        slots = np.arange(self.size, stop, dtype=np.int64)
-        self.slots[words] = slots
-        self.size = stop
-        return slots
-
-
 #: One row cache per space (dropped with the space).
-_ROW_CACHES: weakref.WeakKeyDictionary[EmbeddingSpace, _RowCache] = weakref.WeakKeyDictionary()
+_ROW_CACHES: weakref.WeakKeyDictionary[EmbeddingSpace, RowStore] = weakref.WeakKeyDictionary()
 _ROW_LOCK = threading.RLock()

@@ -13,9 +13,9 @@ from scipy.special import log_softmax
 
 from .._validation import check_epsilon, check_number, check_word_ids
 from ..embeddings import EmbeddingSpace
-from ..neighbors import exact_search
+from ..neighbors import RowStore, exact_search
 from . import _kernels, _sampling_kernels
-from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, _RowCache, group_tokens
+from .base import IDEAL_ARITHMETIC, Mechanism, PrivacyBound, group_tokens
 from .exponential import ExponentialMechanism, _rejection_is_cheaper, _restart
 
 __all__ = ["DEFAULT_P", "DEFAULT_SENSITIVE_FRACTION", "SanText", "SanTextPlus"]
@@ -219,7 +219,7 @@ class SanTextPlus(Mechanism):
         self._position[self._sensitive_ids] = np.arange(self.n_sensitive)
         self._largest_norm = float(np.sqrt(space._sqnorms[self._sensitive_ids].max()))
         # exact rows of the non-sensitive words to the sensitive ones, filled as words come
-        self._outside_cache = _RowCache(len(space), min(OUTSIDE_WIDTH, self.n_sensitive))
+        self._outside_cache = RowStore(len(space), min(OUTSIDE_WIDTH, self.n_sensitive), np.float64)
         self._freeze()
 
     def _parameters(self) -> dict[str, Any]:
